@@ -1,0 +1,144 @@
+//! imcloud api: the public HTTP edge. goim's push API and online/node queries under `/goim`, the token API
+//! under `/v1`, `/healthz` and `/metrics`. It holds no state: every request becomes a logic gRPC call.
+
+pub mod envelope;
+pub mod goim_online;
+pub mod goim_push;
+pub mod params;
+pub mod state;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use imcloud_common::node::advertised;
+use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::{Config, NodeInfo, Role, auth};
+use imcloud_proto::logic::logic_client::LogicClient;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::bearer_matches(given, &s.api_key) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route for {} {}", req.method(), req.uri().path()),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "method {} not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    match &s.metrics {
+        Some(h) => h.render().into_response(),
+        None => ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "metrics are not enabled".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let trusted = Router::new()
+        .route("/goim/push/keys", post(goim_push::keys))
+        .route("/goim/push/mids", post(goim_push::mids))
+        .route("/goim/push/room", post(goim_push::room))
+        .route("/goim/push/all", post(goim_push::all))
+        .route("/goim/online/top", get(goim_online::top))
+        .route("/goim/online/room", get(goim_online::room))
+        .route("/goim/online/total", get(goim_online::total))
+        .route("/v1/tokens", post(tokens::issue))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .route("/goim/nodes/weighted", get(goim_online::weighted))
+        .route("/goim/nodes/instances", get(goim_online::instances))
+        .route("/healthz", get(|| async { envelope::ok("alive") }))
+        .route("/metrics", get(metrics_text))
+        .merge(trusted)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the HTTP API on `listener` until `shutdown`.
+pub async fn run(
+    cfg: &Config,
+    registry: Arc<dyn Registry>,
+    listener: TcpListener,
+    metrics: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> Result<(), ApiServeError> {
+    if cfg.api_key.is_empty() {
+        return Err(ApiServeError::Config("IMCLOUD_API_KEY must be set".into()));
+    }
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.logic_addr))
+        .map_err(|e| ApiServeError::Config(format!("bad logic address {:?}: {e}", cfg.logic_addr)))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true);
+    let state = AppState {
+        logic: LogicClient::new(endpoint.connect_lazy()),
+        api_key: cfg.api_key.clone(),
+        metrics,
+    };
+
+    let local = listener.local_addr()?;
+    let mut me = NodeInfo::new(Role::Api, cfg.node_id_or(local.port()));
+    me.http_addr = advertised(local, &cfg.advertise_host());
+    registry.register(me.clone()).await?;
+    tracing::info!(addr = %local, id = %me.id, "api serving HTTP");
+    let served = axum::serve(listener, router(state, cfg.push_max_body))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = registry.deregister(Role::Api, &me.id).await {
+        tracing::warn!("deregister: {e}");
+    }
+    tracing::info!("api stopped");
+    Ok(served?)
+}

@@ -1,0 +1,40 @@
+//! What every handler shares: the logic client and the API key.
+
+use std::time::Duration;
+
+use imcloud_proto::logic::logic_client::LogicClient;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tonic::transport::Channel;
+
+use crate::envelope::ApiError;
+
+/// Longest wait for logic on behalf of one HTTP request.
+pub const LOGIC_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub logic: LogicClient<Channel>,
+    pub api_key: String,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// A request to logic carrying the API key.
+    pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(LOGIC_TIMEOUT);
+        if let Ok(v) = format!("Bearer {}", self.api_key).parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+        req
+    }
+
+    pub fn logic(&self) -> LogicClient<Channel> {
+        self.logic.clone()
+    }
+}
+
+/// Maps a logic call's result into the API's error type.
+pub fn from_logic<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, ApiError> {
+    r.map(tonic::Response::into_inner).map_err(ApiError::from)
+}

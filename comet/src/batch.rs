@@ -1,0 +1,72 @@
+//! A push as it reaches a comet: one or more frames, encoded once as an op 9 raw batch and shared by every
+//! recipient. A connection whose op filter rejects some of the frames gets its own smaller batch.
+
+use bytes::Bytes;
+use imcloud_proto::Frame;
+use imcloud_proto::frame::encode_raw_batch;
+use imcloud_proto::protocol::Proto;
+
+use crate::op_filter::OpFilter;
+
+pub struct Batch {
+    frames: Vec<Frame>,
+    shared: Bytes,
+}
+
+impl Batch {
+    pub fn new(protos: Vec<Proto>) -> Batch {
+        let frames: Vec<Frame> = protos.into_iter().map(Frame::from).collect();
+        let shared = encode_raw_batch(&frames);
+        Batch { frames, shared }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// What to send to a connection with `filter`: the shared bytes, a filtered copy, or nothing.
+    pub fn for_filter(&self, filter: &OpFilter) -> Option<Bytes> {
+        let accepted = self.frames.iter().filter(|f| filter.accepts(f.op)).count();
+        if accepted == self.frames.len() {
+            Some(self.shared.clone())
+        } else if accepted == 0 {
+            None
+        } else {
+            Some(encode_raw_batch(
+                self.frames.iter().filter(|f| filter.accepts(f.op)),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use imcloud_proto::frame::split_raw_batch;
+
+    use super::*;
+
+    fn proto(op: i32, body: &str) -> Proto {
+        Proto {
+            ver: 1,
+            op,
+            seq: 0,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn shared_bytes_unless_filtered() {
+        let b = Batch::new(vec![proto(1000, "a"), proto(1001, "b")]);
+        let all = b.for_filter(&OpFilter::from_accepts(&[])).unwrap();
+        assert_eq!(
+            all.as_ptr(),
+            b.shared.as_ptr(),
+            "same allocation for every unfiltered recipient"
+        );
+        let only = b.for_filter(&OpFilter::from_accepts(&[1001])).unwrap();
+        let inner = split_raw_batch(&only[16..], 1024).unwrap();
+        assert_eq!(inner.len(), 1);
+        assert_eq!(inner[0].body, "b");
+        assert!(b.for_filter(&OpFilter::from_accepts(&[7])).is_none());
+    }
+}

@@ -1,0 +1,249 @@
+//! A shard of a comet's connections (by key hash) and of its rooms. Each bucket has its own lock, so
+//! pushes to different buckets never contend. Lock order: bucket, then channel state.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::batch::Batch;
+use crate::channel::{Channel, Kick, MAX_ROOMS};
+use crate::room::Room;
+
+#[derive(Default)]
+struct Inner {
+    channels: HashMap<String, Arc<Channel>>,
+    rooms: HashMap<String, Room>,
+}
+
+#[derive(Default)]
+pub struct Bucket {
+    inner: RwLock<Inner>,
+}
+
+impl Inner {
+    fn leave_room(&mut self, room: &str, conn_id: u64) {
+        if let Some(r) = self.rooms.get_mut(room)
+            && r.leave(conn_id)
+        {
+            self.rooms.remove(room);
+        }
+    }
+}
+
+impl Bucket {
+    // The critical sections below never panic midway, so a poisoned lock still guards consistent maps.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection with its rooms; an older connection with the same key is removed and kicked.
+    pub fn put(&self, ch: Arc<Channel>) {
+        let mut inner = self.write();
+        if let Some(old) = inner.channels.insert(ch.key.clone(), ch.clone()) {
+            let rooms = std::mem::take(&mut old.state().rooms);
+            for room in rooms {
+                inner.leave_room(&room, old.conn_id);
+            }
+            old.kick(Kick::Replaced);
+        }
+        let rooms = ch.state().rooms.clone();
+        for room in rooms {
+            inner.rooms.entry(room).or_default().join(ch.clone());
+        }
+    }
+
+    /// Removes a connection and its room memberships (unless a newer connection took its key).
+    pub fn remove(&self, ch: &Channel) {
+        let mut inner = self.write();
+        if inner
+            .channels
+            .get(&ch.key)
+            .is_some_and(|c| c.conn_id == ch.conn_id)
+        {
+            inner.channels.remove(&ch.key);
+        }
+        let rooms = std::mem::take(&mut ch.state().rooms);
+        for room in rooms {
+            inner.leave_room(&room, ch.conn_id);
+        }
+    }
+
+    /// Puts a connection in a room. Errors when it is in too many rooms already.
+    pub fn join(&self, ch: &Arc<Channel>, room: &str) -> Result<(), String> {
+        let mut inner = self.write();
+        let mut st = ch.state();
+        if st.rooms.iter().any(|r| r == room) {
+            return Ok(());
+        }
+        if st.rooms.len() >= MAX_ROOMS {
+            return Err(format!("already in {MAX_ROOMS} rooms"));
+        }
+        st.rooms.push(room.to_string());
+        drop(st);
+        inner
+            .rooms
+            .entry(room.to_string())
+            .or_default()
+            .join(ch.clone());
+        Ok(())
+    }
+
+    /// Takes a connection out of a room (and clears its auth room if that was it).
+    pub fn leave(&self, ch: &Channel, room: &str) {
+        let mut inner = self.write();
+        let mut st = ch.state();
+        st.rooms.retain(|r| r != room);
+        if st.auth_room.as_deref() == Some(room) {
+            st.auth_room = None;
+        }
+        drop(st);
+        inner.leave_room(room, ch.conn_id);
+    }
+
+    /// Moves a connection's auth room (goim op 12); `None` leaves it without one.
+    pub fn change_auth_room(&self, ch: &Arc<Channel>, new: Option<&str>) -> Result<(), String> {
+        let old = ch.state().auth_room.clone();
+        if old.as_deref() == new {
+            return Ok(());
+        }
+        if let Some(new) = new {
+            self.join(ch, new)?;
+        }
+        if let Some(old) = old {
+            self.leave(ch, &old);
+        }
+        ch.state().auth_room = new.map(str::to_string);
+        Ok(())
+    }
+
+    pub fn channel(&self, key: &str) -> Option<Arc<Channel>> {
+        self.read().channels.get(key).cloned()
+    }
+
+    pub fn push_room(&self, room: &str, batch: &Batch) -> u32 {
+        self.read()
+            .rooms
+            .get(room)
+            .map(|r| r.push(batch))
+            .unwrap_or(0)
+    }
+
+    pub fn broadcast(&self, batch: &Batch) -> u32 {
+        self.read()
+            .channels
+            .values()
+            .filter(|ch| ch.push(batch))
+            .count() as u32
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.read().channels.len()
+    }
+
+    /// Adds this bucket's room sizes, connections and client IPs to the running totals.
+    pub fn count_into(&self, rooms: &mut HashMap<String, i32>, ips: &mut HashSet<IpAddr>) -> usize {
+        let inner = self.read();
+        for (id, room) in &inner.rooms {
+            *rooms.entry(id.clone()).or_default() += room.len() as i32;
+        }
+        ips.extend(inner.channels.values().map(|c| c.ip));
+        inner.channels.len()
+    }
+
+    /// Every connection (for shutdown).
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.read().channels.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use imcloud_proto::protocol::Proto;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::channel::ChannelState;
+    use crate::op_filter::OpFilter;
+
+    fn channel(id: u64, key: &str, room: Option<&str>) -> (Arc<Channel>, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(8);
+        let state = ChannelState {
+            filter: OpFilter::from_accepts(&[]),
+            rooms: room.iter().map(|r| r.to_string()).collect(),
+            auth_room: room.map(str::to_string),
+        };
+        (
+            Arc::new(Channel::new(
+                id,
+                1,
+                key.into(),
+                [127, 0, 0, 1].into(),
+                tx,
+                state,
+            )),
+            rx,
+        )
+    }
+
+    fn batch() -> Batch {
+        Batch::new(vec![Proto {
+            ver: 1,
+            op: 1000,
+            seq: 0,
+            body: b"x".to_vec(),
+        }])
+    }
+
+    #[tokio::test]
+    async fn same_key_replaces_and_kicks() {
+        let b = Bucket::default();
+        let (old, _r1) = channel(1, "k", Some("live://1"));
+        let (new, _r2) = channel(2, "k", Some("live://2"));
+        b.put(old.clone());
+        b.put(new.clone());
+        assert_eq!(old.kick_reason(), Kick::Replaced);
+        assert_eq!(b.channel("k").unwrap().conn_id, 2);
+        assert_eq!(
+            b.push_room("live://1", &batch()),
+            0,
+            "the old connection left its rooms"
+        );
+        assert_eq!(b.push_room("live://2", &batch()), 1);
+        b.remove(&old);
+        assert_eq!(
+            b.channel("k").unwrap().conn_id,
+            2,
+            "removing the replaced one keeps the new one"
+        );
+    }
+
+    #[tokio::test]
+    async fn rooms_join_leave_and_change() {
+        let b = Bucket::default();
+        let (ch, _rx) = channel(1, "k", Some("live://1"));
+        b.put(ch.clone());
+        b.join(&ch, "live://2").unwrap();
+        b.join(&ch, "live://2").unwrap();
+        assert_eq!(ch.state().rooms, vec!["live://1", "live://2"]);
+        b.change_auth_room(&ch, Some("live://3")).unwrap();
+        assert_eq!(ch.state().rooms, vec!["live://2", "live://3"]);
+        assert_eq!(ch.state().auth_room.as_deref(), Some("live://3"));
+        b.leave(&ch, "live://2");
+        let mut rooms = HashMap::new();
+        let mut ips = HashSet::new();
+        assert_eq!(b.count_into(&mut rooms, &mut ips), 1);
+        assert_eq!(rooms, HashMap::from([("live://3".to_string(), 1)]));
+        for i in 0..MAX_ROOMS {
+            let _ = b.join(&ch, &format!("r{i}"));
+        }
+        assert!(b.join(&ch, "one-too-many").is_err());
+        b.remove(&ch);
+        assert_eq!(b.channel_count(), 0);
+        assert_eq!(b.push_room("live://3", &batch()), 0);
+    }
+}

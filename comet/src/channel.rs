@@ -1,0 +1,166 @@
+//! One authenticated connection as the buckets see it: identity, outbound queue, op filter and rooms.
+//! The connection task owns the socket; everything else reaches the client through [`Channel::send`].
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use crate::batch::Batch;
+use crate::op_filter::OpFilter;
+
+/// Most rooms one connection may be in.
+pub const MAX_ROOMS: usize = 32;
+/// Longest room id accepted.
+pub const MAX_ROOM_LEN: usize = 128;
+
+/// Why a connection is being closed from outside its own task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kick {
+    None = 0,
+    /// Another connection authenticated with the same key.
+    Replaced = 1,
+    /// Its outbound queue was full: the client does not read fast enough.
+    SlowConsumer = 2,
+}
+
+#[derive(Debug)]
+pub struct ChannelState {
+    pub filter: OpFilter,
+    /// Every room the connection is in, the auth room included.
+    pub rooms: Vec<String>,
+    /// The auth room (op 12 changes it); heartbeat replies carry its online count.
+    pub auth_room: Option<String>,
+}
+
+pub struct Channel {
+    pub conn_id: u64,
+    pub mid: i64,
+    pub key: String,
+    pub ip: IpAddr,
+    tx: mpsc::Sender<Bytes>,
+    state: Mutex<ChannelState>,
+    kicked: AtomicU8,
+    kick: Notify,
+}
+
+impl Channel {
+    pub fn new(
+        conn_id: u64,
+        mid: i64,
+        key: String,
+        ip: IpAddr,
+        tx: mpsc::Sender<Bytes>,
+        state: ChannelState,
+    ) -> Channel {
+        Channel {
+            conn_id,
+            mid,
+            key,
+            ip,
+            tx,
+            state: Mutex::new(state),
+            kicked: AtomicU8::new(0),
+            kick: Notify::new(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ChannelState> {
+        // Only simple field updates happen under this lock, so a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an encoded frame; a full queue closes the connection as a slow consumer. `false` if not queued.
+    pub fn send(&self, frame: Bytes) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("imcloud_comet_slow_consumer_kicks_total").increment(1);
+                self.kick(Kick::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues the part of a push this connection's filter accepts. `true` if something was queued.
+    pub fn push(&self, batch: &Batch) -> bool {
+        let bytes = batch.for_filter(&self.state().filter);
+        match bytes {
+            Some(b) => self.send(b),
+            None => false,
+        }
+    }
+
+    /// Asks the connection task to close the connection (first reason wins).
+    pub fn kick(&self, why: Kick) {
+        if self
+            .kicked
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.kick.notify_one();
+        }
+    }
+
+    pub fn kick_reason(&self) -> Kick {
+        match self.kicked.load(Ordering::Acquire) {
+            1 => Kick::Replaced,
+            2 => Kick::SlowConsumer,
+            _ => Kick::None,
+        }
+    }
+
+    /// Resolves once the connection has been kicked.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            let reason = self.kick_reason();
+            if reason != Kick::None {
+                return reason;
+            }
+            self.kick.notified().await;
+        }
+    }
+}
+
+/// Checks a room id from a client.
+pub fn valid_room(room: &str) -> Result<(), String> {
+    if room.is_empty() {
+        Err("empty room id".into())
+    } else if room.len() > MAX_ROOM_LEN {
+        Err(format!("room id longer than {MAX_ROOM_LEN} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(cap: usize) -> (Channel, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let state = ChannelState {
+            filter: OpFilter::from_accepts(&[]),
+            rooms: vec![],
+            auth_room: None,
+        };
+        (
+            Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), tx, state),
+            rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn full_queue_kicks_as_slow_consumer() {
+        let (ch, _rx) = channel(1);
+        assert!(ch.send(Bytes::from_static(b"a")));
+        assert!(!ch.send(Bytes::from_static(b"b")));
+        assert_eq!(ch.kicked().await, Kick::SlowConsumer);
+        ch.kick(Kick::Replaced);
+        assert_eq!(ch.kick_reason(), Kick::SlowConsumer, "first reason wins");
+    }
+}

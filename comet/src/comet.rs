@@ -1,0 +1,131 @@
+//! The comet's shared state: buckets, the logic client, and the room counts logic last reported.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use imcloud_common::Config;
+use imcloud_proto::logic::logic_client::LogicClient;
+use tonic::transport::Channel as GrpcChannel;
+
+use crate::batch::Batch;
+use crate::bucket::Bucket;
+
+/// Settings of the connection path, from [`Config`].
+#[derive(Debug, Clone)]
+pub struct CometSettings {
+    pub handshake_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_max_misses: u32,
+    pub conn_queue_capacity: usize,
+    pub max_client_body: usize,
+}
+
+impl CometSettings {
+    pub fn from_config(cfg: &Config) -> CometSettings {
+        CometSettings {
+            handshake_timeout: Duration::from_millis(cfg.handshake_timeout_ms),
+            heartbeat_interval: Duration::from_secs(cfg.heartbeat_secs),
+            heartbeat_max_misses: cfg.heartbeat_max_misses,
+            conn_queue_capacity: cfg.conn_queue_capacity,
+            max_client_body: cfg.max_client_body,
+        }
+    }
+}
+
+pub struct Comet {
+    /// This comet's node id (what logic stores as the session's server).
+    pub id: String,
+    pub settings: CometSettings,
+    pub logic: LogicClient<GrpcChannel>,
+    buckets: Vec<Bucket>,
+    hasher: RandomState,
+    next_conn_id: AtomicU64,
+    room_online: RwLock<Arc<HashMap<String, i32>>>,
+}
+
+/// What a comet holds, for online reports.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub rooms: HashMap<String, i32>,
+    pub conns: u64,
+    pub ips: u64,
+}
+
+impl Comet {
+    pub fn new(
+        id: String,
+        settings: CometSettings,
+        buckets: usize,
+        logic: LogicClient<GrpcChannel>,
+    ) -> Comet {
+        Comet {
+            id,
+            settings,
+            logic,
+            buckets: (0..buckets.max(1)).map(|_| Bucket::default()).collect(),
+            hasher: RandomState::new(),
+            next_conn_id: AtomicU64::new(1),
+            room_online: RwLock::new(Arc::new(HashMap::new())),
+        }
+    }
+
+    pub fn bucket(&self, key: &str) -> &Bucket {
+        &self.buckets[(self.hasher.hash_one(key) as usize) % self.buckets.len()]
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a push to the given keys; returns how many connections got it.
+    pub fn push_keys(&self, keys: &[String], batch: &Batch) -> u32 {
+        keys.iter()
+            .filter_map(|k| self.bucket(k).channel(k))
+            .filter(|ch| ch.push(batch))
+            .count() as u32
+    }
+
+    pub fn push_room(&self, room: &str, batch: &Batch) -> u32 {
+        self.buckets.iter().map(|b| b.push_room(room, batch)).sum()
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut rooms = HashMap::new();
+        let mut ips = HashSet::new();
+        let conns: usize = self
+            .buckets
+            .iter()
+            .map(|b| b.count_into(&mut rooms, &mut ips))
+            .sum();
+        Counts {
+            rooms,
+            conns: conns as u64,
+            ips: ips.len() as u64,
+        }
+    }
+
+    pub fn connection_count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.channel_count() as u64).sum()
+    }
+
+    /// The online count of a room over all comets, as logic last reported it.
+    pub fn room_online(&self, room: &str) -> i32 {
+        self.room_online
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn set_room_online(&self, counts: HashMap<String, i32>) {
+        *self.room_online.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(counts);
+    }
+}

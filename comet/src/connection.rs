@@ -1,0 +1,324 @@
+//! The life of one client connection, whatever its transport: auth (op 7 -> logic.Connect -> op 8),
+//! then a loop that writes queued pushes, answers heartbeats and room/sub ops, forwards op 4 to logic,
+//! and closes on a protocol error, a missed heartbeat deadline, a kick or shutdown.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
+use imcloud_proto::{Frame, op};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{Channel, ChannelState, Kick, valid_room};
+use crate::comet::Comet;
+use crate::op_filter::{OpFilter, parse_ops};
+use crate::transport::{CloseReason, ReadError, Transport};
+
+/// Most queued frames written before one flush.
+const WRITE_BATCH: usize = 64;
+/// Longest wait for logic on behalf of one client request.
+const LOGIC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a connection to its end. `deadline` bounds the handshake (upgrade and auth).
+pub async fn serve<T: Transport>(
+    comet: Arc<Comet>,
+    mut t: T,
+    ip: IpAddr,
+    deadline: Instant,
+    shutdown: CancellationToken,
+) {
+    let auth = tokio::select! {
+        r = timeout_at(deadline, authenticate(&comet, &mut t, ip)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(CloseReason::AuthFailed("handshake timeout".into())),
+        },
+        _ = shutdown.cancelled() => Err(CloseReason::Shutdown),
+    };
+    let (ch, rx) = match auth {
+        Ok(v) => v,
+        Err(reason) => {
+            metrics::counter!("imcloud_comet_closed_total", "reason" => reason.kind()).increment(1);
+            t.close(&reason).await;
+            return;
+        }
+    };
+    metrics::gauge!("imcloud_comet_connections").increment(1.0);
+    let reason = run(&comet, &mut t, &ch, rx, &shutdown).await;
+    comet.bucket(&ch.key).remove(&ch);
+    metrics::gauge!("imcloud_comet_connections").decrement(1.0);
+    if let Some(reason) = reason {
+        metrics::counter!("imcloud_comet_closed_total", "reason" => reason.kind()).increment(1);
+        tracing::debug!(mid = ch.mid, key = %ch.key, "closing: {}", reason.text());
+        t.close(&reason).await;
+    }
+    if ch.kick_reason() != Kick::Replaced {
+        // A replaced connection's session now belongs to its successor: leave it in place.
+        let req = DisconnectReq {
+            mid: ch.mid,
+            key: ch.key.clone(),
+            server: comet.id.clone(),
+        };
+        if let Err(e) = timeout(LOGIC_TIMEOUT, comet.logic.clone().disconnect(req))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("logic did not answer")))
+        {
+            tracing::warn!(mid = ch.mid, key = %ch.key, "logic.Disconnect: {}", e.message());
+        }
+    }
+}
+
+async fn authenticate<T: Transport>(
+    comet: &Comet,
+    t: &mut T,
+    ip: IpAddr,
+) -> Result<(Arc<Channel>, mpsc::Receiver<Bytes>), CloseReason> {
+    let frame = match t.read_frame().await {
+        Ok(f) => f,
+        Err(ReadError::Gone) => return Err(CloseReason::AuthFailed("closed before auth".into())),
+        Err(ReadError::Close(r)) => return Err(r),
+    };
+    if frame.op != op::AUTH {
+        return Err(CloseReason::Protocol(format!(
+            "first frame must be op {} (auth), got op {}",
+            op::AUTH,
+            frame.op
+        )));
+    }
+    let req = ConnectReq {
+        server: comet.id.clone(),
+        cookie: String::new(),
+        token: frame.body.to_vec(),
+        client_ip: ip.to_string(),
+    };
+    let reply = match comet.logic.clone().connect(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(CloseReason::AuthFailed(s.message().to_string())),
+    };
+    let room = Some(reply.room_id).filter(|r| !r.is_empty());
+    if let Some(r) = &room {
+        valid_room(r).map_err(CloseReason::Protocol)?;
+    }
+    let (tx, rx) = mpsc::channel(comet.settings.conn_queue_capacity);
+    let state = ChannelState {
+        filter: OpFilter::from_accepts(&reply.accepts),
+        rooms: room.iter().cloned().collect(),
+        auth_room: room,
+    };
+    let ch = Arc::new(Channel::new(
+        comet.next_conn_id(),
+        reply.mid,
+        reply.key,
+        ip,
+        tx,
+        state,
+    ));
+    comet.bucket(&ch.key).put(ch.clone());
+    let ok = Frame::new(op::AUTH_REPLY, frame.seq, Bytes::new()).encode();
+    let written = async {
+        t.feed(ok).await?;
+        t.flush().await
+    };
+    if written.await.is_err() {
+        comet.bucket(&ch.key).remove(&ch);
+        return Err(CloseReason::AuthFailed(
+            "client went away during auth".into(),
+        ));
+    }
+    Ok((ch, rx))
+}
+
+/// The authenticated loop. Returns the reason to tell the client, or `None` when the client left.
+async fn run<T: Transport>(
+    comet: &Arc<Comet>,
+    t: &mut T,
+    ch: &Arc<Channel>,
+    mut rx: mpsc::Receiver<Bytes>,
+    shutdown: &CancellationToken,
+) -> Option<CloseReason> {
+    let hb = comet.settings.heartbeat_interval;
+    let hb_deadline = hb * comet.settings.heartbeat_max_misses;
+    let mut deadline = Instant::now() + hb_deadline;
+    let mut last_renew = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                // Flush what is already queued for this client, then say goodbye.
+                while let Ok(b) = rx.try_recv() {
+                    if t.feed(b).await.is_err() {
+                        return None;
+                    }
+                }
+                let _ = t.flush().await;
+                return Some(CloseReason::Shutdown);
+            }
+            why = ch.kicked() => {
+                return Some(match why {
+                    Kick::Replaced => CloseReason::Replaced,
+                    _ => CloseReason::SlowConsumer,
+                });
+            }
+            out = rx.recv() => {
+                let Some(first) = out else { return None };
+                let mut more = Some(first);
+                let mut n = 0;
+                while let Some(b) = more {
+                    if t.feed(b).await.is_err() {
+                        return None;
+                    }
+                    n += 1;
+                    more = if n < WRITE_BATCH { rx.try_recv().ok() } else { None };
+                }
+                if t.flush().await.is_err() {
+                    return None;
+                }
+            }
+            frame = t.read_frame() => {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(ReadError::Gone) => return None,
+                    Err(ReadError::Close(r)) => return Some(r),
+                };
+                if frame.op == op::HEARTBEAT {
+                    deadline = Instant::now() + hb_deadline;
+                    if last_renew.elapsed() >= hb / 2 {
+                        last_renew = Instant::now();
+                        renew_session(comet, ch);
+                    }
+                }
+                let reply = match handle(comet, ch, frame).await {
+                    Ok(r) => r,
+                    Err(reason) => return Some(reason),
+                };
+                if let Some(reply) = reply {
+                    let written = async {
+                        t.feed(reply.encode()).await?;
+                        t.flush().await
+                    };
+                    if written.await.is_err() {
+                        return None;
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => return Some(CloseReason::HeartbeatTimeout),
+        }
+    }
+}
+
+/// Renews the session in logic without holding up the connection.
+fn renew_session(comet: &Arc<Comet>, ch: &Channel) {
+    let req = HeartbeatReq {
+        mid: ch.mid,
+        key: ch.key.clone(),
+        server: comet.id.clone(),
+    };
+    let mut logic = comet.logic.clone();
+    tokio::spawn(async move {
+        match timeout(LOGIC_TIMEOUT, logic.heartbeat(req)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("logic.Heartbeat: {}", e.message()),
+            Err(_) => tracing::warn!("logic.Heartbeat timed out"),
+        }
+    });
+}
+
+fn room_body(body: &[u8]) -> Result<String, CloseReason> {
+    let room = std::str::from_utf8(body)
+        .map_err(|_| CloseReason::Protocol("room id is not UTF-8".into()))?;
+    Ok(room.trim().to_string())
+}
+
+/// JSON reply of the multi-room ops: the connection's rooms after the change, or why it failed.
+fn rooms_reply(ch: &Channel, error: Option<String>) -> Bytes {
+    let st = ch.state();
+    let v = match error {
+        None => {
+            serde_json::json!({"code": 0, "message": "ok", "rooms": st.rooms, "auth_room": st.auth_room})
+        }
+        Some(e) => {
+            serde_json::json!({"code": -400, "message": e, "rooms": st.rooms, "auth_room": st.auth_room})
+        }
+    };
+    serde_json::to_vec(&v).unwrap_or_default().into()
+}
+
+/// Handles one client frame after auth; returns the reply to send, if any.
+async fn handle(
+    comet: &Comet,
+    ch: &Arc<Channel>,
+    frame: Frame,
+) -> Result<Option<Frame>, CloseReason> {
+    let seq = frame.seq;
+    let reply = |op: i32, body: Bytes| Ok(Some(Frame::new(op, seq, body)));
+    match frame.op {
+        op::HEARTBEAT => {
+            let room = ch.state().auth_room.clone();
+            let online = room.map(|r| comet.room_online(&r)).unwrap_or(0);
+            reply(
+                op::HEARTBEAT_REPLY,
+                Bytes::copy_from_slice(&online.to_be_bytes()),
+            )
+        }
+        op::SEND_MSG => {
+            let req = ReceiveReq {
+                mid: ch.mid,
+                key: ch.key.clone(),
+                proto: Some((&frame).into()),
+            };
+            let body = match timeout(LOGIC_TIMEOUT, comet.logic.clone().receive(req)).await {
+                Ok(Ok(r)) => r.into_inner().body,
+                Ok(Err(s)) => {
+                    serde_json::to_vec(&serde_json::json!({"code": -500, "message": s.message()}))
+                        .unwrap_or_default()
+                }
+                Err(_) => br#"{"code":-500,"message":"logic timed out"}"#.to_vec(),
+            };
+            reply(op::SEND_MSG_REPLY, body.into())
+        }
+        op::CHANGE_ROOM => {
+            let room = room_body(&frame.body)?;
+            let target = if room.is_empty() {
+                None
+            } else {
+                Some(room.as_str())
+            };
+            if let Some(r) = target {
+                valid_room(r).map_err(CloseReason::Protocol)?;
+            }
+            comet
+                .bucket(&ch.key)
+                .change_auth_room(ch, target)
+                .map_err(CloseReason::Protocol)?;
+            reply(op::CHANGE_ROOM_REPLY, frame.body)
+        }
+        op::JOIN_ROOM => {
+            let room = room_body(&frame.body)?;
+            let result = valid_room(&room).and_then(|_| comet.bucket(&ch.key).join(ch, &room));
+            reply(op::JOIN_ROOM_REPLY, rooms_reply(ch, result.err()))
+        }
+        op::LEAVE_ROOM => {
+            let room = room_body(&frame.body)?;
+            comet.bucket(&ch.key).leave(ch, &room);
+            reply(op::LEAVE_ROOM_REPLY, rooms_reply(ch, None))
+        }
+        op::SUB | op::UNSUB => {
+            let ops = parse_ops(&frame.body).map_err(CloseReason::Protocol)?;
+            let mut st = ch.state();
+            if frame.op == op::SUB {
+                st.filter.sub(&ops);
+                drop(st);
+                reply(op::SUB_REPLY, frame.body)
+            } else {
+                st.filter.unsub(&ops);
+                drop(st);
+                reply(op::UNSUB_REPLY, frame.body)
+            }
+        }
+        op::AUTH => Err(CloseReason::Protocol("already authenticated".into())),
+        other => Err(CloseReason::Protocol(format!("unsupported op {other}"))),
+    }
+}

@@ -1,0 +1,75 @@
+//! The comet gRPC service job calls to deliver pushes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imcloud_proto::comet::comet_server::Comet as CometRpc;
+use imcloud_proto::comet::*;
+use tonic::{Request, Response, Status};
+
+use crate::batch::Batch;
+use crate::comet::Comet;
+
+pub struct CometService {
+    pub comet: Arc<Comet>,
+}
+
+fn batch(protos: Vec<imcloud_proto::protocol::Proto>) -> Result<Batch, Status> {
+    let b = Batch::new(protos);
+    if b.is_empty() {
+        Err(Status::invalid_argument("no messages"))
+    } else {
+        Ok(b)
+    }
+}
+
+#[tonic::async_trait]
+impl CometRpc for CometService {
+    async fn push_msg(&self, req: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
+        let r = req.into_inner();
+        let delivered = self.comet.push_keys(&r.keys, &batch(r.protos)?);
+        metrics::counter!("imcloud_comet_push_msg_total").increment(1);
+        metrics::counter!("imcloud_comet_push_msg_keys_total").increment(r.keys.len() as u64);
+        Ok(Response::new(PushMsgReply { delivered }))
+    }
+
+    async fn broadcast(
+        &self,
+        req: Request<BroadcastReq>,
+    ) -> Result<Response<BroadcastReply>, Status> {
+        let r = req.into_inner();
+        let batch = batch(r.protos)?;
+        metrics::counter!("imcloud_comet_broadcast_total").increment(1);
+        if r.speed <= 0 {
+            for b in self.comet.buckets() {
+                b.broadcast(&batch);
+            }
+        } else {
+            // goim's speed: connections per second. Pace bucket by bucket in the background.
+            let comet = self.comet.clone();
+            tokio::spawn(async move {
+                for b in comet.buckets() {
+                    let n = b.broadcast(&batch);
+                    tokio::time::sleep(Duration::from_secs_f64(n as f64 / r.speed as f64)).await;
+                }
+            });
+        }
+        Ok(Response::new(BroadcastReply {}))
+    }
+
+    async fn broadcast_room(
+        &self,
+        req: Request<BroadcastRoomReq>,
+    ) -> Result<Response<BroadcastRoomReply>, Status> {
+        let r = req.into_inner();
+        let delivered = self.comet.push_room(&r.room_id, &batch(r.protos)?);
+        metrics::counter!("imcloud_comet_broadcast_room_total").increment(1);
+        Ok(Response::new(BroadcastRoomReply { delivered }))
+    }
+
+    async fn rooms(&self, _req: Request<RoomsReq>) -> Result<Response<RoomsReply>, Status> {
+        Ok(Response::new(RoomsReply {
+            rooms: self.comet.counts().rooms,
+        }))
+    }
+}

@@ -1,0 +1,133 @@
+//! imcloud comet: holds the client connections (websocket `/sub` and goim TCP), keeps them in buckets and
+//! rooms, and delivers what job pushes over gRPC. See docs/architecture.md.
+
+pub mod batch;
+pub mod bucket;
+pub mod channel;
+pub mod comet;
+pub mod connection;
+pub mod grpc;
+pub mod online;
+pub mod op_filter;
+pub mod room;
+pub mod server_tcp;
+pub mod server_websocket;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imcloud_common::node::advertised;
+use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::{Config, NodeInfo, Role};
+use imcloud_proto::comet::comet_server::CometServer;
+use imcloud_proto::logic::logic_client::LogicClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::comet::{Comet, CometSettings};
+
+/// How long shutdown waits for connections to flush and close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CometError {
+    #[error("bad logic address {0:?}: {1}")]
+    LogicAddr(String, String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct CometListeners {
+    pub ws: TcpListener,
+    pub tcp: TcpListener,
+    pub grpc: TcpListener,
+}
+
+/// A gRPC channel to logic at `addr` (`host:port`), connected on first use.
+pub fn logic_client(addr: &str) -> Result<LogicClient<tonic::transport::Channel>, CometError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| CometError::LogicAddr(addr.to_string(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    Ok(LogicClient::new(endpoint.connect_lazy()))
+}
+
+/// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts.
+pub async fn run(
+    cfg: &Config,
+    registry: Arc<dyn Registry>,
+    listeners: CometListeners,
+    shutdown: CancellationToken,
+) -> Result<(), CometError> {
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let host = cfg.advertise_host();
+    let mut me = NodeInfo::new(Role::Comet, cfg.node_id_or(grpc_addr.port()));
+    me.grpc_addr = advertised(grpc_addr, &host);
+    me.ws_addr = advertised(listeners.ws.local_addr()?, &host);
+    me.tcp_addr = advertised(listeners.tcp.local_addr()?, &host);
+    me.weight = cfg.comet_weight;
+
+    let comet = Arc::new(Comet::new(
+        me.id.clone(),
+        CometSettings::from_config(cfg),
+        cfg.comet_buckets,
+        logic_client(&cfg.logic_addr)?,
+    ));
+    let tracker = TaskTracker::new();
+    tokio::spawn(server_websocket::accept_loop(
+        comet.clone(),
+        listeners.ws,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    tokio::spawn(server_tcp::accept_loop(
+        comet.clone(),
+        listeners.tcp,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    let reporter = tokio::spawn(online::report_loop(
+        comet.clone(),
+        registry.clone(),
+        me.clone(),
+        Duration::from_secs(cfg.online_renew_secs),
+        shutdown.clone(),
+    ));
+    registry.register(me.clone()).await?;
+    tracing::info!(id = %me.id, ws = %me.ws_addr, tcp = %me.tcp_addr, grpc = %me.grpc_addr, "comet serving");
+
+    let served = tonic::transport::Server::builder()
+        .add_service(CometServer::new(grpc::CometService {
+            comet: comet.clone(),
+        }))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+            shutdown.cancelled(),
+        )
+        .await;
+
+    // Shutdown: listeners have stopped; every connection flushes its queue and is closed with a reason.
+    if let Err(e) = registry.deregister(Role::Comet, &me.id).await {
+        tracing::warn!("deregister: {e}");
+    }
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connections still open after {DRAIN_TIMEOUT:?}",
+            comet.connection_count()
+        );
+    }
+    reporter.abort();
+    tracing::info!("comet stopped");
+    Ok(served?)
+}

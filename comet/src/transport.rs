@@ -1,0 +1,64 @@
+//! What the connection lifecycle needs from a socket; implemented for websocket and goim TCP.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use imcloud_proto::Frame;
+
+/// Why a connection ends, as told to the client before the close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A malformed frame, an unexpected op or a bad body.
+    Protocol(String),
+    /// A frame larger than the client body limit.
+    TooBig(String),
+    AuthFailed(String),
+    HeartbeatTimeout,
+    Replaced,
+    SlowConsumer,
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn text(&self) -> String {
+        match self {
+            CloseReason::Protocol(m) => format!("protocol error: {m}"),
+            CloseReason::TooBig(m) => format!("frame too large: {m}"),
+            CloseReason::AuthFailed(m) => format!("auth failed: {m}"),
+            CloseReason::HeartbeatTimeout => "heartbeat timeout".into(),
+            CloseReason::Replaced => "replaced by a new connection with the same key".into(),
+            CloseReason::SlowConsumer => "slow consumer: outbound queue full".into(),
+            CloseReason::Shutdown => "server shutting down".into(),
+        }
+    }
+
+    /// Label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::Protocol(_) => "protocol",
+            CloseReason::TooBig(_) => "too_big",
+            CloseReason::AuthFailed(_) => "auth_failed",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Replaced => "replaced",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A transport error: either the peer went away, or it broke the protocol.
+#[derive(Debug)]
+pub enum ReadError {
+    Gone,
+    Close(CloseReason),
+}
+
+pub trait Transport: Send {
+    /// The next frame. Cancel-safe: dropping the future loses no bytes.
+    fn read_frame(&mut self) -> impl Future<Output = Result<Frame, ReadError>> + Send;
+    /// Queues an encoded frame (an op 9 batch or a reply) for writing.
+    fn feed(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Tells the client why (op 6 with the reason) and closes.
+    fn close(&mut self, reason: &CloseReason) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,250 @@
+//! The configuration contract: defaults < TOML file (`--config`) < environment (`IMCLOUD_*`) < flags.
+//!
+//! Every setting is one field below; the macro gives each a default, a TOML key (the field name),
+//! an environment variable and a flag (`--field-name`), so the four layers can never drift apart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+}
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        /// The resolved configuration of a node.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $name: $default, )* }
+            }
+        }
+
+        /// The environment/flag layer of [`Config`]; unset values fall through to the file and the defaults.
+        #[derive(Debug, Clone, Default, clap::Args, Serialize)]
+        pub struct ConfigArgs {
+            /// TOML configuration file (keys are the field names, e.g. comet_ws_addr = "0.0.0.0:3102")
+            #[arg(long, env = "IMCLOUD_CONFIG", value_name = "FILE")]
+            #[serde(skip)]
+            pub config: Option<String>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )*
+        }
+    };
+}
+
+settings! {
+    /// This node's id in the registry [default: hostname-port]
+    node_id: String = String::new(), "IMCLOUD_NODE_ID";
+    /// HS256 secret for connection tokens [default: generated and printed in standalone]
+    auth_secret: String = String::new(), "IMCLOUD_AUTH_SECRET";
+    /// Bearer key of trusted backends for the push and token APIs [default: generated and printed in standalone]
+    api_key: String = String::new(), "IMCLOUD_API_KEY";
+    /// etcd endpoints, comma-separated; unset = embedded registry
+    etcd_endpoints: String = String::new(), "IMCLOUD_ETCD_ENDPOINTS";
+    /// Kafka brokers, comma-separated; unset = embedded queue
+    kafka_brokers: String = String::new(), "IMCLOUD_KAFKA_BROKERS";
+    /// Kafka push topic
+    kafka_topic: String = "imcloud-push".into(), "IMCLOUD_KAFKA_TOPIC";
+    /// Redis URL; unset = embedded session store
+    redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
+    /// postgres://… or sqlite://… [default: sqlite file under ./data]
+    database_url: String = String::new(), "IMCLOUD_DATABASE_URL";
+    /// Comet websocket listener (path /sub)
+    comet_ws_addr: SocketAddr = ([0, 0, 0, 0], 3102).into(), "IMCLOUD_COMET_WS_ADDR";
+    /// Comet goim TCP listener
+    comet_tcp_addr: SocketAddr = ([0, 0, 0, 0], 3101).into(), "IMCLOUD_COMET_TCP_ADDR";
+    /// Comet gRPC listener (job delivers here)
+    comet_grpc_addr: SocketAddr = ([0, 0, 0, 0], 3109).into(), "IMCLOUD_COMET_GRPC_ADDR";
+    /// Logic gRPC listener
+    logic_grpc_addr: SocketAddr = ([0, 0, 0, 0], 3119).into(), "IMCLOUD_LOGIC_GRPC_ADDR";
+    /// Where comet and api reach logic when it is not discovered through the registry
+    logic_addr: String = "127.0.0.1:3119".into(), "IMCLOUD_LOGIC_ADDR";
+    /// Api HTTP listener (push API, JSON API)
+    api_http_addr: SocketAddr = ([0, 0, 0, 0], 3111).into(), "IMCLOUD_API_HTTP_ADDR";
+    /// Host or IP advertised in the registry for listeners bound to 0.0.0.0 [default: this host's IP]
+    advertise_host: String = String::new(), "IMCLOUD_ADVERTISE_HOST";
+    /// Comet: number of buckets connections are sharded into by key hash
+    comet_buckets: usize = 32, "IMCLOUD_COMET_BUCKETS";
+    /// Comet: relative weight among comets for new clients
+    comet_weight: u32 = 1, "IMCLOUD_COMET_WEIGHT";
+    /// Seconds between client heartbeats (told to clients by /goim/nodes/weighted)
+    heartbeat_secs: u64 = 30, "IMCLOUD_HEARTBEAT_SECS";
+    /// Comet: close a connection after this many heartbeat intervals without a heartbeat
+    heartbeat_max_misses: u32 = 3, "IMCLOUD_HEARTBEAT_MAX_MISSES";
+    /// Comet: milliseconds a new connection has to upgrade and authenticate
+    handshake_timeout_ms: u64 = 5000, "IMCLOUD_HANDSHAKE_TIMEOUT_MS";
+    /// Comet: outbound frames queued per connection; a connection whose queue is full is closed as a slow consumer
+    conn_queue_capacity: usize = 256, "IMCLOUD_CONN_QUEUE_CAPACITY";
+    /// Comet: largest client-to-server frame body in bytes (goim: 4096)
+    max_client_body: usize = 4096, "IMCLOUD_MAX_CLIENT_BODY";
+    /// Comet: seconds between room-count reports to logic
+    online_renew_secs: u64 = 10, "IMCLOUD_ONLINE_RENEW_SECS";
+    /// Logic: seconds a session lives without a heartbeat renewal
+    session_ttl_secs: u64 = 180, "IMCLOUD_SESSION_TTL_SECS";
+    /// Embedded queue: messages buffered between logic and job before producers wait
+    queue_capacity: usize = 65536, "IMCLOUD_QUEUE_CAPACITY";
+    /// Job: most messages merged into one room batch
+    room_batch_max: usize = 32, "IMCLOUD_ROOM_BATCH_MAX";
+    /// Job: milliseconds a room batch waits for more messages before it is flushed
+    room_flush_ms: u64 = 5, "IMCLOUD_ROOM_FLUSH_MS";
+    /// Api: largest push body in bytes
+    push_max_body: usize = 65536, "IMCLOUD_PUSH_MAX_BODY";
+    /// Api: longest lifetime of a token minted by POST /v1/tokens, in seconds
+    token_max_ttl_secs: u64 = 30 * 24 * 3600, "IMCLOUD_TOKEN_MAX_TTL_SECS";
+}
+
+impl Config {
+    /// Resolves the layers: defaults, then the TOML file, then the environment and flags in `args`.
+    pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = args.config.as_deref() {
+            if !Path::new(path).is_file() {
+                return Err(ConfigError::MissingFile(path.to_string()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(Serialized::defaults(args))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("comet_buckets", self.comet_buckets as u64),
+            ("heartbeat_secs", self.heartbeat_secs),
+            ("heartbeat_max_misses", self.heartbeat_max_misses as u64),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("conn_queue_capacity", self.conn_queue_capacity as u64),
+            ("max_client_body", self.max_client_body as u64),
+            ("online_renew_secs", self.online_renew_secs),
+            ("queue_capacity", self.queue_capacity as u64),
+            ("room_batch_max", self.room_batch_max as u64),
+            ("push_max_body", self.push_max_body as u64),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than 0"
+                )));
+            }
+        }
+        if self.session_ttl_secs < 2 * self.heartbeat_secs {
+            return Err(ConfigError::Invalid(format!(
+                "session_ttl_secs ({}) must be at least twice heartbeat_secs ({})",
+                self.session_ttl_secs, self.heartbeat_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// The configured node id, or `hostname-suffix` (comet, logic: the port; job: the process id).
+    pub fn node_id_or(&self, suffix: impl std::fmt::Display) -> String {
+        if self.node_id.is_empty() {
+            format!("{}-{suffix}", crate::node::hostname())
+        } else {
+            self.node_id.clone()
+        }
+    }
+
+    pub fn advertise_host(&self) -> String {
+        if self.advertise_host.is_empty() {
+            crate::node::default_advertise_host()
+        } else {
+            self.advertise_host.clone()
+        }
+    }
+
+    /// Seconds without a heartbeat after which a comet closes a connection.
+    pub fn heartbeat_deadline_secs(&self) -> u64 {
+        self.heartbeat_secs * self.heartbeat_max_misses as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("imcloud-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("imcloud.toml");
+        std::fs::write(
+            &file,
+            "kafka_topic = \"from-file\"\ncomet_buckets = 8\nheartbeat_secs = 10\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--comet-buckets",
+            "4",
+            "--comet-ws-addr",
+            "127.0.0.1:9000",
+        ]);
+        let c = Config::load(&cli.config).unwrap();
+        assert_eq!(c.kafka_topic, "from-file");
+        assert_eq!(c.comet_buckets, 4);
+        assert_eq!(c.heartbeat_secs, 10);
+        assert_eq!(c.comet_ws_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.logic_addr, "127.0.0.1:3119");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let cli = Cli::parse_from(["x", "--comet-buckets", "0"]);
+        assert!(matches!(
+            Config::load(&cli.config),
+            Err(ConfigError::Invalid(_))
+        ));
+        let cli = Cli::parse_from(["x", "--config", "/nonexistent/imcloud.toml"]);
+        assert!(matches!(
+            Config::load(&cli.config),
+            Err(ConfigError::MissingFile(_))
+        ));
+        assert!(Cli::try_parse_from(["x", "--comet-ws-addr", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("imcloud-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("imcloud.toml");
+        std::fs::write(&file, "comet_buckkets = 8\n").unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+        assert!(Config::load(&cli.config).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,17 @@
+//! Pieces every imcloud role shares: configuration, the registry and queue adapters, shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod node;
+pub mod queue;
+#[doc(hidden)]
+pub mod queue_conformance;
+pub mod queue_memory;
+pub mod registry;
+#[doc(hidden)]
+pub mod registry_conformance;
+pub mod registry_memory;
+pub mod shutdown;
+
+pub use config::{Config, ConfigArgs, ConfigError};
+pub use node::{NodeInfo, Role};

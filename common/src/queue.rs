@@ -1,0 +1,39 @@
+//! The queue between logic (producer) and job (consumer). Embedded: [`crate::queue_memory`]; distributed: Kafka.
+//!
+//! Payloads are encoded `imcloud.queue.PushMsg`s. Messages with the same key keep their order.
+//! A consumer commits a delivery only after it has been handled (at-least-once).
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue full: no room within {0:?}")]
+    Full(std::time::Duration),
+    #[error("queue closed")]
+    Closed,
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One consumed message and where it came from.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[async_trait]
+pub trait QueueProducer: Send + Sync + 'static {
+    /// Returns once the queue has accepted the message (for Kafka: acknowledged by the broker).
+    async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError>;
+}
+
+#[async_trait]
+pub trait QueueConsumer: Send + Sync + 'static {
+    /// The next message; several consumers of one group share the messages.
+    async fn recv(&self) -> Result<Delivery, QueueError>;
+    /// Marks a delivery (and all earlier ones of its partition) as handled.
+    async fn commit(&self, delivery: &Delivery) -> Result<(), QueueError>;
+}

@@ -1,0 +1,41 @@
+//! The behaviour every queue implementation must show; run by each implementation's tests.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::queue::{QueueConsumer, QueueProducer};
+
+/// Sends interleaved messages under three keys and checks each key's messages arrive complete and in order.
+pub async fn run(producer: &dyn QueueProducer, consumer: &dyn QueueConsumer) {
+    const PER_KEY: u32 = 20;
+    let keys = ["conf-a", "conf-b", "conf-c"];
+    for i in 0..PER_KEY {
+        for k in keys {
+            producer
+                .send(k, format!("{k}:{i}").into_bytes())
+                .await
+                .expect("send");
+        }
+    }
+    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
+    for _ in 0..PER_KEY * keys.len() as u32 {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("message within 30 s")
+            .expect("recv");
+        let text = String::from_utf8(d.payload.clone()).expect("utf8 payload");
+        let (k, i) = text.split_once(':').expect("key:index");
+        assert_eq!(k, d.key, "key travels with the message");
+        seen.entry(k.to_string())
+            .or_default()
+            .push(i.parse().expect("index"));
+        consumer.commit(&d).await.expect("commit");
+    }
+    for k in keys {
+        assert_eq!(
+            seen.get(k).cloned().unwrap_or_default(),
+            (0..PER_KEY).collect::<Vec<_>>(),
+            "order of {k}"
+        );
+    }
+}

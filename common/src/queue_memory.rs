@@ -1,0 +1,123 @@
+//! The embedded queue: one bounded in-process FIFO. A full queue makes producers wait up to a timeout,
+//! then fail (the push API answers 500 and nothing is half-sent).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
+
+/// How long a producer waits for room in a full queue.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct MemoryProducer {
+    tx: mpsc::Sender<(String, Vec<u8>)>,
+    timeout: Duration,
+}
+
+pub struct MemoryConsumer {
+    rx: Mutex<mpsc::Receiver<(String, Vec<u8>)>>,
+    next_offset: AtomicI64,
+    committed: Arc<AtomicI64>,
+}
+
+/// A queue holding at most `capacity` messages.
+pub fn memory_queue(capacity: usize) -> (MemoryProducer, MemoryConsumer) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        MemoryProducer {
+            tx,
+            timeout: SEND_TIMEOUT,
+        },
+        MemoryConsumer {
+            rx: Mutex::new(rx),
+            next_offset: AtomicI64::new(0),
+            committed: Arc::new(AtomicI64::new(-1)),
+        },
+    )
+}
+
+impl MemoryProducer {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl MemoryConsumer {
+    /// The highest committed offset (-1 before the first commit).
+    pub fn committed(&self) -> i64 {
+        self.committed.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl QueueProducer for MemoryProducer {
+    async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+        match self
+            .tx
+            .send_timeout((key.to_string(), payload), self.timeout)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(QueueError::Full(self.timeout)),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(QueueError::Closed),
+        }
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for MemoryConsumer {
+    async fn recv(&self) -> Result<Delivery, QueueError> {
+        let mut rx = self.rx.lock().await;
+        let (key, payload) = rx.recv().await.ok_or(QueueError::Closed)?;
+        let offset = self.next_offset.fetch_add(1, Ordering::AcqRel);
+        Ok(Delivery {
+            key,
+            payload,
+            partition: 0,
+            offset,
+        })
+    }
+
+    async fn commit(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.committed.fetch_max(delivery.offset, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let (p, c) = memory_queue(64);
+        crate::queue_conformance::run(&p, &c).await;
+        assert!(c.committed() >= 0);
+    }
+
+    #[tokio::test]
+    async fn full_queue_times_out() {
+        let (p, _c) = memory_queue(1);
+        let p = p.with_timeout(Duration::from_millis(20));
+        p.send("k", vec![1]).await.unwrap();
+        assert!(matches!(
+            p.send("k", vec![2]).await,
+            Err(QueueError::Full(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn closed_queue_is_reported() {
+        let (p, c) = memory_queue(1);
+        drop(c);
+        assert!(matches!(
+            p.send("k", vec![1]).await,
+            Err(QueueError::Closed)
+        ));
+    }
+}

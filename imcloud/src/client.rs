@@ -1,0 +1,195 @@
+//! A goim client over websocket or TCP: authenticate, heartbeat, send ops, receive frames (op 9 batches
+//! split into their inner frames). Used by `imcloud client sub`, the load generator and the tests.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use imcloud_proto::frame::split_raw_batch;
+use imcloud_proto::{Frame, op};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Largest frame the client accepts from the server.
+const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("websocket: {0}")]
+    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame from server: {0}")]
+    Frame(#[from] imcloud_proto::FrameError),
+    /// The server closed the connection; the text is its reason (op 6 body or close frame), if any.
+    #[error("closed by server: {0}")]
+    Closed(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+enum Conn {
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    Tcp { stream: TcpStream, buf: BytesMut },
+}
+
+pub struct GoimClient {
+    conn: Conn,
+    /// Frames received but not yet returned (the rest of an op 9 batch).
+    inbox: VecDeque<Frame>,
+    /// The reason from an op 6 frame, if the server sent one.
+    close_reason: Option<String>,
+    seq: i32,
+}
+
+/// The op 7 body: goim's fields plus the token.
+pub fn auth_body(mid: i64, key: &str, room: &str, accepts: &[i32], token: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "mid": mid, "key": key, "room_id": room, "platform": "web", "accepts": accepts, "token": token
+    }))
+    .unwrap_or_default()
+}
+
+impl GoimClient {
+    /// Connects to `ws://host:port/sub`.
+    pub async fn connect_ws(url: &str) -> Result<GoimClient, ClientError> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(GoimClient::new(Conn::Ws(Box::new(ws))))
+    }
+
+    /// Connects to goim's TCP port.
+    pub async fn connect_tcp(addr: &str) -> Result<GoimClient, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(GoimClient::new(Conn::Tcp {
+            stream,
+            buf: BytesMut::new(),
+        }))
+    }
+
+    fn new(conn: Conn) -> GoimClient {
+        GoimClient {
+            conn,
+            inbox: VecDeque::new(),
+            close_reason: None,
+            seq: 0,
+        }
+    }
+
+    /// Sends raw bytes as one message (websocket) or onto the stream (TCP) — for testing bad input.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        match &mut self.conn {
+            Conn::Ws(ws) => ws.send(Message::Binary(bytes.into())).await?,
+            Conn::Tcp { stream, .. } => stream.write_all(&bytes).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends a frame with the next seq; returns the seq used.
+    pub async fn send(&mut self, op: i32, body: impl Into<Bytes>) -> Result<i32, ClientError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.send_raw(Frame::new(op, seq, body).encode().to_vec())
+            .await?;
+        Ok(seq)
+    }
+
+    /// Authenticates; returns the op 8 frame, or the server's reason for refusing.
+    pub async fn auth(&mut self, body: Vec<u8>, wait: Duration) -> Result<Frame, ClientError> {
+        self.send(op::AUTH, body).await?;
+        let f = self.recv_timeout(wait).await?;
+        if f.op == op::AUTH_REPLY {
+            Ok(f)
+        } else {
+            Err(ClientError::Unexpected(format!(
+                "op {} instead of op 8",
+                f.op
+            )))
+        }
+    }
+
+    /// The next frame from the server. Op 9 batches are split; their inner frames come one by one.
+    pub async fn recv(&mut self) -> Result<Frame, ClientError> {
+        loop {
+            if let Some(f) = self.inbox.pop_front() {
+                return Ok(f);
+            }
+            let frame = self.read_frame().await?;
+            match frame.op {
+                op::RAW => self
+                    .inbox
+                    .extend(split_raw_batch(&frame.body, MAX_SERVER_FRAME)?),
+                op::DISCONNECT_REPLY => {
+                    self.close_reason = Some(String::from_utf8_lossy(&frame.body).into_owned())
+                }
+                _ => return Ok(frame),
+            }
+        }
+    }
+
+    /// Like [`GoimClient::recv`], but op 9 batches come whole (to check batching).
+    pub async fn recv_unsplit(&mut self) -> Result<Frame, ClientError> {
+        match self.inbox.pop_front() {
+            Some(f) => Ok(f),
+            None => self.read_frame().await,
+        }
+    }
+
+    pub async fn recv_timeout(&mut self, wait: Duration) -> Result<Frame, ClientError> {
+        tokio::time::timeout(wait, self.recv())
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    fn closed(&mut self, why: Option<String>) -> ClientError {
+        ClientError::Closed(self.close_reason.take().or(why).unwrap_or_default())
+    }
+
+    async fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        loop {
+            match &mut self.conn {
+                Conn::Ws(ws) => match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        return Ok(Frame::decode(&b, MAX_SERVER_FRAME)?);
+                    }
+                    Some(Ok(Message::Close(c))) => {
+                        let why = c.map(|c| c.reason.to_string());
+                        return Err(self.closed(why));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(self.closed(Some(e.to_string()))),
+                    None => return Err(self.closed(None)),
+                },
+                Conn::Tcp { stream, buf } => {
+                    if let Some(f) = Frame::decode_stream(buf, MAX_SERVER_FRAME)? {
+                        if f.op == op::DISCONNECT_REPLY {
+                            self.close_reason = Some(String::from_utf8_lossy(&f.body).into_owned());
+                            continue;
+                        }
+                        return Ok(f);
+                    }
+                    buf.reserve(4096);
+                    match stream.read_buf(buf).await {
+                        Ok(0) => return Err(self.closed(None)),
+                        Ok(_) => {}
+                        Err(e) => return Err(self.closed(Some(e.to_string()))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Mints a connection token locally from the shared secret (what a backend does).
+pub fn sign_token(secret: &str, mid: i64, ttl_secs: u64) -> Result<String, String> {
+    imcloud_logic::token::Tokens::new(secret, u64::MAX)
+        .issue(mid, ttl_secs)
+        .map(|(t, _)| t)
+        .map_err(|e| e.to_string())
+}

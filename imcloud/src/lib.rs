@@ -1,0 +1,5 @@
+//! Pieces of the `imcloud` binary that its tests and tools share: the goim client and the standalone runner.
+
+pub mod client;
+pub mod standalone;
+pub mod telemetry;

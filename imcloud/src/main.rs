@@ -1,0 +1,86 @@
+//! The `imcloud` binary: the server roles, standalone mode, and operator client tools.
+
+mod cli_client;
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use imcloud::{standalone, telemetry};
+use imcloud_common::registry_memory::MemoryRegistry;
+use imcloud_common::{Config, ConfigArgs, shutdown};
+use tokio_util::sync::CancellationToken;
+
+/// imcloud: a goim-compatible push platform. Settings come from --config FILE, then IMCLOUD_* environment
+/// variables, then flags (each flag's help names its variable).
+#[derive(Parser)]
+#[command(name = "imcloud", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run comet, logic, job and api in one process on embedded adapters (zero configuration)
+    Standalone(ConfigArgs),
+    /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs the distributed adapters)
+    Comet(ConfigArgs),
+    /// Run logic: auth, sessions, online counts, push RPCs (needs the distributed adapters)
+    Logic(ConfigArgs),
+    /// Run a job worker: queue consumer delivering to comets (needs the distributed adapters)
+    Job(ConfigArgs),
+    /// Run the HTTP api edge against a logic at IMCLOUD_LOGIC_ADDR
+    Api(ConfigArgs),
+    /// Operator tools: connect as a user, push, mint tokens
+    #[command(subcommand)]
+    Client(cli_client::ClientCmd),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Client(c) => cli_client::run(c).await,
+            Cmd::Standalone(args) => {
+                let (cfg, metrics, stop) = server_start(&args)?;
+                standalone::run(cfg, metrics, stop).await
+            }
+            Cmd::Api(args) => {
+                let (cfg, metrics, stop) = server_start(&args)?;
+                standalone::refuse_distributed_settings(&cfg)?;
+                let listener = tokio::net::TcpListener::bind(cfg.api_http_addr).await?;
+                Ok(imcloud_api::run(
+                    &cfg,
+                    Arc::new(MemoryRegistry::new()),
+                    listener,
+                    metrics,
+                    stop,
+                )
+                .await?)
+            }
+            Cmd::Comet(_) | Cmd::Logic(_) | Cmd::Job(_) => bail!(
+                "comet, logic and job run as separate processes only on the distributed adapters \
+                 (etcd, Kafka, Redis), which this build does not have yet; use `imcloud standalone`"
+            ),
+        }
+    })
+}
+
+fn server_start(
+    args: &ConfigArgs,
+) -> Result<(
+    Config,
+    Option<metrics_exporter_prometheus::PrometheusHandle>,
+    CancellationToken,
+)> {
+    telemetry::init_logs();
+    let cfg = Config::load(args)?;
+    let metrics = telemetry::init_metrics();
+    let stop = CancellationToken::new();
+    shutdown::cancel_on_signal(stop.clone());
+    Ok((cfg, metrics, stop))
+}

@@ -1,0 +1,198 @@
+//! `imcloud standalone`: all four roles in one process on the embedded adapters (in-process registry and
+//! queue, in-memory sessions), talking to each other over the same gRPC as in a cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use imcloud_comet::CometListeners;
+use imcloud_common::Config;
+use imcloud_common::node::advertised;
+use imcloud_common::queue_memory::memory_queue;
+use imcloud_common::registry::Registry;
+use imcloud_common::registry_memory::MemoryRegistry;
+use imcloud_logic::LogicDeps;
+use imcloud_logic::sessions_memory::MemorySessions;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A random 128-bit hex secret.
+fn generate_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Rejects the distributed-engine settings this build cannot honour yet, rather than silently ignoring them.
+pub fn refuse_distributed_settings(cfg: &Config) -> Result<()> {
+    for (name, v) in [
+        ("IMCLOUD_ETCD_ENDPOINTS", &cfg.etcd_endpoints),
+        ("IMCLOUD_KAFKA_BROKERS", &cfg.kafka_brokers),
+        ("IMCLOUD_REDIS_URL", &cfg.redis_url),
+    ] {
+        if !v.is_empty() {
+            bail!(
+                "{name} is set, but this build has only the embedded adapters; unset it to run standalone"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn shown(addr: SocketAddr) -> String {
+    advertised(addr, "127.0.0.1")
+}
+
+/// Runs everything until SIGTERM/Ctrl-C, then stops in order: api, job (draining the queue), comet
+/// (flushing and closing connections), logic.
+pub async fn run(
+    mut cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    refuse_distributed_settings(&cfg)?;
+    let secret_generated = cfg.auth_secret.is_empty();
+    if secret_generated {
+        cfg.auth_secret = generate_secret();
+    }
+    let key_generated = cfg.api_key.is_empty();
+    if key_generated {
+        cfg.api_key = generate_secret();
+    }
+
+    let logic_l = bind("logic gRPC", cfg.logic_grpc_addr).await?;
+    let logic_addr = shown(logic_l.local_addr()?);
+    cfg.logic_addr = logic_addr.clone();
+    let comet_l = CometListeners {
+        ws: bind("websocket", cfg.comet_ws_addr).await?,
+        tcp: bind("goim TCP", cfg.comet_tcp_addr).await?,
+        grpc: bind("comet gRPC", cfg.comet_grpc_addr).await?,
+    };
+    let api_l = bind("HTTP API", cfg.api_http_addr).await?;
+    let (ws, tcp, grpc, http) = (
+        shown(comet_l.ws.local_addr()?),
+        shown(comet_l.tcp.local_addr()?),
+        shown(comet_l.grpc.local_addr()?),
+        shown(api_l.local_addr()?),
+    );
+
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let (producer, consumer) = memory_queue(cfg.queue_capacity);
+    let sessions = MemorySessions::new(
+        Duration::from_secs(cfg.session_ttl_secs),
+        Duration::from_secs(cfg.online_renew_secs * 3),
+    );
+
+    let note = |generated: bool, var: &str| {
+        if generated {
+            format!("(generated; set {var} to keep it)")
+        } else {
+            format!("(from {var})")
+        }
+    };
+    println!("imcloud {} standalone", env!("CARGO_PKG_VERSION"));
+    println!("  websocket    ws://{ws}/sub");
+    println!("  goim tcp     {tcp}");
+    println!("  http api     http://{http}");
+    println!("  logic gRPC   {logic_addr}");
+    println!("  comet gRPC   {grpc}");
+    println!(
+        "  auth secret  {}  {}",
+        cfg.auth_secret,
+        note(secret_generated, "IMCLOUD_AUTH_SECRET")
+    );
+    println!(
+        "  api key      {}  {}",
+        cfg.api_key,
+        note(key_generated, "IMCLOUD_API_KEY")
+    );
+    println!("try, in two more terminals:");
+    println!(
+        "  imcloud client sub --url ws://{ws}/sub --mid 1 --room live://1000 --secret {}",
+        cfg.auth_secret
+    );
+    println!(
+        "  imcloud client push --api http://{http} --api-key {} room --type live --room 1000 'hello'",
+        cfg.api_key
+    );
+
+    let api_stop = CancellationToken::new();
+    let job_stop = CancellationToken::new();
+    let comet_stop = CancellationToken::new();
+    let logic_stop = CancellationToken::new();
+    let failed = CancellationToken::new();
+
+    let spawn_role =
+        |name: &'static str,
+         fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>|
+         -> JoinHandle<Result<()>> {
+            let failed = failed.clone();
+            tokio::spawn(async move {
+                let r = fut.await;
+                if let Err(e) = &r {
+                    tracing::error!("{name} failed: {e:#}");
+                    failed.cancel();
+                }
+                r
+            })
+        };
+
+    let c = cfg.clone();
+    let (reg, stop) = (registry.clone(), logic_stop.clone());
+    let logic = spawn_role(
+        "logic",
+        Box::pin(async move {
+            let deps = LogicDeps {
+                registry: reg,
+                sessions,
+                queue: Arc::new(producer),
+            };
+            Ok(imcloud_logic::run(&c, deps, logic_l, stop).await?)
+        }),
+    );
+    let c = cfg.clone();
+    let (reg, stop) = (registry.clone(), comet_stop.clone());
+    let comet = spawn_role(
+        "comet",
+        Box::pin(async move { Ok(imcloud_comet::run(&c, reg, comet_l, stop).await?) }),
+    );
+    let c = cfg.clone();
+    let (reg, stop) = (registry.clone(), job_stop.clone());
+    let job = spawn_role(
+        "job",
+        Box::pin(async move { Ok(imcloud_job::run(&c, reg, Arc::new(consumer), stop).await?) }),
+    );
+    let c = cfg.clone();
+    let (reg, stop) = (registry.clone(), api_stop.clone());
+    let api = spawn_role(
+        "api",
+        Box::pin(async move { Ok(imcloud_api::run(&c, reg, api_l, metrics, stop).await?) }),
+    );
+
+    tokio::select! {
+        _ = shutdown.cancelled() => tracing::info!("stopping: api, then job (draining), then comet, then logic"),
+        _ = failed.cancelled() => tracing::error!("a role failed; stopping the others"),
+    }
+    let mut result = Ok(());
+    for (name, stop, handle) in [
+        ("api", api_stop, api),
+        ("job", job_stop, job),
+        ("comet", comet_stop, comet),
+        ("logic", logic_stop, logic),
+    ] {
+        stop.cancel();
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e.context(format!("{name} failed"))),
+            Err(e) => result = Err(anyhow::anyhow!("{name} panicked: {e}")),
+        }
+    }
+    result
+}

@@ -1,0 +1,55 @@
+//! imcloud job: consumes the push queue and delivers each message to the comet(s) it addresses:
+//! PUSH to the comet named in it, ROOM (batched) and BROADCAST to every comet.
+
+pub mod comet_pool;
+pub mod consumer;
+pub mod room_batcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imcloud_common::queue::QueueConsumer;
+use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::{Config, NodeInfo, Role};
+use tokio_util::sync::CancellationToken;
+
+use crate::comet_pool::CometPool;
+use crate::consumer::Consumer;
+use crate::room_batcher::RoomBatcher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Runs a job worker until `shutdown`, then drains the queue and returns after the last commit.
+pub async fn run(
+    cfg: &Config,
+    registry: Arc<dyn Registry>,
+    queue: Arc<dyn QueueConsumer>,
+    shutdown: CancellationToken,
+) -> Result<(), JobError> {
+    let me = NodeInfo::new(
+        Role::Job,
+        cfg.node_id_or(format_args!("job{}", std::process::id())),
+    );
+    registry.register(me.clone()).await?;
+    let pool = Arc::new(CometPool::default());
+    let watch_stop = CancellationToken::new();
+    pool.watch(registry.as_ref(), watch_stop.clone());
+    let (rooms, batcher) = RoomBatcher::start(
+        pool.clone(),
+        cfg.room_batch_max,
+        Duration::from_millis(cfg.room_flush_ms),
+    );
+    tracing::info!(id = %me.id, "job consuming");
+    Consumer { queue, pool, rooms }.run(shutdown).await;
+    let _ = batcher.await;
+    watch_stop.cancel();
+    if let Err(e) = registry.deregister(Role::Job, &me.id).await {
+        tracing::warn!("deregister: {e}");
+    }
+    tracing::info!("job stopped");
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! imcloud logic: authenticates connections, owns the session map and online counts, and turns pushes into
+//! queue messages addressed to the comets that hold the target connections.
+
+pub mod auth_body;
+pub mod nodes;
+pub mod online;
+pub mod push;
+pub mod receive;
+pub mod server;
+pub mod sessions;
+#[doc(hidden)]
+pub mod sessions_conformance;
+pub mod sessions_memory;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imcloud_common::queue::QueueProducer;
+use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::{Config, NodeInfo, Role};
+use imcloud_proto::logic::logic_server::LogicServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::online::Online;
+use crate::push::Pusher;
+use crate::server::LogicService;
+use crate::sessions::SessionStore;
+use crate::token::Tokens;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogicError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The adapters logic runs on.
+pub struct LogicDeps {
+    pub registry: Arc<dyn Registry>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub queue: Arc<dyn QueueProducer>,
+}
+
+/// Serves the logic gRPC API on `listener` until `shutdown`, registered in the registry meanwhile.
+pub async fn run(
+    cfg: &Config,
+    deps: LogicDeps,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), LogicError> {
+    if cfg.auth_secret.is_empty() {
+        return Err(LogicError::Config("IMCLOUD_AUTH_SECRET must be set".into()));
+    }
+    if cfg.api_key.is_empty() {
+        return Err(LogicError::Config("IMCLOUD_API_KEY must be set".into()));
+    }
+    let local = listener
+        .local_addr()
+        .map_err(|e| LogicError::Config(e.to_string()))?;
+    let online = Arc::new(Online::new(deps.registry.clone(), deps.sessions.clone()));
+    let service = LogicService {
+        tokens: Tokens::new(&cfg.auth_secret, cfg.token_max_ttl_secs),
+        api_key: cfg.api_key.clone(),
+        sessions: deps.sessions.clone(),
+        registry: deps.registry.clone(),
+        pusher: Pusher::new(deps.sessions.clone(), deps.queue.clone(), cfg.push_max_body),
+        online: online.clone(),
+        heartbeat_secs: cfg.heartbeat_secs,
+        heartbeat_max_misses: cfg.heartbeat_max_misses,
+    };
+
+    let mut me = NodeInfo::new(Role::Logic, cfg.node_id_or(local.port()));
+    me.grpc_addr = imcloud_common::node::advertised(local, &cfg.advertise_host());
+    deps.registry.register(me.clone()).await?;
+
+    let refresh = tokio::spawn(refresh_online(
+        online,
+        Duration::from_secs(cfg.online_renew_secs),
+        shutdown.clone(),
+    ));
+    tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
+    let served = tonic::transport::Server::builder()
+        .add_service(LogicServer::new(service))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled(),
+        )
+        .await;
+    refresh.abort();
+    if let Err(e) = deps.registry.deregister(Role::Logic, &me.id).await {
+        tracing::warn!("deregister: {e}");
+    }
+    tracing::info!("logic stopped");
+    Ok(served?)
+}
+
+async fn refresh_online(online: Arc<Online>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = online.refresh().await {
+                    tracing::warn!("online refresh: {e}");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

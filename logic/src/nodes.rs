@@ -1,0 +1,40 @@
+//! Which comets a client should connect to: goim's weighted node list, least loaded first.
+
+use imcloud_common::NodeInfo;
+
+/// Orders comets by weight per connection, best first.
+pub fn weighted(mut comets: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    let score = |n: &NodeInfo| n.weight as f64 / (n.connections as f64 + 1.0);
+    comets.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| a.id.cmp(&b.id)));
+    comets
+}
+
+/// The port of a `host:port` address, or 0.
+pub fn port_of(addr: &str) -> i32 {
+    addr.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use imcloud_common::Role;
+
+    use super::*;
+
+    #[test]
+    fn least_loaded_comes_first() {
+        let mut a = NodeInfo::new(Role::Comet, "a");
+        a.connections = 100;
+        let mut b = NodeInfo::new(Role::Comet, "b");
+        b.connections = 10;
+        let mut c = NodeInfo::new(Role::Comet, "c");
+        c.connections = 100;
+        c.weight = 20;
+        let ids: Vec<String> = weighted(vec![a, b, c]).into_iter().map(|n| n.id).collect();
+        assert_eq!(ids, vec!["c", "b", "a"]);
+        assert_eq!(port_of("127.0.0.1:3102"), 3102);
+        assert_eq!(port_of("[::1]:3101"), 3101);
+        assert_eq!(port_of("nope"), 0);
+    }
+}

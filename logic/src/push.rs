@@ -1,0 +1,256 @@
+//! Pushes from backends become queue messages: one per comet for keys/mids, one for a room or for all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imcloud_common::queue::{QueueError, QueueProducer};
+use imcloud_proto::op;
+use imcloud_proto::queue::{PushMsg, push_msg};
+use prost::Message;
+
+use crate::sessions::{SessionError, SessionStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Queue key of broadcasts: all of them share one key so they keep their order.
+pub const BROADCAST_KEY: &str = "broadcast";
+
+pub struct Pusher {
+    sessions: Arc<dyn SessionStore>,
+    queue: Arc<dyn QueueProducer>,
+    max_msg: usize,
+}
+
+/// goim's room id: `type://room`.
+pub fn room_id(kind: &str, room: &str) -> String {
+    format!("{kind}://{room}")
+}
+
+impl Pusher {
+    pub fn new(
+        sessions: Arc<dyn SessionStore>,
+        queue: Arc<dyn QueueProducer>,
+        max_msg: usize,
+    ) -> Pusher {
+        Pusher {
+            sessions,
+            queue,
+            max_msg,
+        }
+    }
+
+    fn check(&self, operation: i32, msg: &[u8]) -> Result<(), PushError> {
+        if operation < op::APP_MIN {
+            return Err(PushError::Invalid(format!(
+                "operation must be >= {} (lower ops are the protocol's)",
+                op::APP_MIN
+            )));
+        }
+        if msg.len() > self.max_msg {
+            return Err(PushError::Invalid(format!(
+                "message of {} bytes exceeds {} bytes",
+                msg.len(),
+                self.max_msg
+            )));
+        }
+        Ok(())
+    }
+
+    async fn produce(&self, key: &str, msg: PushMsg) -> Result<(), PushError> {
+        self.queue.send(key, msg.encode_to_vec()).await?;
+        metrics::counter!("imcloud_logic_queued_total", "type" => msg.r#type().as_str_name())
+            .increment(1);
+        Ok(())
+    }
+
+    async fn produce_per_server(
+        &self,
+        operation: i32,
+        by_server: BTreeMap<String, Vec<String>>,
+        msg: &[u8],
+    ) -> Result<u32, PushError> {
+        let mut queued = 0;
+        for (server, keys) in by_server {
+            let m = PushMsg {
+                r#type: push_msg::Type::Push as i32,
+                operation,
+                server: server.clone(),
+                keys,
+                msg: msg.to_vec(),
+                ..Default::default()
+            };
+            self.produce(&server, m).await?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Pushes to connection keys; keys without a live session are skipped. Returns the messages queued.
+    pub async fn push_keys(
+        &self,
+        operation: i32,
+        keys: &[String],
+        msg: &[u8],
+    ) -> Result<u32, PushError> {
+        self.check(operation, msg)?;
+        if keys.is_empty() {
+            return Err(PushError::Invalid("no keys".into()));
+        }
+        let servers = self.sessions.servers_by_keys(keys).await?;
+        let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, server) in keys.iter().zip(servers) {
+            if let Some(server) = server {
+                by_server.entry(server).or_default().push(key.clone());
+            }
+        }
+        self.produce_per_server(operation, by_server, msg).await
+    }
+
+    /// Pushes to every connection of the users.
+    pub async fn push_mids(
+        &self,
+        operation: i32,
+        mids: &[i64],
+        msg: &[u8],
+    ) -> Result<u32, PushError> {
+        self.check(operation, msg)?;
+        if mids.is_empty() {
+            return Err(PushError::Invalid("no mids".into()));
+        }
+        let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in self.sessions.sessions_by_mids(mids).await? {
+            by_server.entry(s.server).or_default().push(s.key);
+        }
+        self.produce_per_server(operation, by_server, msg).await
+    }
+
+    pub async fn push_room(
+        &self,
+        operation: i32,
+        kind: &str,
+        room: &str,
+        msg: &[u8],
+    ) -> Result<u32, PushError> {
+        self.check(operation, msg)?;
+        if room.is_empty() {
+            return Err(PushError::Invalid("room must not be empty".into()));
+        }
+        let room = room_id(kind, room);
+        let m = PushMsg {
+            r#type: push_msg::Type::Room as i32,
+            operation,
+            room: room.clone(),
+            msg: msg.to_vec(),
+            ..Default::default()
+        };
+        self.produce(&room, m).await?;
+        Ok(1)
+    }
+
+    pub async fn push_all(&self, operation: i32, speed: i32, msg: &[u8]) -> Result<u32, PushError> {
+        self.check(operation, msg)?;
+        if speed < 0 {
+            return Err(PushError::Invalid("speed must not be negative".into()));
+        }
+        let m = PushMsg {
+            r#type: push_msg::Type::Broadcast as i32,
+            operation,
+            speed,
+            msg: msg.to_vec(),
+            ..Default::default()
+        };
+        self.produce(BROADCAST_KEY, m).await?;
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use imcloud_common::queue::QueueConsumer;
+    use imcloud_common::queue_memory::memory_queue;
+
+    use super::*;
+    use crate::sessions::Session;
+    use crate::sessions_memory::MemorySessions;
+
+    #[tokio::test]
+    async fn keys_and_mids_are_grouped_per_comet() {
+        let sessions = MemorySessions::new(Duration::from_secs(60), Duration::from_secs(60));
+        for (mid, key, server) in [(1, "a", "c1"), (1, "b", "c2"), (2, "c", "c1")] {
+            sessions
+                .add(&Session {
+                    mid,
+                    key: key.into(),
+                    server: server.into(),
+                })
+                .await
+                .unwrap();
+        }
+        let (p, c) = memory_queue(16);
+        let pusher = Pusher::new(sessions, Arc::new(p), 1024);
+
+        let keys = ["a", "c", "zz"].map(String::from);
+        assert_eq!(pusher.push_keys(1000, &keys, b"hi").await.unwrap(), 1);
+        let d = c.recv().await.unwrap();
+        let m = PushMsg::decode(&d.payload[..]).unwrap();
+        assert_eq!(
+            (d.key.as_str(), m.server.as_str(), m.keys.clone()),
+            ("c1", "c1", vec!["a".to_string(), "c".to_string()])
+        );
+        assert_eq!(m.msg, b"hi");
+
+        assert_eq!(pusher.push_mids(1001, &[1], b"x").await.unwrap(), 2);
+        let servers: Vec<String> = [c.recv().await.unwrap(), c.recv().await.unwrap()]
+            .iter()
+            .map(|d| PushMsg::decode(&d.payload[..]).unwrap().server)
+            .collect();
+        assert_eq!(servers, vec!["c1", "c2"]);
+
+        assert_eq!(pusher.push_room(1002, "live", "7", b"r").await.unwrap(), 1);
+        let m = PushMsg::decode(&c.recv().await.unwrap().payload[..]).unwrap();
+        assert_eq!(
+            (m.r#type(), m.room.as_str()),
+            (push_msg::Type::Room, "live://7")
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_pushes_are_refused() {
+        let (p, _c) = memory_queue(4);
+        let pusher = Pusher::new(
+            MemorySessions::new(Duration::from_secs(60), Duration::from_secs(60)),
+            Arc::new(p),
+            4,
+        );
+        assert!(matches!(
+            pusher.push_all(3, 0, b"x").await,
+            Err(PushError::Invalid(_))
+        ));
+        assert!(matches!(
+            pusher.push_all(1000, 0, b"too long").await,
+            Err(PushError::Invalid(_))
+        ));
+        assert!(matches!(
+            pusher.push_keys(1000, &[], b"x").await,
+            Err(PushError::Invalid(_))
+        ));
+        assert!(matches!(
+            pusher.push_room(1000, "live", "", b"x").await,
+            Err(PushError::Invalid(_))
+        ));
+        assert!(matches!(
+            pusher.push_all(1000, -1, b"x").await,
+            Err(PushError::Invalid(_))
+        ));
+    }
+}

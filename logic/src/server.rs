@@ -1,0 +1,304 @@
+//! The logic gRPC service: comet-facing (Connect, Heartbeat, …), client-facing (Nodes) and backend-facing
+//! (the Push RPCs and IssueToken, which need the API key as `authorization: Bearer …` metadata).
+
+use std::sync::Arc;
+
+use imcloud_common::registry::Registry;
+use imcloud_common::{Role, auth};
+use imcloud_proto::logic::logic_server::Logic;
+use imcloud_proto::logic::*;
+use tonic::{Request, Response, Status};
+
+use crate::auth_body::AuthBody;
+use crate::online::{Online, OnlineError, top_rooms};
+use crate::push::{PushError, Pusher, room_id};
+use crate::sessions::{ServerOnline, Session, SessionError, SessionStore};
+use crate::token::{TokenError, Tokens};
+use crate::{nodes, receive};
+
+pub struct LogicService {
+    pub(crate) tokens: Tokens,
+    pub(crate) api_key: String,
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) pusher: Pusher,
+    pub(crate) online: Arc<Online>,
+    pub(crate) heartbeat_secs: u64,
+    pub(crate) heartbeat_max_misses: u32,
+}
+
+impl From<PushError> for Status {
+    fn from(e: PushError) -> Status {
+        match e {
+            PushError::Invalid(m) => Status::invalid_argument(m),
+            PushError::Sessions(e) => Status::unavailable(e.to_string()),
+            PushError::Queue(e) => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+impl From<SessionError> for Status {
+    fn from(e: SessionError) -> Status {
+        unavailable(e)
+    }
+}
+
+impl From<OnlineError> for Status {
+    fn from(e: OnlineError) -> Status {
+        unavailable(e)
+    }
+}
+
+impl LogicService {
+    fn check_api_key<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if auth::bearer_matches(given, &self.api_key) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("missing or wrong API key"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Logic for LogicService {
+    async fn connect(&self, req: Request<ConnectReq>) -> Result<Response<ConnectReply>, Status> {
+        let req = req.into_inner();
+        let auth = AuthBody::parse(&req.token).map_err(Status::invalid_argument)?;
+        if let Err(e) = self.tokens.verify(&auth.token, auth.mid) {
+            metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
+            tracing::info!(mid = auth.mid, client = %req.client_ip, "auth refused: {e}");
+            return Err(match e {
+                TokenError::BadTtl { .. } => Status::internal(e.to_string()),
+                _ => Status::unauthenticated(e.to_string()),
+            });
+        }
+        let key = if auth.key.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            auth.key
+        };
+        self.sessions
+            .add(&Session {
+                mid: auth.mid,
+                key: key.clone(),
+                server: req.server,
+            })
+            .await?;
+        Ok(Response::new(ConnectReply {
+            mid: auth.mid,
+            key,
+            room_id: auth.room_id,
+            accepts: auth.accepts,
+            heartbeat: self.heartbeat_secs as i64,
+        }))
+    }
+
+    async fn disconnect(
+        &self,
+        req: Request<DisconnectReq>,
+    ) -> Result<Response<DisconnectReply>, Status> {
+        let r = req.into_inner();
+        let has = self
+            .sessions
+            .remove(&Session {
+                mid: r.mid,
+                key: r.key,
+                server: r.server,
+            })
+            .await?;
+        Ok(Response::new(DisconnectReply { has }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatReq>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        let r = req.into_inner();
+        let s = Session {
+            mid: r.mid,
+            key: r.key,
+            server: r.server,
+        };
+        if !self.sessions.renew(&s).await? {
+            // The store lost it (expired, or the store restarted): the connection is live, so write it again.
+            self.sessions.add(&s).await?;
+        }
+        Ok(Response::new(HeartbeatReply {}))
+    }
+
+    async fn renew_online(&self, req: Request<OnlineReq>) -> Result<Response<OnlineReply>, Status> {
+        let r = req.into_inner();
+        let report = ServerOnline {
+            room_count: r.room_count,
+            conn_count: r.conn_count,
+            ip_count: r.ip_count,
+        };
+        let all = self.online.report(&r.server, &report).await?;
+        Ok(Response::new(OnlineReply {
+            all_room_count: (*all).clone(),
+        }))
+    }
+
+    async fn receive(&self, req: Request<ReceiveReq>) -> Result<Response<ReceiveReply>, Status> {
+        let r = req.into_inner();
+        let body = r.proto.map(|p| p.body).unwrap_or_default();
+        Ok(Response::new(ReceiveReply {
+            body: receive::handle(r.mid, &r.key, &body),
+        }))
+    }
+
+    async fn nodes(&self, req: Request<NodesReq>) -> Result<Response<NodesReply>, Status> {
+        let r = req.into_inner();
+        let comets = nodes::weighted(self.registry.list(Role::Comet).await.map_err(unavailable)?);
+        let web = r.platform.is_empty() || r.platform == "web";
+        let addrs: Vec<String> = comets
+            .iter()
+            .map(|n| {
+                if web {
+                    n.ws_addr.clone()
+                } else {
+                    n.tcp_addr.clone()
+                }
+            })
+            .filter(|a| !a.is_empty())
+            .collect();
+        let first = comets.first();
+        Ok(Response::new(NodesReply {
+            domain: String::new(),
+            tcp_port: first.map(|n| nodes::port_of(&n.tcp_addr)).unwrap_or(0),
+            ws_port: first.map(|n| nodes::port_of(&n.ws_addr)).unwrap_or(0),
+            wss_port: 0,
+            heartbeat: self.heartbeat_secs as i32,
+            heartbeat_max: self.heartbeat_max_misses as i32,
+            nodes: addrs,
+            backoff: Some(Backoff {
+                max_delay: 300,
+                base_delay: 3,
+                factor: 1.8,
+                jitter: 0.3,
+            }),
+        }))
+    }
+
+    async fn instances(
+        &self,
+        _req: Request<InstancesReq>,
+    ) -> Result<Response<InstancesReply>, Status> {
+        let mut instances = Vec::new();
+        for role in Role::ALL {
+            for n in self.registry.list(role).await.map_err(unavailable)? {
+                instances.push(Instance {
+                    role: n.role.to_string(),
+                    id: n.id,
+                    grpc_addr: n.grpc_addr,
+                    ws_addr: n.ws_addr,
+                    tcp_addr: n.tcp_addr,
+                    weight: n.weight,
+                    connections: n.connections,
+                    version: n.version,
+                });
+            }
+        }
+        Ok(Response::new(InstancesReply { instances }))
+    }
+
+    async fn online_top(
+        &self,
+        req: Request<OnlineTopReq>,
+    ) -> Result<Response<OnlineTopReply>, Status> {
+        let r = req.into_inner();
+        let totals = self.online.totals().await?;
+        let rooms = top_rooms(&totals.rooms, &r.r#type, r.limit as usize)
+            .into_iter()
+            .map(|(room_id, count)| RoomCount { room_id, count })
+            .collect();
+        Ok(Response::new(OnlineTopReply { rooms }))
+    }
+
+    async fn online_room(
+        &self,
+        req: Request<OnlineRoomReq>,
+    ) -> Result<Response<OnlineRoomReply>, Status> {
+        let r = req.into_inner();
+        let totals = self.online.totals().await?;
+        let rooms = r
+            .rooms
+            .into_iter()
+            .map(|room| {
+                let n = totals
+                    .rooms
+                    .get(&room_id(&r.r#type, &room))
+                    .copied()
+                    .unwrap_or(0);
+                (room, n)
+            })
+            .collect();
+        Ok(Response::new(OnlineRoomReply { rooms }))
+    }
+
+    async fn online_total(
+        &self,
+        _req: Request<OnlineTotalReq>,
+    ) -> Result<Response<OnlineTotalReply>, Status> {
+        let t = self.online.totals().await?;
+        Ok(Response::new(OnlineTotalReply {
+            ip_count: t.ip_count,
+            conn_count: t.conn_count,
+        }))
+    }
+
+    async fn push_keys(&self, req: Request<PushKeysReq>) -> Result<Response<PushReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let queued = self.pusher.push_keys(r.op, &r.keys, &r.msg).await?;
+        Ok(Response::new(PushReply { queued }))
+    }
+
+    async fn push_mids(&self, req: Request<PushMidsReq>) -> Result<Response<PushReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let queued = self.pusher.push_mids(r.op, &r.mids, &r.msg).await?;
+        Ok(Response::new(PushReply { queued }))
+    }
+
+    async fn push_room(&self, req: Request<PushRoomReq>) -> Result<Response<PushReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let queued = self
+            .pusher
+            .push_room(r.op, &r.r#type, &r.room, &r.msg)
+            .await?;
+        Ok(Response::new(PushReply { queued }))
+    }
+
+    async fn push_all(&self, req: Request<PushAllReq>) -> Result<Response<PushReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let queued = self.pusher.push_all(r.op, r.speed, &r.msg).await?;
+        Ok(Response::new(PushReply { queued }))
+    }
+
+    async fn issue_token(
+        &self,
+        req: Request<IssueTokenReq>,
+    ) -> Result<Response<IssueTokenReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let (token, exp) = self
+            .tokens
+            .issue(r.mid, r.ttl_secs)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(IssueTokenReply {
+            token,
+            expires_at: exp as i64,
+        }))
+    }
+}

@@ -1,0 +1,47 @@
+//! The session map (mid -> key -> comet) and per-comet online reports. Embedded: [`crate::sessions_memory`];
+//! distributed: Redis. Entries expire unless renewed; comets renew them on client heartbeats.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One live connection: user `mid`, connection `key`, held by comet `server`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Session {
+    pub mid: i64,
+    pub key: String,
+    pub server: String,
+}
+
+/// What a comet last reported about its connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerOnline {
+    pub room_count: HashMap<String, i32>,
+    pub conn_count: u64,
+    pub ip_count: u64,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Adds or refreshes a session with a full TTL.
+    async fn add(&self, s: &Session) -> Result<(), SessionError>;
+    /// Extends a session's TTL; `false` when the store no longer has it (the caller adds it again).
+    async fn renew(&self, s: &Session) -> Result<bool, SessionError>;
+    /// Removes exactly this session (not a newer one of the same key on another comet); `true` if it existed.
+    async fn remove(&self, s: &Session) -> Result<bool, SessionError>;
+    /// The comet holding each key, in order (`None` when the key has no live session).
+    async fn servers_by_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, SessionError>;
+    /// Every live session of the given users.
+    async fn sessions_by_mids(&self, mids: &[i64]) -> Result<Vec<Session>, SessionError>;
+    /// Stores a comet's online report, which expires unless reported again.
+    async fn put_online(&self, server: &str, online: &ServerOnline) -> Result<(), SessionError>;
+    /// The last live report of each comet, in order.
+    async fn online(&self, servers: &[String]) -> Result<Vec<Option<ServerOnline>>, SessionError>;
+}

@@ -1,0 +1,17 @@
+//! Compiles the .proto files with protox (a pure-Rust protobuf compiler), so building needs no protoc.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/protocol.proto",
+        "proto/comet.proto",
+        "proto/logic.proto",
+        "proto/queue.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
