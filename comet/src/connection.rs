@@ -163,7 +163,7 @@ async fn run<T: Transport>(
                 });
             }
             out = rx.recv() => {
-                let Some(first) = out else { return None };
+                let first = out?;
                 let mut more = Some(first);
                 let mut n = 0;
                 while let Some(b) = more {

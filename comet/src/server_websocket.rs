@@ -69,6 +69,8 @@ async fn handle(
     let deadline = Instant::now() + comet.settings.handshake_timeout;
     let _ = stream.set_nodelay(true);
     let max_body = comet.settings.max_client_body;
+    // The error type is tungstenite's callback contract, not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == PATH {
             Ok(resp)

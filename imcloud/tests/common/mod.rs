@@ -1,0 +1,258 @@
+//! Test harness: starts the real `imcloud standalone` binary on free loopback ports and gives tests
+//! authenticated goim clients and an HTTP client for the API.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imcloud::client::{ClientError, GoimClient, auth_body, sign_token};
+use imcloud_proto::Frame;
+use serde_json::Value;
+
+pub const SECRET: &str = "test-secret";
+pub const API_KEY: &str = "test-api-key";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Standalone {
+    child: Child,
+    pub ws_url: String,
+    pub tcp_addr: String,
+    pub http: String,
+    pub logic_addr: String,
+    pub comet_grpc: String,
+    http_client: reqwest::Client,
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    // Hold all of them at once so they differ; release just before the server binds them.
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+impl Standalone {
+    pub async fn start() -> Standalone {
+        Standalone::start_with(&[]).await
+    }
+
+    /// Starts a standalone with extra `IMCLOUD_*` settings and waits until its API answers.
+    pub async fn start_with(env: &[(&str, &str)]) -> Standalone {
+        let p = free_ports(5);
+        let addr = |port: u16| format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imcloud"));
+        cmd.arg("standalone")
+            .env("IMCLOUD_AUTH_SECRET", SECRET)
+            .env("IMCLOUD_API_KEY", API_KEY)
+            .env("IMCLOUD_COMET_WS_ADDR", addr(p[0]))
+            .env("IMCLOUD_COMET_TCP_ADDR", addr(p[1]))
+            .env("IMCLOUD_COMET_GRPC_ADDR", addr(p[2]))
+            .env("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[3]))
+            .env("IMCLOUD_API_HTTP_ADDR", addr(p[4]))
+            .env("IMCLOUD_ONLINE_RENEW_SECS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start imcloud standalone");
+        let s = Standalone {
+            child,
+            ws_url: format!("ws://{}/sub", addr(p[0])),
+            tcp_addr: addr(p[1]),
+            http: format!("http://{}", addr(p[4])),
+            logic_addr: addr(p[3]),
+            comet_grpc: addr(p[2]),
+            http_client: reqwest::Client::new(),
+        };
+        s.wait_ready().await;
+        s
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let api_up = self
+                .http_client
+                .get(format!("{}/healthz", self.http))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let ws_up = tokio::net::TcpStream::connect(
+                self.ws_url
+                    .trim_start_matches("ws://")
+                    .trim_end_matches("/sub"),
+            )
+            .await
+            .is_ok();
+            if api_up && ws_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "standalone did not start within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "standalone did not exit within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A websocket client authenticated as `mid`.
+    pub async fn ws(&self, mid: i64, key: &str, room: &str, accepts: &[i32]) -> GoimClient {
+        let mut c = GoimClient::connect_ws(&self.ws_url)
+            .await
+            .expect("connect ws");
+        let token = sign_token(SECRET, mid, 600).expect("sign");
+        c.auth(auth_body(mid, key, room, accepts, &token), WAIT)
+            .await
+            .expect("auth");
+        c
+    }
+
+    /// A goim TCP client authenticated as `mid`.
+    pub async fn tcp(&self, mid: i64, key: &str, room: &str) -> GoimClient {
+        let mut c = GoimClient::connect_tcp(&self.tcp_addr)
+            .await
+            .expect("connect tcp");
+        let token = sign_token(SECRET, mid, 600).expect("sign");
+        c.auth(auth_body(mid, key, room, &[], &token), WAIT)
+            .await
+            .expect("auth");
+        c
+    }
+
+    /// POSTs a push; returns the HTTP status and the JSON envelope.
+    pub async fn push(
+        &self,
+        path: &str,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/goim/push/{path}?{query}"),
+            Some(API_KEY),
+            body.into(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::GET,
+            path_and_query,
+            Some(API_KEY),
+            reqwest::Body::from(""),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: reqwest::Body,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http_client
+            .request(method, format!("{}{path}", self.http))
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("HTTP body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    /// Waits until logic's online total shows `conns` connections (reports arrive every second).
+    pub async fn wait_online(&self, conns: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (_, v) = self.get("/goim/online/total").await;
+            if v["data"]["conn_count"].as_u64() == Some(conns) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "online total never reached {conns}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next application message (skipping heartbeat replies).
+pub async fn next_msg(c: &mut GoimClient) -> Frame {
+    loop {
+        let f = c.recv_timeout(WAIT).await.expect("a message within 10 s");
+        if f.op != imcloud_proto::op::HEARTBEAT_REPLY {
+            return f;
+        }
+    }
+}
+
+/// Asserts the next application message has this op and body.
+pub async fn expect_msg(c: &mut GoimClient, op: i32, body: &[u8]) {
+    let f = next_msg(c).await;
+    assert_eq!(
+        (f.op, &f.body[..]),
+        (op, body),
+        "unexpected message {:?}",
+        String::from_utf8_lossy(&f.body)
+    );
+}
+
+/// Waits for the server to close the connection; returns its reason.
+pub async fn expect_closed(c: &mut GoimClient) -> String {
+    loop {
+        match c.recv_timeout(WAIT).await {
+            Ok(f) if f.op == imcloud_proto::op::HEARTBEAT_REPLY => continue,
+            Ok(f) => panic!(
+                "expected the connection to close, got op {} {:?}",
+                f.op,
+                String::from_utf8_lossy(&f.body)
+            ),
+            Err(ClientError::Closed(reason)) => return reason,
+            Err(e) => panic!("expected a close, got {e}"),
+        }
+    }
+}

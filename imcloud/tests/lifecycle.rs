@@ -1,0 +1,126 @@
+//! Process lifecycle of the real binary: graceful shutdown, configuration and help.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_and_closes_connections_then_exits_cleanly() {
+    let mut s = Standalone::start().await;
+    let mut ws = s.ws(1, "", "live://s", &[]).await;
+    let mut tcp = s.tcp(2, "", "live://s").await;
+    let (status, _) = s
+        .push("room", "operation=1000&type=live&room=s", "before shutdown")
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        tokio::task::block_in_place(|| s.terminate()),
+        "exit status 0 after SIGTERM"
+    );
+    // What was pushed before the signal is delivered, then the connection is closed with a reason.
+    expect_msg(&mut ws, 1000, b"before shutdown").await;
+    expect_msg(&mut tcp, 1000, b"before shutdown").await;
+    assert_eq!(expect_closed(&mut ws).await, "server shutting down");
+    assert_eq!(expect_closed(&mut tcp).await, "server shutting down");
+}
+
+fn imcloud(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imcloud"))
+        .args(args)
+        .env_remove("IMCLOUD_AUTH_SECRET")
+        .output()
+        .expect("run imcloud")
+}
+
+#[test]
+fn help_explains_subcommands_and_settings() {
+    let out = imcloud(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["standalone", "comet", "logic", "job", "api", "client"] {
+        assert!(text.contains(sub), "--help lacks {sub}: {text}");
+    }
+    let out = imcloud(&["standalone", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "IMCLOUD_AUTH_SECRET",
+        "IMCLOUD_API_KEY",
+        "IMCLOUD_COMET_WS_ADDR",
+        "IMCLOUD_LOGIC_ADDR",
+        "IMCLOUD_KAFKA_TOPIC",
+    ] {
+        assert!(text.contains(var), "standalone --help lacks {var}");
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_reason() {
+    let out = imcloud(&["standalone", "--comet-buckets", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("comet_buckets must be greater than 0"));
+
+    let out = imcloud(&["standalone", "--config", "/nonexistent/imcloud.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_imcloud"))
+        .args(["standalone"])
+        .env("IMCLOUD_KAFKA_BROKERS", "127.0.0.1:9092")
+        .output()
+        .expect("run imcloud");
+    assert!(
+        !out.status.success(),
+        "distributed settings are not silently ignored"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMCLOUD_KAFKA_BROKERS"));
+}
+
+#[tokio::test]
+async fn standalone_prints_where_it_listens_and_generated_secrets() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let held: Vec<std::net::TcpListener> = (0..5)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<String> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    drop(held);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imcloud"))
+        .arg("standalone")
+        .env_remove("IMCLOUD_AUTH_SECRET")
+        .env_remove("IMCLOUD_API_KEY")
+        .env("IMCLOUD_COMET_WS_ADDR", &ports[0])
+        .env("IMCLOUD_COMET_TCP_ADDR", &ports[1])
+        .env("IMCLOUD_COMET_GRPC_ADDR", &ports[2])
+        .env("IMCLOUD_LOGIC_GRPC_ADDR", &ports[3])
+        .env("IMCLOUD_API_HTTP_ADDR", &ports[4])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(8)
+        .map(|l| l.unwrap())
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = lines.join("\n");
+    assert!(text.contains(&format!("ws://{}/sub", ports[0])), "{text}");
+    assert!(text.contains(&format!("http://{}", ports[4])), "{text}");
+    let secret_line = lines
+        .iter()
+        .find(|l| l.contains("auth secret"))
+        .expect("secret line");
+    assert!(secret_line.contains("generated"), "{secret_line}");
+    let key_line = lines
+        .iter()
+        .find(|l| l.contains("api key"))
+        .expect("api key line");
+    let key = key_line.split_whitespace().nth(2).unwrap();
+    assert_eq!(key.len(), 32, "a 128-bit hex key: {key_line}");
+}
