@@ -78,7 +78,6 @@ impl Channel {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("imcloud_comet_slow_consumer_kicks_total").increment(1);
                 self.kick(Kick::SlowConsumer);
                 false
             }

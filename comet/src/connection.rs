@@ -57,17 +57,22 @@ pub async fn serve<T: Transport>(
     }
     if ch.kick_reason() != Kick::Replaced {
         // A replaced connection's session now belongs to its successor: leave it in place.
-        let req = DisconnectReq {
-            mid: ch.mid,
-            key: ch.key.clone(),
-            server: comet.id.clone(),
-        };
-        if let Err(e) = timeout(LOGIC_TIMEOUT, comet.logic.clone().disconnect(req))
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("logic did not answer")))
-        {
-            tracing::warn!(mid = ch.mid, key = %ch.key, "logic.Disconnect: {}", e.message());
-        }
+        disconnect(&comet, ch.mid, &ch.key).await;
+    }
+}
+
+/// Tells logic a session has ended.
+async fn disconnect(comet: &Comet, mid: i64, key: &str) {
+    let req = DisconnectReq {
+        mid,
+        key: key.to_string(),
+        server: comet.id.clone(),
+    };
+    if let Err(e) = timeout(LOGIC_TIMEOUT, comet.logic.clone().disconnect(req))
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("logic did not answer")))
+    {
+        tracing::warn!(mid, key, "logic.Disconnect: {}", e.message());
     }
 }
 
@@ -99,8 +104,9 @@ async fn authenticate<T: Transport>(
         Err(s) => return Err(CloseReason::AuthFailed(s.message().to_string())),
     };
     let room = Some(reply.room_id).filter(|r| !r.is_empty());
-    if let Some(r) = &room {
-        valid_room(r).map_err(CloseReason::Protocol)?;
+    if let Some(Err(e)) = room.as_deref().map(valid_room) {
+        disconnect(comet, reply.mid, &reply.key).await;
+        return Err(CloseReason::Protocol(e));
     }
     let (tx, rx) = mpsc::channel(comet.settings.conn_queue_capacity);
     let state = ChannelState {
@@ -124,6 +130,7 @@ async fn authenticate<T: Transport>(
     };
     if written.await.is_err() {
         comet.bucket(&ch.key).remove(&ch);
+        disconnect(comet, ch.mid, &ch.key).await;
         return Err(CloseReason::AuthFailed(
             "client went away during auth".into(),
         ));
@@ -145,7 +152,7 @@ async fn run<T: Transport>(
     let mut last_renew = Instant::now();
     loop {
         tokio::select! {
-            biased;
+            // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
             _ = shutdown.cancelled() => {
                 // Flush what is already queued for this client, then say goodbye.
                 while let Ok(b) = rx.try_recv() {

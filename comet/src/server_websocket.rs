@@ -10,6 +10,7 @@ use imcloud_proto::{Frame, FrameError, op};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -127,6 +128,10 @@ impl Transport for WsTransport {
                 Some(Ok(m)) => m,
                 Some(Err(WsError::Capacity(e))) => {
                     return Err(ReadError::Close(CloseReason::TooBig(e.to_string())));
+                }
+                // A peer that drops the TCP connection without a close frame has simply gone.
+                Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                    return Err(ReadError::Gone);
                 }
                 Some(Err(WsError::Protocol(e))) => {
                     return Err(ReadError::Close(CloseReason::Protocol(e.to_string())));

@@ -2,7 +2,12 @@
 
 /// Whether an `Authorization` value carries `key`, compared in constant time.
 pub fn bearer_matches(authorization: Option<&str>, key: &str) -> bool {
-    let Some(given) = authorization.and_then(|v| v.strip_prefix("Bearer ")) else {
+    // The scheme name is case-insensitive (RFC 9110).
+    let Some(given) = authorization
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+    else {
         return false;
     };
     !key.is_empty() && constant_time_eq(given.trim().as_bytes(), key.as_bytes())
@@ -22,6 +27,7 @@ mod tests {
     #[test]
     fn only_the_exact_key_matches() {
         assert!(bearer_matches(Some("Bearer k1"), "k1"));
+        assert!(bearer_matches(Some("bearer k1"), "k1"));
         assert!(!bearer_matches(Some("Bearer k2"), "k1"));
         assert!(!bearer_matches(Some("k1"), "k1"));
         assert!(!bearer_matches(None, "k1"));

@@ -53,7 +53,7 @@ macro_rules! settings {
 }
 
 settings! {
-    /// This node's id in the registry [default: hostname-port]
+    /// This node's id in the registry [default: hostname-port; job: hostname-job<pid>]
     node_id: String = String::new(), "IMCLOUD_NODE_ID";
     /// HS256 secret for connection tokens [default: generated and printed in standalone]
     auth_secret: String = String::new(), "IMCLOUD_AUTH_SECRET";
@@ -63,11 +63,11 @@ settings! {
     etcd_endpoints: String = String::new(), "IMCLOUD_ETCD_ENDPOINTS";
     /// Kafka brokers, comma-separated; unset = embedded queue
     kafka_brokers: String = String::new(), "IMCLOUD_KAFKA_BROKERS";
-    /// Kafka push topic
+    /// Kafka push topic (distributed queue; not yet in this build)
     kafka_topic: String = "imcloud-push".into(), "IMCLOUD_KAFKA_TOPIC";
     /// Redis URL; unset = embedded session store
     redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
-    /// postgres://… or sqlite://… [default: sqlite file under ./data]
+    /// postgres://… or sqlite://… for the IM stores (not yet in this build) [default: sqlite file under ./data]
     database_url: String = String::new(), "IMCLOUD_DATABASE_URL";
     /// Comet websocket listener (path /sub)
     comet_ws_addr: SocketAddr = ([0, 0, 0, 0], 3102).into(), "IMCLOUD_COMET_WS_ADDR";
@@ -107,9 +107,9 @@ settings! {
     room_batch_max: usize = 32, "IMCLOUD_ROOM_BATCH_MAX";
     /// Job: milliseconds a room batch waits for more messages before it is flushed
     room_flush_ms: u64 = 5, "IMCLOUD_ROOM_FLUSH_MS";
-    /// Api: largest push body in bytes
+    /// Largest push message in bytes (logic enforces it for HTTP and gRPC; also the HTTP body limit)
     push_max_body: usize = 65536, "IMCLOUD_PUSH_MAX_BODY";
-    /// Api: longest lifetime of a token minted by POST /v1/tokens, in seconds
+    /// Longest lifetime of a token minted by POST /v1/tokens or IssueToken, in seconds
     token_max_ttl_secs: u64 = 30 * 24 * 3600, "IMCLOUD_TOKEN_MAX_TTL_SECS";
 }
 

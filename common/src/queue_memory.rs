@@ -1,5 +1,6 @@
 //! The embedded queue: one bounded in-process FIFO. A full queue makes producers wait up to a timeout,
-//! then fail (the push API answers 500 and nothing is half-sent).
+//! then fail: the push call answers 503 (code -500). A keys/mids push that spans several comets may have
+//! queued the messages for the comets before the failure; those are delivered.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -52,7 +52,10 @@ pub struct GoimClient {
 
 /// Small buffers, so that thousands of test clients fit beside the server.
 fn client_ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_message_size(Some(MAX_SERVER_FRAME))
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_SERVER_FRAME))
 }
 
 /// The op 7 body: goim's fields plus the token.
@@ -66,18 +69,32 @@ pub fn auth_body(mid: i64, key: &str, room: &str, accepts: &[i32], token: &str) 
 impl GoimClient {
     /// Connects to `ws://host:port/sub`.
     pub async fn connect_ws(url: &str) -> Result<GoimClient, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_ws_config()), true).await?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(client_ws_config()), true)
+                .await?;
         Ok(GoimClient::new(Conn::Ws(Box::new(ws))))
     }
 
     /// Connects to `ws://host:port/sub` from a given local address (load tests spread over 127.0.0.x).
-    pub async fn connect_ws_from(url: &str, server: SocketAddr, source: IpAddr) -> Result<GoimClient, ClientError> {
-        let socket = if source.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    pub async fn connect_ws_from(
+        url: &str,
+        server: SocketAddr,
+        source: IpAddr,
+    ) -> Result<GoimClient, ClientError> {
+        let socket = if source.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.bind(SocketAddr::new(source, 0))?;
         let stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(client_ws_config())).await?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            url,
+            MaybeTlsStream::Plain(stream),
+            Some(client_ws_config()),
+        )
+        .await?;
         Ok(GoimClient::new(Conn::Ws(Box::new(ws))))
     }
 

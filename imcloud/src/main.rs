@@ -89,16 +89,29 @@ fn main() -> Result<()> {
         match cli.cmd {
             Cmd::Client(c) => cli_client::run(c).await,
             Cmd::Bench(b) => {
-                let target = imcloud::bench::Target { ws_url: b.url, secret: b.secret, sources: b.sources, concurrency: b.concurrency };
+                let target = imcloud::bench::Target {
+                    ws_url: b.url,
+                    secret: b.secret,
+                    sources: b.sources,
+                    concurrency: b.concurrency,
+                };
                 match b.what {
-                    BenchWhat::Idle { server_pid } => imcloud::bench::idle(&target, b.conns, server_pid).await,
-                    BenchWhat::Fanout { api, api_key, messages } => {
-                        imcloud::bench::fanout(&target, &api, &api_key, b.conns, messages).await
+                    BenchWhat::Idle { server_pid } => {
+                        imcloud::bench::idle(&target, b.conns, server_pid).await
                     }
+                    BenchWhat::Fanout {
+                        api,
+                        api_key,
+                        messages,
+                    } => imcloud::bench::fanout(&target, &api, &api_key, b.conns, messages).await,
                     BenchWhat::Hold { heartbeat_secs } => {
                         let clients = imcloud::bench::open(&target, b.conns, 1, "").await?;
                         println!("{} connections open; Ctrl-C to close", clients.len());
-                        imcloud::bench::hold(clients, std::time::Duration::from_secs(heartbeat_secs.max(1))).await
+                        imcloud::bench::hold(
+                            clients,
+                            std::time::Duration::from_secs(heartbeat_secs.max(1)),
+                        )
+                        .await
                     }
                 }
             }

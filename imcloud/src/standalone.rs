@@ -50,8 +50,8 @@ fn shown(addr: SocketAddr) -> String {
     advertised(addr, "127.0.0.1")
 }
 
-/// Runs everything until SIGTERM/Ctrl-C, then stops in order: api, job (draining the queue), comet
-/// (flushing and closing connections), logic.
+/// Runs everything until SIGTERM/Ctrl-C, then stops in order: api and logic (no new pushes), job (draining
+/// the queue), comet (flushing and closing connections).
 pub async fn run(
     mut cfg: Config,
     metrics: Option<PrometheusHandle>,
@@ -177,15 +177,15 @@ pub async fn run(
     );
 
     tokio::select! {
-        _ = shutdown.cancelled() => tracing::info!("stopping: api, then job (draining), then comet, then logic"),
+        _ = shutdown.cancelled() => tracing::info!("stopping: api, logic, then job (draining), then comet"),
         _ = failed.cancelled() => tracing::error!("a role failed; stopping the others"),
     }
     let mut result = Ok(());
     for (name, stop, handle) in [
         ("api", api_stop, api),
+        ("logic", logic_stop, logic),
         ("job", job_stop, job),
         ("comet", comet_stop, comet),
-        ("logic", logic_stop, logic),
     ] {
         stop.cancel();
         match handle.await {

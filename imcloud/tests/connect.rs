@@ -254,3 +254,18 @@ async fn op4_is_answered_by_logic_with_op5_and_the_same_seq() {
         Some(-400)
     );
 }
+
+#[tokio::test]
+async fn a_key_in_use_by_another_user_is_refused() {
+    let s = Standalone::start().await;
+    let mut owner = s.ws(1, "shared-key", "", &[]).await;
+    let token = sign_token(SECRET, 2, 60).unwrap();
+    let reason = refused(&s, auth_body(2, "shared-key", "", &[], &token)).await;
+    assert!(reason.contains("another user"), "{reason}");
+    // The owner keeps its connection and its pushes.
+    let (status, _) = s
+        .push("keys", "operation=1000&keys=shared-key", "still yours")
+        .await;
+    assert_eq!(status, 200);
+    expect_msg(&mut owner, 1000, b"still yours").await;
+}

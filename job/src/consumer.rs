@@ -96,8 +96,7 @@ impl Consumer {
             );
             return Vec::new();
         }
-        metrics::counter!("imcloud_job_consumed_total", "type" => m.r#type().as_str_name())
-            .increment(1);
+        metrics::counter!("imcloud_job_consumed_total", "type" => m.r#type().label()).increment(1);
         match m.r#type() {
             push_msg::Type::Push => {
                 let delivery = Delivery::Keys {

@@ -66,7 +66,7 @@ impl Pusher {
 
     async fn produce(&self, key: &str, msg: PushMsg) -> Result<(), PushError> {
         self.queue.send(key, msg.encode_to_vec()).await?;
-        metrics::counter!("imcloud_logic_queued_total", "type" => msg.r#type().as_str_name())
+        metrics::counter!("imcloud_logic_queued_total", "type" => msg.r#type().label())
             .increment(1);
         Ok(())
     }
@@ -104,12 +104,15 @@ impl Pusher {
         if keys.is_empty() {
             return Err(PushError::Invalid("no keys".into()));
         }
-        let servers = self.sessions.servers_by_keys(keys).await?;
         let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (key, server) in keys.iter().zip(servers) {
-            if let Some(server) = server {
-                by_server.entry(server).or_default().push(key.clone());
-            }
+        for s in self
+            .sessions
+            .sessions_by_keys(keys)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            by_server.entry(s.server).or_default().push(s.key);
         }
         self.produce_per_server(operation, by_server, msg).await
     }

@@ -85,6 +85,19 @@ impl Logic for LogicService {
         } else {
             auth.key
         };
+        // A client-chosen key must not take over another user's connection (and its key pushes).
+        let owner = self
+            .sessions
+            .sessions_by_keys(std::slice::from_ref(&key))
+            .await?
+            .pop()
+            .flatten();
+        if let Some(owner) = owner.filter(|o| o.mid != auth.mid) {
+            tracing::info!(mid = auth.mid, owner = owner.mid, client = %req.client_ip, "auth refused: key in use");
+            return Err(Status::permission_denied(
+                "key belongs to another user's connection",
+            ));
+        }
         self.sessions
             .add(&Session {
                 mid: auth.mid,
@@ -128,8 +141,17 @@ impl Logic for LogicService {
             server: r.server,
         };
         if !self.sessions.renew(&s).await? {
-            // The store lost it (expired, or the store restarted): the connection is live, so write it again.
-            self.sessions.add(&s).await?;
+            // The store lost it (expired, or the store restarted): the connection is live, so write it again,
+            // unless the key has since moved to another connection (which a stale comet must not take back).
+            let current = self
+                .sessions
+                .sessions_by_keys(std::slice::from_ref(&s.key))
+                .await?
+                .pop()
+                .flatten();
+            if current.is_none() {
+                self.sessions.add(&s).await?;
+            }
         }
         Ok(Response::new(HeartbeatReply {}))
     }

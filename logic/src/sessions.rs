@@ -36,8 +36,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn renew(&self, s: &Session) -> Result<bool, SessionError>;
     /// Removes exactly this session (not a newer one of the same key on another comet); `true` if it existed.
     async fn remove(&self, s: &Session) -> Result<bool, SessionError>;
-    /// The comet holding each key, in order (`None` when the key has no live session).
-    async fn servers_by_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, SessionError>;
+    /// The live session of each key, in order (`None` when the key has none).
+    async fn sessions_by_keys(&self, keys: &[String])
+    -> Result<Vec<Option<Session>>, SessionError>;
     /// Every live session of the given users.
     async fn sessions_by_mids(&self, mids: &[i64]) -> Result<Vec<Session>, SessionError>;
     /// Stores a comet's online report, which expires unless reported again.

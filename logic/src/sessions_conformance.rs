@@ -19,8 +19,8 @@ pub async fn run(store: &dyn SessionStore, ttl: Duration) {
     store.add(&s("k2", "c2")).await.expect("add");
     let keys = vec![s("k1", "").key, s("k2", "").key, format!("absent-{tag}")];
     assert_eq!(
-        store.servers_by_keys(&keys).await.expect("by keys"),
-        vec![Some(s("k1", "c1").server), Some(s("k2", "c2").server), None]
+        store.sessions_by_keys(&keys).await.expect("by keys"),
+        vec![Some(s("k1", "c1")), Some(s("k2", "c2")), None]
     );
     let mut by_mid = store
         .sessions_by_mids(&[mid, mid + 1])
@@ -33,12 +33,12 @@ pub async fn run(store: &dyn SessionStore, ttl: Duration) {
     store.add(&s("k1", "c3")).await.expect("re-add");
     assert!(!store.remove(&s("k1", "c1")).await.expect("remove stale"));
     assert_eq!(
-        store.servers_by_keys(&keys[..1]).await.expect("by keys"),
-        vec![Some(s("k1", "c3").server)]
+        store.sessions_by_keys(&keys[..1]).await.expect("by keys"),
+        vec![Some(s("k1", "c3"))]
     );
     assert!(store.remove(&s("k1", "c3")).await.expect("remove"));
     assert_eq!(
-        store.servers_by_keys(&keys[..1]).await.expect("by keys"),
+        store.sessions_by_keys(&keys[..1]).await.expect("by keys"),
         vec![None]
     );
     assert_eq!(
@@ -60,10 +60,10 @@ pub async fn run(store: &dyn SessionStore, ttl: Duration) {
     );
     tokio::time::sleep(half).await;
     let live = store
-        .servers_by_keys(&[s("k2", "").key, s("k3", "").key])
+        .sessions_by_keys(&[s("k2", "").key, s("k3", "").key])
         .await
         .expect("by keys");
-    assert_eq!(live, vec![Some(s("k2", "c2").server), None]);
+    assert_eq!(live, vec![Some(s("k2", "c2")), None]);
     assert!(!store.renew(&s("k3", "c1")).await.expect("renew lapsed"));
 
     // online reports

@@ -158,7 +158,10 @@ impl SessionStore for MemorySessions {
         Ok(removed)
     }
 
-    async fn servers_by_keys(&self, keys: &[String]) -> Result<Vec<Option<String>>, SessionError> {
+    async fn sessions_by_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Session>>, SessionError> {
         let now = Instant::now();
         Ok(keys
             .iter()
@@ -166,7 +169,11 @@ impl SessionStore for MemorySessions {
                 lock(&self.keys[self.shard(k)])
                     .get(k)
                     .filter(|e| e.expires > now)
-                    .map(|e| e.server.clone())
+                    .map(|e| Session {
+                        mid: e.mid,
+                        key: k.clone(),
+                        server: e.server.clone(),
+                    })
             })
             .collect())
     }

@@ -18,6 +18,17 @@ pub mod queue {
     tonic::include_proto!("imcloud.queue");
 }
 
+impl queue::push_msg::Type {
+    /// The `type` label of push metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            queue::push_msg::Type::Push => "push",
+            queue::push_msg::Type::Room => "room",
+            queue::push_msg::Type::Broadcast => "broadcast",
+        }
+    }
+}
+
 impl From<&Frame> for protocol::Proto {
     fn from(f: &Frame) -> Self {
         protocol::Proto {
