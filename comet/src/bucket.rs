@@ -162,32 +162,26 @@ impl Bucket {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use imcloud_proto::protocol::Proto;
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::channel::ChannelState;
     use crate::op_filter::OpFilter;
 
-    fn channel(id: u64, key: &str, room: Option<&str>) -> (Arc<Channel>, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(8);
+    fn channel(id: u64, key: &str, room: Option<&str>) -> Arc<Channel> {
         let state = ChannelState {
             filter: OpFilter::from_accepts(&[]),
             rooms: room.iter().map(|r| r.to_string()).collect(),
             auth_room: room.map(str::to_string),
         };
-        (
-            Arc::new(Channel::new(
-                id,
-                1,
-                key.into(),
-                [127, 0, 0, 1].into(),
-                tx,
-                state,
-            )),
-            rx,
-        )
+        Arc::new(Channel::new(
+            id,
+            1,
+            key.into(),
+            [127, 0, 0, 1].into(),
+            8,
+            state,
+        ))
     }
 
     fn batch() -> Batch {
@@ -202,8 +196,8 @@ mod tests {
     #[tokio::test]
     async fn same_key_replaces_and_kicks() {
         let b = Bucket::default();
-        let (old, _r1) = channel(1, "k", Some("live://1"));
-        let (new, _r2) = channel(2, "k", Some("live://2"));
+        let old = channel(1, "k", Some("live://1"));
+        let new = channel(2, "k", Some("live://2"));
         b.put(old.clone());
         b.put(new.clone());
         assert_eq!(old.kick_reason(), Kick::Replaced);
@@ -225,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn rooms_join_leave_and_change() {
         let b = Bucket::default();
-        let (ch, _rx) = channel(1, "k", Some("live://1"));
+        let ch = channel(1, "k", Some("live://1"));
         b.put(ch.clone());
         b.join(&ch, "live://2").unwrap();
         b.join(&ch, "live://2").unwrap();

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::batch::Batch;
 use crate::op_filter::OpFilter;
+use crate::outbox::{Outbox, PushError};
 
 /// Most rooms one connection may be in.
 pub const MAX_ROOMS: usize = 32;
@@ -41,7 +42,8 @@ pub struct Channel {
     pub mid: i64,
     pub key: String,
     pub ip: IpAddr,
-    tx: mpsc::Sender<Bytes>,
+    /// Frames waiting to be written by the connection task.
+    pub outbox: Outbox,
     state: Mutex<ChannelState>,
     kicked: AtomicU8,
     kick: Notify,
@@ -53,7 +55,7 @@ impl Channel {
         mid: i64,
         key: String,
         ip: IpAddr,
-        tx: mpsc::Sender<Bytes>,
+        queue_capacity: usize,
         state: ChannelState,
     ) -> Channel {
         Channel {
@@ -61,7 +63,7 @@ impl Channel {
             mid,
             key,
             ip,
-            tx,
+            outbox: Outbox::new(queue_capacity),
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
             kick: Notify::new(),
@@ -75,13 +77,13 @@ impl Channel {
 
     /// Queues an encoded frame; a full queue closes the connection as a slow consumer. `false` if not queued.
     pub fn send(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(frame) {
+        match self.outbox.push(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Full) => {
                 self.kick(Kick::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(PushError::Closed) => false,
         }
     }
 
@@ -140,22 +142,18 @@ pub fn valid_room(room: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn channel(cap: usize) -> (Channel, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(cap);
+    fn channel(cap: usize) -> Channel {
         let state = ChannelState {
             filter: OpFilter::from_accepts(&[]),
             rooms: vec![],
             auth_room: None,
         };
-        (
-            Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), tx, state),
-            rx,
-        )
+        Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), cap, state)
     }
 
     #[tokio::test]
     async fn full_queue_kicks_as_slow_consumer() {
-        let (ch, _rx) = channel(1);
+        let ch = channel(1);
         assert!(ch.send(Bytes::from_static(b"a")));
         assert!(!ch.send(Bytes::from_static(b"b")));
         assert_eq!(ch.kicked().await, Kick::SlowConsumer);

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
 use imcloud_proto::{Frame, op};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
@@ -32,32 +31,34 @@ pub async fn serve<T: Transport>(
     shutdown: CancellationToken,
 ) {
     let auth = tokio::select! {
-        r = timeout_at(deadline, authenticate(&comet, &mut t, ip)) => match r {
+        // The rare, large futures (logic RPCs, close) are boxed so an idle connection's task stays small.
+        r = timeout_at(deadline, Box::pin(authenticate(&comet, &mut t, ip))) => match r {
             Ok(r) => r,
             Err(_) => Err(CloseReason::AuthFailed("handshake timeout".into())),
         },
         _ = shutdown.cancelled() => Err(CloseReason::Shutdown),
     };
-    let (ch, rx) = match auth {
+    let ch = match auth {
         Ok(v) => v,
         Err(reason) => {
             metrics::counter!("imcloud_comet_closed_total", "reason" => reason.kind()).increment(1);
-            t.close(&reason).await;
+            Box::pin(t.close(&reason)).await;
             return;
         }
     };
     metrics::gauge!("imcloud_comet_connections").increment(1.0);
-    let reason = run(&comet, &mut t, &ch, rx, &shutdown).await;
+    let reason = run(&comet, &mut t, &ch, &shutdown).await;
+    ch.outbox.close();
     comet.bucket(&ch.key).remove(&ch);
     metrics::gauge!("imcloud_comet_connections").decrement(1.0);
     if let Some(reason) = reason {
         metrics::counter!("imcloud_comet_closed_total", "reason" => reason.kind()).increment(1);
         tracing::debug!(mid = ch.mid, key = %ch.key, "closing: {}", reason.text());
-        t.close(&reason).await;
+        Box::pin(t.close(&reason)).await;
     }
     if ch.kick_reason() != Kick::Replaced {
         // A replaced connection's session now belongs to its successor: leave it in place.
-        disconnect(&comet, ch.mid, &ch.key).await;
+        Box::pin(disconnect(&comet, ch.mid, &ch.key)).await;
     }
 }
 
@@ -80,7 +81,7 @@ async fn authenticate<T: Transport>(
     comet: &Comet,
     t: &mut T,
     ip: IpAddr,
-) -> Result<(Arc<Channel>, mpsc::Receiver<Bytes>), CloseReason> {
+) -> Result<Arc<Channel>, CloseReason> {
     let frame = match t.read_frame().await {
         Ok(f) => f,
         Err(ReadError::Gone) => return Err(CloseReason::AuthFailed("closed before auth".into())),
@@ -108,7 +109,6 @@ async fn authenticate<T: Transport>(
         disconnect(comet, reply.mid, &reply.key).await;
         return Err(CloseReason::Protocol(e));
     }
-    let (tx, rx) = mpsc::channel(comet.settings.conn_queue_capacity);
     let state = ChannelState {
         filter: OpFilter::from_accepts(&reply.accepts),
         rooms: room.iter().cloned().collect(),
@@ -119,7 +119,7 @@ async fn authenticate<T: Transport>(
         reply.mid,
         reply.key,
         ip,
-        tx,
+        comet.settings.conn_queue_capacity,
         state,
     ));
     comet.bucket(&ch.key).put(ch.clone());
@@ -135,7 +135,7 @@ async fn authenticate<T: Transport>(
             "client went away during auth".into(),
         ));
     }
-    Ok((ch, rx))
+    Ok(ch)
 }
 
 /// The authenticated loop. Returns the reason to tell the client, or `None` when the client left.
@@ -143,7 +143,6 @@ async fn run<T: Transport>(
     comet: &Arc<Comet>,
     t: &mut T,
     ch: &Arc<Channel>,
-    mut rx: mpsc::Receiver<Bytes>,
     shutdown: &CancellationToken,
 ) -> Option<CloseReason> {
     let hb = comet.settings.heartbeat_interval;
@@ -155,7 +154,7 @@ async fn run<T: Transport>(
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
             _ = shutdown.cancelled() => {
                 // Flush what is already queued for this client, then say goodbye.
-                while let Ok(b) = rx.try_recv() {
+                while let Some(b) = ch.outbox.try_pop() {
                     if t.feed(b).await.is_err() {
                         return None;
                     }
@@ -169,8 +168,7 @@ async fn run<T: Transport>(
                     _ => CloseReason::SlowConsumer,
                 });
             }
-            out = rx.recv() => {
-                let first = out?;
+            first = ch.outbox.pop() => {
                 let mut more = Some(first);
                 let mut n = 0;
                 while let Some(b) = more {
@@ -178,7 +176,7 @@ async fn run<T: Transport>(
                         return None;
                     }
                     n += 1;
-                    more = if n < WRITE_BATCH { rx.try_recv().ok() } else { None };
+                    more = if n < WRITE_BATCH { ch.outbox.try_pop() } else { None };
                 }
                 if t.flush().await.is_err() {
                     return None;
@@ -197,7 +195,7 @@ async fn run<T: Transport>(
                         renew_session(comet, ch);
                     }
                 }
-                let reply = match handle(comet, ch, frame).await {
+                let reply = match Box::pin(handle(comet, ch, frame)).await {
                     Ok(r) => r,
                     Err(reason) => return Some(reason),
                 };
@@ -327,5 +325,54 @@ async fn handle(
         }
         op::AUTH => Err(CloseReason::Protocol("already authenticated".into())),
         other => Err(CloseReason::Protocol(format!("unsupported op {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comet::CometSettings;
+
+    /// A transport that never yields, to size the connection task.
+    struct Idle;
+    impl Transport for Idle {
+        async fn read_frame(&mut self) -> Result<Frame, ReadError> {
+            std::future::pending().await
+        }
+        async fn feed(&mut self, _frame: Bytes) -> std::io::Result<()> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        async fn close(&mut self, _reason: &CloseReason) {}
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_task_is_small() {
+        let settings = CometSettings {
+            handshake_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_max_misses: 1,
+            conn_queue_capacity: 1,
+            max_client_body: 16,
+        };
+        let comet = Arc::new(Comet::new(
+            "c".into(),
+            settings,
+            1,
+            crate::logic_client("127.0.0.1:1").unwrap(),
+        ));
+        let fut = serve(
+            comet,
+            Idle,
+            [127, 0, 0, 1].into(),
+            Instant::now(),
+            CancellationToken::new(),
+        );
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("idle connection task future: {size} bytes");
+        // Logic RPC futures are boxed; what stays inline is the select state of one connection.
+        assert!(size < 2048, "connection task future is {size} bytes");
     }
 }

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod grpc;
 pub mod online;
 pub mod op_filter;
+pub mod outbox;
 pub mod room;
 pub mod server_tcp;
 pub mod server_websocket;

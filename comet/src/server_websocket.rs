@@ -26,7 +26,7 @@ use crate::transport::{CloseReason, ReadError, Transport};
 /// The websocket path clients connect to.
 pub const PATH: &str = "/sub";
 /// Initial read buffer per connection (tungstenite's default is 128 KiB); it grows for larger frames.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 
 pub fn ws_config(max_body: usize) -> WebSocketConfig {
     let max_frame = max_body + imcloud_proto::frame::HEADER_LEN;
