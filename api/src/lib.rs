@@ -9,7 +9,6 @@ pub mod state;
 pub mod tokens;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -17,6 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use imcloud_common::grpc_channel::lazy_channel;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
@@ -118,12 +118,8 @@ pub async fn run(
     if cfg.api_key.is_empty() {
         return Err(ApiServeError::Config("IMCLOUD_API_KEY must be set".into()));
     }
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.logic_addr))
-        .map_err(|e| ApiServeError::Config(format!("bad logic address {:?}: {e}", cfg.logic_addr)))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
     let state = AppState {
-        logic: LogicClient::new(endpoint.connect_lazy()),
+        logic: LogicClient::new(lazy_channel(&cfg.logic_addr).map_err(ApiServeError::Config)?),
         api_key: cfg.api_key.clone(),
         metrics,
     };

@@ -361,7 +361,9 @@ mod tests {
             "c".into(),
             settings,
             1,
-            crate::logic_client("127.0.0.1:1").unwrap(),
+            imcloud_proto::logic::logic_client::LogicClient::new(
+                imcloud_common::grpc_channel::lazy_channel("127.0.0.1:1").unwrap(),
+            ),
         ));
         let fut = serve(
             comet,

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod comet;
 pub mod connection;
 pub mod grpc;
+pub mod listener;
 pub mod online;
 pub mod op_filter;
 pub mod outbox;
@@ -18,6 +19,7 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imcloud_common::grpc_channel::lazy_channel;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -34,8 +36,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CometError {
-    #[error("bad logic address {0:?}: {1}")]
-    LogicAddr(String, String),
+    #[error("{0}")]
+    LogicAddr(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("gRPC server: {0}")]
@@ -48,16 +50,6 @@ pub struct CometListeners {
     pub ws: TcpListener,
     pub tcp: TcpListener,
     pub grpc: TcpListener,
-}
-
-/// A gRPC channel to logic at `addr` (`host:port`), connected on first use.
-pub fn logic_client(addr: &str) -> Result<LogicClient<tonic::transport::Channel>, CometError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| CometError::LogicAddr(addr.to_string(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
-    Ok(LogicClient::new(endpoint.connect_lazy()))
 }
 
 /// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts.
@@ -79,20 +71,24 @@ pub async fn run(
         me.id.clone(),
         CometSettings::from_config(cfg),
         cfg.comet_buckets,
-        logic_client(&cfg.logic_addr)?,
+        LogicClient::new(lazy_channel(&cfg.logic_addr).map_err(CometError::LogicAddr)?),
     ));
     let tracker = TaskTracker::new();
-    tokio::spawn(server_websocket::accept_loop(
-        comet.clone(),
+    let (c, stop) = (comet.clone(), shutdown.clone());
+    tokio::spawn(listener::accept_loop(
+        "websocket",
         listeners.ws,
         shutdown.clone(),
         tracker.clone(),
+        move |stream, peer| server_websocket::handle(c.clone(), stream, peer, stop.clone()),
     ));
-    tokio::spawn(server_tcp::accept_loop(
-        comet.clone(),
+    let (c, stop) = (comet.clone(), shutdown.clone());
+    tokio::spawn(listener::accept_loop(
+        "tcp",
         listeners.tcp,
         shutdown.clone(),
         tracker.clone(),
+        move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
     ));
     let reporter = tokio::spawn(online::report_loop(
         comet.clone(),

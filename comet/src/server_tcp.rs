@@ -9,10 +9,9 @@ use bytes::{Bytes, BytesMut};
 use imcloud_proto::frame::HEADER_LEN;
 use imcloud_proto::{Frame, op};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::comet::Comet;
 use crate::connection;
@@ -22,36 +21,14 @@ use crate::transport::{CloseReason, ReadError, Transport};
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 512;
 
-pub async fn accept_loop(
-    comet: Arc<Comet>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracker.spawn(handle(comet.clone(), stream, peer, shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!("tcp accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-async fn handle(
+/// Serves one accepted connection.
+pub async fn handle(
     comet: Arc<Comet>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) {
     let deadline = Instant::now() + comet.settings.handshake_timeout;
-    let _ = stream.set_nodelay(true);
     let t = TcpTransport {
         stream,
         rbuf: BytesMut::new(),

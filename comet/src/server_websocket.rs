@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use imcloud_proto::{Frame, FrameError, op};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -17,7 +17,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::comet::Comet;
 use crate::connection;
@@ -38,37 +37,14 @@ pub fn ws_config(max_body: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
-pub async fn accept_loop(
-    comet: Arc<Comet>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracker.spawn(handle(comet.clone(), stream, peer, shutdown.clone()));
-                }
-                Err(e) => {
-                    // Typically out of file descriptors: back off instead of spinning.
-                    tracing::warn!("websocket accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-async fn handle(
+/// Serves one accepted connection.
+pub async fn handle(
     comet: Arc<Comet>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) {
     let deadline = Instant::now() + comet.settings.handshake_timeout;
-    let _ = stream.set_nodelay(true);
     let max_body = comet.settings.max_client_body;
     // The error type is tungstenite's callback contract, not ours to shrink.
     #[allow(clippy::result_large_err)]

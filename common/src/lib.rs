@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod grpc_channel;
 pub mod node;
 pub mod queue;
 #[doc(hidden)]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use imcloud_common::grpc_channel::lazy_channel;
 use imcloud_common::registry::Registry;
 use imcloud_common::{NodeInfo, Role};
 use imcloud_proto::comet::comet_client::CometClient;
@@ -89,7 +90,7 @@ impl CometPool {
             if c.grpc_addr.is_empty() || workers.contains_key(&c.id) {
                 continue;
             }
-            match client(&c.grpc_addr) {
+            match lazy_channel(&c.grpc_addr).map(CometClient::new) {
                 Ok(client) => {
                     let (tx, rx) = mpsc::channel(WORKER_QUEUE);
                     tokio::spawn(work(c.id.clone(), client, rx));
@@ -103,7 +104,7 @@ impl CometPool {
                     tracing::info!(comet = %c.id, addr = %c.grpc_addr, "delivering to comet");
                 }
                 Err(e) => {
-                    tracing::error!(comet = %c.id, "bad comet address {:?}: {e}", c.grpc_addr)
+                    tracing::error!(comet = %c.id, "{e}")
                 }
             }
         }
@@ -151,14 +152,6 @@ impl CometPool {
         }
         done
     }
-}
-
-fn client(addr: &str) -> Result<CometClient<Channel>, tonic::transport::Error> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
-    Ok(CometClient::new(endpoint.connect_lazy()))
 }
 
 async fn work(id: String, mut client: CometClient<Channel>, mut rx: mpsc::Receiver<Task>) {
