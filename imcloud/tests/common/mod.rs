@@ -41,7 +41,21 @@ impl Standalone {
     }
 
     /// Starts a standalone with extra `IMCLOUD_*` settings and waits until its API answers.
+    /// A free port can be taken by another test's socket before the server binds it; then the server exits
+    /// at once, and this tries again with new ports.
     pub async fn start_with(env: &[(&str, &str)]) -> Standalone {
+        for attempt in 1..=3 {
+            match Standalone::try_start(env).await {
+                Some(s) => return s,
+                None => eprintln!(
+                    "standalone exited during start-up (attempt {attempt}); retrying with new ports"
+                ),
+            }
+        }
+        panic!("standalone did not start in 3 attempts");
+    }
+
+    async fn try_start(env: &[(&str, &str)]) -> Option<Standalone> {
         let p = free_ports(5);
         let addr = |port: u16| format!("127.0.0.1:{port}");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imcloud"));
@@ -61,7 +75,7 @@ impl Standalone {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start imcloud standalone");
-        let s = Standalone {
+        let mut s = Standalone {
             child,
             ws_url: format!("ws://{}/sub", addr(p[0])),
             tcp_addr: addr(p[1]),
@@ -70,13 +84,16 @@ impl Standalone {
             comet_grpc: addr(p[2]),
             http_client: reqwest::Client::new(),
         };
-        s.wait_ready().await;
-        s
+        s.wait_ready().await.then_some(s)
     }
 
-    async fn wait_ready(&self) {
+    /// `false` if the process exited before it was ready.
+    async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
             let api_up = self
                 .http_client
                 .get(format!("{}/healthz", self.http))
@@ -91,7 +108,7 @@ impl Standalone {
             .await
             .is_ok();
             if api_up && ws_up {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
