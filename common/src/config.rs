@@ -67,6 +67,12 @@ settings! {
     kafka_topic: String = "imcloud-push".into(), "IMCLOUD_KAFKA_TOPIC";
     /// Redis URL; unset = embedded session store
     redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
+    /// Prefix of every Redis key this deployment writes (several deployments can share one Redis)
+    redis_prefix: String = "imcloud:".into(), "IMCLOUD_REDIS_PREFIX";
+    /// etcd key prefix nodes register under (`<prefix><role>/<node_id>`)
+    etcd_prefix: String = "/imcloud/nodes/".into(), "IMCLOUD_ETCD_PREFIX";
+    /// Seconds an etcd registration outlives its node's last keep-alive
+    etcd_lease_ttl_secs: u64 = 10, "IMCLOUD_ETCD_LEASE_TTL_SECS";
     /// postgres://… or sqlite://… for the IM stores (not yet in this build) [default: sqlite file under ./data]
     database_url: String = String::new(), "IMCLOUD_DATABASE_URL";
     /// Comet websocket listener (path /sub)
@@ -143,6 +149,7 @@ impl Config {
             ("queue_capacity", self.queue_capacity as u64),
             ("room_batch_max", self.room_batch_max as u64),
             ("push_max_body", self.push_max_body as u64),
+            ("etcd_lease_ttl_secs", self.etcd_lease_ttl_secs),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -175,6 +182,16 @@ impl Config {
         } else {
             self.advertise_host.clone()
         }
+    }
+
+    /// A comma-separated setting as a list (empty entries dropped).
+    pub fn list(value: &str) -> Vec<String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Seconds without a heartbeat after which a comet closes a connection.

@@ -11,6 +11,7 @@ pub mod queue_memory;
 pub mod registry;
 #[doc(hidden)]
 pub mod registry_conformance;
+pub mod registry_etcd;
 pub mod registry_memory;
 pub mod shutdown;
 

@@ -2,12 +2,9 @@
 
 mod cli_client;
 
-use std::sync::Arc;
-
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use imcloud::{standalone, telemetry};
-use imcloud_common::registry_memory::MemoryRegistry;
+use imcloud::{adapters, standalone, telemetry};
 use imcloud_common::{Config, ConfigArgs, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -121,11 +118,11 @@ fn main() -> Result<()> {
             }
             Cmd::Api(args) => {
                 let (cfg, metrics, stop) = server_start(&args)?;
-                standalone::refuse_distributed_settings(&cfg)?;
+                adapters::refuse_unbuilt(&cfg)?;
                 let listener = tokio::net::TcpListener::bind(cfg.api_http_addr).await?;
                 Ok(imcloud_api::run(
                     &cfg,
-                    Arc::new(MemoryRegistry::new()),
+                    adapters::registry(&cfg).await?,
                     listener,
                     metrics,
                     stop,

@@ -1,19 +1,19 @@
-//! `imcloud standalone`: all four roles in one process on the embedded adapters (in-process registry and
-//! queue, in-memory sessions), talking to each other over the same gRPC as in a cluster.
+//! `imcloud standalone`: all four roles in one process, talking to each other over the same gRPC as in a
+//! cluster. By default on the embedded adapters (in-process registry and queue, in-memory sessions); with
+//! IMCLOUD_ETCD_ENDPOINTS / IMCLOUD_REDIS_URL set, on etcd and Redis.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use imcloud_comet::CometListeners;
 use imcloud_common::Config;
+
+use crate::adapters;
 use imcloud_common::node::advertised;
 use imcloud_common::queue_memory::memory_queue;
 use imcloud_common::registry::Registry;
-use imcloud_common::registry_memory::MemoryRegistry;
 use imcloud_logic::LogicDeps;
-use imcloud_logic::sessions_memory::MemorySessions;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -30,22 +30,6 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
-/// Rejects the distributed-engine settings this build cannot honour yet, rather than silently ignoring them.
-pub fn refuse_distributed_settings(cfg: &Config) -> Result<()> {
-    for (name, v) in [
-        ("IMCLOUD_ETCD_ENDPOINTS", &cfg.etcd_endpoints),
-        ("IMCLOUD_KAFKA_BROKERS", &cfg.kafka_brokers),
-        ("IMCLOUD_REDIS_URL", &cfg.redis_url),
-    ] {
-        if !v.is_empty() {
-            bail!(
-                "{name} is set, but this build has only the embedded adapters; unset it to run standalone"
-            );
-        }
-    }
-    Ok(())
-}
-
 fn shown(addr: SocketAddr) -> String {
     advertised(addr, "127.0.0.1")
 }
@@ -57,7 +41,7 @@ pub async fn run(
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    refuse_distributed_settings(&cfg)?;
+    adapters::refuse_unbuilt(&cfg)?;
     let secret_generated = cfg.auth_secret.is_empty();
     if secret_generated {
         cfg.auth_secret = generate_secret();
@@ -83,12 +67,9 @@ pub async fn run(
         shown(api_l.local_addr()?),
     );
 
-    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let registry: Arc<dyn Registry> = adapters::registry(&cfg).await?;
+    let sessions = adapters::sessions(&cfg).await?;
     let (producer, consumer) = memory_queue(cfg.queue_capacity);
-    let sessions = MemorySessions::new(
-        Duration::from_secs(cfg.session_ttl_secs),
-        Duration::from_secs(cfg.online_renew_secs * 3),
-    );
 
     let note = |generated: bool, var: &str| {
         if generated {
@@ -103,6 +84,9 @@ pub async fn run(
     println!("  http api     http://{http}");
     println!("  logic gRPC   {logic_addr}");
     println!("  comet gRPC   {grpc}");
+    for line in adapters::describe(&cfg) {
+        println!("  {line}");
+    }
     println!(
         "  auth secret  {}  {}",
         cfg.auth_secret,

@@ -11,6 +11,7 @@ pub mod sessions;
 #[doc(hidden)]
 pub mod sessions_conformance;
 pub mod sessions_memory;
+pub mod sessions_redis;
 pub mod token;
 
 use std::sync::Arc;

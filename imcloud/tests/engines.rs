@@ -1,0 +1,128 @@
+//! The real binary on the real engines: standalone with etcd as its registry and Redis as its session store.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use imcloud_proto::op;
+
+fn etcd_endpoints() -> String {
+    std::env::var("IMCLOUD_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("IMCLOUD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+async fn etcd_entries(client: &mut etcd_client::Client, prefix: &str) -> Vec<(String, i64)> {
+    let resp = client
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .expect("etcd get");
+    resp.kvs()
+        .iter()
+        .map(|kv| (kv.key_str().unwrap_or_default().to_string(), kv.lease()))
+        .collect()
+}
+
+async fn flush_redis(prefix: &str) -> usize {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let keys: Vec<String> = conn.keys(format!("{prefix}*")).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = conn.del(&keys).await.unwrap();
+    }
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush() {
+    let etcd_prefix = format!("/{}/nodes/", unique("imcloud-it"));
+    let redis_prefix = format!("{}:", unique("imcloud-it"));
+    let mut etcd = etcd_client::Client::connect([etcd_endpoints()], None)
+        .await
+        .unwrap_or_else(|e| panic!("etcd at {} is needed for this test: {e}", etcd_endpoints()));
+    let mut s = Standalone::start_with(&[
+        ("IMCLOUD_ETCD_ENDPOINTS", &etcd_endpoints()),
+        ("IMCLOUD_ETCD_PREFIX", &etcd_prefix),
+        ("IMCLOUD_REDIS_URL", &redis_url()),
+        ("IMCLOUD_REDIS_PREFIX", &redis_prefix),
+        ("IMCLOUD_HEARTBEAT_SECS", "1"),
+        ("IMCLOUD_SESSION_TTL_SECS", "30"),
+    ])
+    .await;
+
+    // Every role is registered in etcd under the prefix, each with a lease.
+    let entries = etcd_entries(&mut etcd, &etcd_prefix).await;
+    for role in ["comet", "logic", "job", "api"] {
+        let entry = entries
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{etcd_prefix}{role}/")));
+        assert!(
+            entry.is_some_and(|(_, lease)| *lease != 0),
+            "{role} not registered with a lease: {entries:?}"
+        );
+    }
+
+    let mut a = s.ws(1, "engine-a", "", &[]).await;
+    let mut b = s.tcp(2, "engine-b", "").await;
+    let (status, v) = s.push("mids", "operation=1000&mids=1,2", "via redis").await;
+    assert_eq!(
+        (status, v["data"]["queued"].as_i64()),
+        (200, Some(1)),
+        "{v}"
+    );
+    expect_msg(&mut a, 1000, b"via redis").await;
+    expect_msg(&mut b, 1000, b"via redis").await;
+
+    // Redis loses every session (as after a restart without persistence) while the clients stay connected.
+    assert!(
+        flush_redis(&redis_prefix).await >= 4,
+        "sessions were in Redis under the prefix"
+    );
+    let (_, v) = s.push("keys", "operation=1000&keys=engine-a", "lost").await;
+    assert_eq!(
+        v["data"]["queued"].as_i64(),
+        Some(0),
+        "no session, nothing queued: {v}"
+    );
+    // The next heartbeat writes the session back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.send(op::HEARTBEAT, Vec::new()).await.unwrap();
+    assert_eq!(a.recv_timeout(WAIT).await.unwrap().op, op::HEARTBEAT_REPLY);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, v) = s.push("keys", "operation=1000&keys=engine-a", "back").await;
+        if v["data"]["queued"].as_i64() == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session never came back after a heartbeat: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    expect_msg(&mut a, 1000, b"back").await;
+
+    // A graceful stop deregisters every node at once.
+    assert!(tokio::task::block_in_place(|| s.terminate()));
+    let left = etcd_entries(&mut etcd, &etcd_prefix).await;
+    assert!(
+        left.is_empty(),
+        "nodes still registered after shutdown: {left:?}"
+    );
+    flush_redis(&redis_prefix).await;
+}
