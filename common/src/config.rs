@@ -73,7 +73,7 @@ settings! {
     etcd_prefix: String = "/imcloud/nodes/".into(), "IMCLOUD_ETCD_PREFIX";
     /// Seconds an etcd registration outlives its node's last keep-alive
     etcd_lease_ttl_secs: u64 = 10, "IMCLOUD_ETCD_LEASE_TTL_SECS";
-    /// postgres://… or sqlite://… for the IM stores (not yet in this build) [default: sqlite file under ./data]
+    /// postgres://… or sqlite://… for the IM stores (not yet in this build)
     database_url: String = String::new(), "IMCLOUD_DATABASE_URL";
     /// Comet websocket listener (path /sub)
     comet_ws_addr: SocketAddr = ([0, 0, 0, 0], 3102).into(), "IMCLOUD_COMET_WS_ADDR";
@@ -83,7 +83,7 @@ settings! {
     comet_grpc_addr: SocketAddr = ([0, 0, 0, 0], 3109).into(), "IMCLOUD_COMET_GRPC_ADDR";
     /// Logic gRPC listener
     logic_grpc_addr: SocketAddr = ([0, 0, 0, 0], 3119).into(), "IMCLOUD_LOGIC_GRPC_ADDR";
-    /// Where comet and api reach logic when it is not discovered through the registry
+    /// Where comet and api reach logic (host:port)
     logic_addr: String = "127.0.0.1:3119".into(), "IMCLOUD_LOGIC_ADDR";
     /// Api HTTP listener (push API, JSON API)
     api_http_addr: SocketAddr = ([0, 0, 0, 0], 3111).into(), "IMCLOUD_API_HTTP_ADDR";

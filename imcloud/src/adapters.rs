@@ -52,8 +52,22 @@ pub async fn sessions(cfg: &Config) -> Result<Arc<dyn SessionStore>> {
     }
     let store = RedisSessions::connect(&cfg.redis_url, &cfg.redis_prefix, ttl, online_ttl(cfg))
         .await
-        .with_context(|| format!("Redis at {}", cfg.redis_url))?;
+        .with_context(|| format!("Redis at {}", redact(&cfg.redis_url)))?;
     Ok(Arc::new(store))
+}
+
+/// A URL with its password (`scheme://user:password@host`) masked, for logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// One line per adapter, for the start-up banner.
@@ -66,11 +80,34 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     let sessions = if cfg.redis_url.is_empty() {
         "embedded (in-memory)".to_string()
     } else {
-        format!("Redis {} with prefix {}", cfg.redis_url, cfg.redis_prefix)
+        format!(
+            "Redis {} with prefix {}",
+            redact(&cfg.redis_url),
+            cfg.redis_prefix
+        )
     };
     vec![
         format!("registry     {registry}"),
         format!("sessions     {sessions}"),
         "queue        embedded (in-process)".to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            super::redact("redis://:s3cret@10.0.0.1:6379/0"),
+            "redis://:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            super::redact("redis://app:s3cret@r:6379"),
+            "redis://app:***@r:6379"
+        );
+        assert_eq!(
+            super::redact("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+    }
 }

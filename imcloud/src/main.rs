@@ -19,13 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run comet, logic, job and api in one process on embedded adapters (zero configuration)
+    /// Run comet, logic, job and api in one process (embedded adapters by default; etcd/Redis when configured)
     Standalone(ConfigArgs),
-    /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs the distributed adapters)
+    /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs the Kafka queue, not in this build yet)
     Comet(ConfigArgs),
-    /// Run logic: auth, sessions, online counts, push RPCs (needs the distributed adapters)
+    /// Run logic: auth, sessions, online counts, push RPCs (needs the Kafka queue, not in this build yet)
     Logic(ConfigArgs),
-    /// Run a job worker: queue consumer delivering to comets (needs the distributed adapters)
+    /// Run a job worker: queue consumer delivering to comets (needs the Kafka queue, not in this build yet)
     Job(ConfigArgs),
     /// Run the HTTP api edge against a logic at IMCLOUD_LOGIC_ADDR
     Api(ConfigArgs),
@@ -130,8 +130,8 @@ fn main() -> Result<()> {
                 .await?)
             }
             Cmd::Comet(_) | Cmd::Logic(_) | Cmd::Job(_) => bail!(
-                "comet, logic and job run as separate processes only on the distributed adapters \
-                 (etcd, Kafka, Redis), which this build does not have yet; use `imcloud standalone`"
+                "comet, logic and job run as separate processes only with a shared queue (Kafka), \
+                 which this build does not have yet; use `imcloud standalone` (it can use etcd and Redis)"
             ),
         }
     })

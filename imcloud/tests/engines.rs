@@ -65,16 +65,24 @@ async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush()
     ])
     .await;
 
-    // Every role is registered in etcd under the prefix, each with a lease.
-    let entries = etcd_entries(&mut etcd, &etcd_prefix).await;
-    for role in ["comet", "logic", "job", "api"] {
-        let entry = entries
-            .iter()
-            .find(|(k, _)| k.starts_with(&format!("{etcd_prefix}{role}/")));
+    // Every role registers in etcd under the prefix, each with a lease (the api may answer a moment before
+    // the last role has registered, so wait for all four).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let entries = etcd_entries(&mut etcd, &etcd_prefix).await;
+        let leased = |role: &str| {
+            entries
+                .iter()
+                .any(|(k, lease)| k.starts_with(&format!("{etcd_prefix}{role}/")) && *lease != 0)
+        };
+        if ["comet", "logic", "job", "api"].into_iter().all(leased) {
+            break;
+        }
         assert!(
-            entry.is_some_and(|(_, lease)| *lease != 0),
-            "{role} not registered with a lease: {entries:?}"
+            Instant::now() < deadline,
+            "not every role registered with a lease: {entries:?}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let mut a = s.ws(1, "engine-a", "", &[]).await;

@@ -61,11 +61,16 @@ pub struct CometPool {
 }
 
 impl CometPool {
-    /// Follows the registry's comets until `shutdown`.
-    pub fn watch(self: &Arc<Self>, registry: &dyn Registry, shutdown: CancellationToken) {
+    /// Loads the registry's comets, then follows them until `shutdown`. The first load is a direct read, so
+    /// deliveries consumed right after start-up find their comet even before a watch has caught up.
+    pub async fn watch(self: &Arc<Self>, registry: &dyn Registry, shutdown: CancellationToken) {
         let mut rx = registry.watch(Role::Comet);
+        rx.borrow_and_update();
+        match registry.list(Role::Comet).await {
+            Ok(comets) => self.sync(&comets),
+            Err(e) => tracing::warn!("listing comets: {e}; waiting for the registry watch"),
+        }
         let pool = self.clone();
-        pool.sync(&rx.borrow_and_update());
         tokio::spawn(async move {
             loop {
                 tokio::select! {

@@ -149,7 +149,8 @@ impl Logic for LogicService {
                 .await?
                 .pop()
                 .flatten();
-            if current.is_none() {
+            // Missing, or ours with a lost index entry (Redis mid hash): write it again in full.
+            if current.is_none() || current.as_ref() == Some(&s) {
                 self.sessions.add(&s).await?;
             }
         }

@@ -9,14 +9,14 @@
 //!
 //! A key's string is the source of truth: a hash field whose key string is missing or names another
 //! session is stale (a hash has one TTL for all its fields) and is ignored and cleaned up on read.
-//! Add, renew and remove are Lua scripts, so each is atomic and touches exactly one (mid, key, server).
-//! The scripts touch the previous owner's hash by name, so this store needs a single Redis (or a cluster
-//! with all keys in one slot), not a sharded cluster.
+//! Add, renew, remove and stale-field cleanup are Lua scripts, so each is atomic and touches exactly one
+//! (mid, key, server). The add script touches the previous owner's hash by name, so this store needs a
+//! single Redis (primary), not Redis Cluster.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use crate::sessions::{ServerOnline, Session, SessionError, SessionStore};
@@ -44,6 +44,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 ";
 
+/// Drops a hash field whose key string no longer names that session (re-checked inside the script).
+const CLEAN: &str = r"
+if redis.call('GET', KEYS[2]) == ARGV[3] .. ':' .. ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+";
+
 const REMOVE: &str = r"
 local removed = 0
 if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[3] then
@@ -62,6 +70,7 @@ pub struct RedisSessions {
     add: Script,
     renew: Script,
     remove: Script,
+    clean: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> SessionError {
@@ -81,7 +90,14 @@ impl RedisSessions {
         online_ttl: Duration,
     ) -> Result<RedisSessions, SessionError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
+        // Bounded waits: a Redis that is down fails calls within seconds instead of stalling handshakes.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unavailable)?;
         Ok(RedisSessions {
             conn,
             prefix: prefix.to_string(),
@@ -90,6 +106,7 @@ impl RedisSessions {
             add: Script::new(ADD),
             renew: Script::new(RENEW),
             remove: Script::new(REMOVE),
+            clean: Script::new(CLEAN),
         })
     }
 
@@ -192,22 +209,24 @@ impl SessionStore for RedisSessions {
             .collect();
         let keys: Vec<String> = candidates.iter().map(|s| s.key.clone()).collect();
         let owners = self.sessions_by_keys(&keys).await?;
-        let (mut live, mut stale) = (Vec::new(), redis::pipe());
-        let mut any_stale = false;
+        let mut live = Vec::new();
         for (candidate, owner) in candidates.into_iter().zip(owners) {
             if owner.as_ref() == Some(&candidate) {
                 live.push(candidate);
-            } else {
-                stale
-                    .hdel(self.mid_key(candidate.mid), &candidate.key)
-                    .ignore();
-                any_stale = true;
+                continue;
             }
-        }
-        if any_stale {
-            // Best effort: a failure here only leaves stale fields for the next read to skip.
-            if let Err(e) = stale.query_async::<()>(&mut conn).await {
-                tracing::debug!("cleaning stale session fields: {e}");
+            // Best effort, and atomic: the script re-checks, so a session re-added meanwhile is kept.
+            let cleaned = self
+                .clean
+                .key(self.mid_key(candidate.mid))
+                .key(self.key_key(&candidate.key))
+                .arg(&candidate.key)
+                .arg(&candidate.server)
+                .arg(candidate.mid)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+            if let Err(e) = cleaned {
+                tracing::debug!("cleaning a stale session field: {e}");
             }
         }
         Ok(live)
