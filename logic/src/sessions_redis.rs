@@ -341,6 +341,41 @@ mod tests {
         clean(&prefix).await;
     }
 
+    /// Runs the cleanup script on one hash field.
+    async fn clean_field(s: &RedisSessions, mid: i64, key: &str, server: &str) -> i64 {
+        let mut conn = s.conn.clone();
+        let mut invocation = s.clean.key(s.mid_key(mid));
+        invocation.key(s.key_key(key)).arg(key).arg(server).arg(mid);
+        invocation.invoke_async(&mut conn).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn cleanup_keeps_a_field_whose_session_came_back() {
+        let prefix = test_prefix();
+        let s = store(&prefix, Duration::from_secs(60)).await;
+        let a = Session {
+            mid: 1,
+            key: "a".into(),
+            server: "c1".into(),
+        };
+        s.add(&a).await.unwrap();
+        // A reader saw the field as stale, but the session was re-added before its cleanup ran.
+        let mut conn = s.conn.clone();
+        assert_eq!(
+            clean_field(&s, 1, "a", "c1").await,
+            0,
+            "live session's field is kept"
+        );
+        assert_eq!(s.sessions_by_mids(&[1]).await.unwrap(), vec![a.clone()]);
+        let _: () = conn.del(s.key_key("a")).await.unwrap();
+        assert_eq!(
+            clean_field(&s, 1, "a", "c1").await,
+            1,
+            "a really stale field is dropped"
+        );
+        clean(&prefix).await;
+    }
+
     #[tokio::test]
     async fn deployments_with_different_prefixes_do_not_see_each_other() {
         let (p1, p2) = (test_prefix(), format!("{}other:", test_prefix()));
