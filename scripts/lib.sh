@@ -77,3 +77,41 @@ stop_etcd() {
     rm -rf "$ETCD_DIR"
   fi
 }
+
+# A Kafka-compatible broker: Tansu (Apache-2.0, Kafka protocol, in Rust). Apache Kafka itself is not
+# installable here. Installed once with cargo (about 15 minutes on 2 cores), reused when already on PATH.
+ensure_tansu() {
+  if command -v tansu >/dev/null 2>&1; then return 0; fi
+  if [ -x "$HOME/.cargo/bin/tansu" ]; then export PATH="$HOME/.cargo/bin:$PATH"; return 0; fi
+  log "installing Tansu (cargo install tansu; about 15 minutes on 2 cores, once per machine)"
+  cargo install tansu --locked --features dynostore
+}
+
+# A private in-memory Tansu broker on its own port; stopped by stop_tansu. Sets IMCLOUD_TEST_KAFKA_BROKERS.
+TANSU_PID=
+start_tansu() {
+  ensure_tansu
+  local port=${1:-19092}
+  TANSU_DIR=$(mktemp -d /tmp/imcloud-tansu.XXXXXX)
+  tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$TANSU_DIR/tansu.log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      export IMCLOUD_TEST_KAFKA_BROKERS="127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "Tansu did not start; its log:" >&2
+  cat "$TANSU_DIR/tansu.log" >&2
+  return 1
+}
+
+stop_tansu() {
+  if [ -n "$TANSU_PID" ]; then
+    kill "$TANSU_PID" 2>/dev/null || true
+    wait "$TANSU_PID" 2>/dev/null || true
+    rm -rf "$TANSU_DIR"
+  fi
+}

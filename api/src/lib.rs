@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use imcloud_common::grpc_channel::lazy_channel;
+use imcloud_common::grpc_channel::logic_channel;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
@@ -119,7 +119,7 @@ pub async fn run(
         return Err(ApiServeError::Config("IMCLOUD_API_KEY must be set".into()));
     }
     let state = AppState {
-        logic: LogicClient::new(lazy_channel(&cfg.logic_addr).map_err(ApiServeError::Config)?),
+        logic: LogicClient::new(logic_channel(cfg, &registry).map_err(ApiServeError::Config)?),
         api_key: cfg.api_key.clone(),
         metrics,
     };

@@ -30,6 +30,9 @@ impl CometRpc for CometService {
         let delivered = self.comet.push_keys(&r.keys, &batch(r.protos)?);
         metrics::counter!("imcloud_comet_push_msg_total").increment(1);
         metrics::counter!("imcloud_comet_push_msg_keys_total").increment(r.keys.len() as u64);
+        // Keys addressed here that this comet does not hold (closed meanwhile, or routed wrongly).
+        metrics::counter!("imcloud_comet_push_msg_keys_missing_total")
+            .increment((r.keys.len() as u64).saturating_sub(delivered.into()));
         Ok(Response::new(PushMsgReply { delivered }))
     }
 

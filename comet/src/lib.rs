@@ -19,7 +19,7 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imcloud_common::grpc_channel::lazy_channel;
+use imcloud_common::grpc_channel::logic_channel;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -71,7 +71,7 @@ pub async fn run(
         me.id.clone(),
         CometSettings::from_config(cfg),
         cfg.comet_buckets,
-        LogicClient::new(lazy_channel(&cfg.logic_addr).map_err(CometError::LogicAddr)?),
+        LogicClient::new(logic_channel(cfg, &registry).map_err(CometError::LogicAddr)?),
     ));
     let tracker = TaskTracker::new();
     let (c, stop) = (comet.clone(), shutdown.clone());

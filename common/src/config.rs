@@ -63,8 +63,16 @@ settings! {
     etcd_endpoints: String = String::new(), "IMCLOUD_ETCD_ENDPOINTS";
     /// Kafka brokers, comma-separated; unset = embedded queue
     kafka_brokers: String = String::new(), "IMCLOUD_KAFKA_BROKERS";
-    /// Kafka push topic (distributed queue; not yet in this build)
+    /// Kafka push topic (created at start-up when missing)
     kafka_topic: String = "imcloud-push".into(), "IMCLOUD_KAFKA_TOPIC";
+    /// Partitions of the push topic when imcloud creates it (jobs share them; more partitions, more jobs)
+    kafka_partitions: i32 = 8, "IMCLOUD_KAFKA_PARTITIONS";
+    /// Replication factor of the push topic when imcloud creates it
+    kafka_replication: i32 = 1, "IMCLOUD_KAFKA_REPLICATION";
+    /// Kafka consumer group of the job workers
+    kafka_group: String = "imcloud-job".into(), "IMCLOUD_KAFKA_GROUP";
+    /// Milliseconds without a job's heartbeat before Kafka gives its partitions to the other jobs
+    kafka_session_timeout_ms: u32 = 10000, "IMCLOUD_KAFKA_SESSION_TIMEOUT_MS";
     /// Redis URL; unset = embedded session store
     redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
     /// Prefix of every Redis key this deployment writes (several deployments can share one Redis)
@@ -85,6 +93,9 @@ settings! {
     logic_grpc_addr: SocketAddr = ([0, 0, 0, 0], 3119).into(), "IMCLOUD_LOGIC_GRPC_ADDR";
     /// Where comet and api reach logic (host:port)
     logic_addr: String = "127.0.0.1:3119".into(), "IMCLOUD_LOGIC_ADDR";
+    /// Comet, logic and job processes: listener for Prometheus `/metrics` and `/healthz` (unset = none;
+    /// api and standalone serve /metrics on the HTTP API listener)
+    metrics_addr: String = String::new(), "IMCLOUD_METRICS_ADDR";
     /// Api HTTP listener (push API, JSON API)
     api_http_addr: SocketAddr = ([0, 0, 0, 0], 3111).into(), "IMCLOUD_API_HTTP_ADDR";
     /// Host or IP advertised in the registry for listeners bound to 0.0.0.0 [default: this host's IP]
@@ -150,6 +161,12 @@ impl Config {
             ("room_batch_max", self.room_batch_max as u64),
             ("push_max_body", self.push_max_body as u64),
             ("etcd_lease_ttl_secs", self.etcd_lease_ttl_secs),
+            ("kafka_partitions", self.kafka_partitions.max(0) as u64),
+            ("kafka_replication", self.kafka_replication.max(0) as u64),
+            (
+                "kafka_session_timeout_ms",
+                self.kafka_session_timeout_ms as u64,
+            ),
         ];
         for (name, v) in positive {
             if v == 0 {

@@ -1,17 +1,96 @@
 //! gRPC channels between nodes: plain HTTP/2 to `host:port`, connected on first use, with bounded waits.
+//! [`discovered_channel`] balances over every registered node of a role and follows the registry.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
-/// A lazily connected channel to `addr` (`host:port`). Errors when the address is not a valid URI authority.
-pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+use crate::node::Role;
+use crate::registry::Registry;
+
+/// The endpoint for `addr` (`host:port`); errors when the address is not a valid URI authority.
+fn endpoint(addr: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad gRPC address {addr:?}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+        .tcp_nodelay(true))
+}
+
+/// A lazily connected channel to `addr` (`host:port`). Errors when the address is not a valid URI authority.
+pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
+    Ok(endpoint(addr)?.connect_lazy())
+}
+
+/// A channel spread over the registered nodes of `role` (their gRPC addresses), kept in step with the
+/// registry. Until the first node is known it points at `fallback`; when every node has left it keeps the
+/// last ones, so calls fail fast (or reach a node that is alive but lost its registration) instead of
+/// waiting for a node to appear.
+pub fn discovered_channel(
+    registry: &Arc<dyn Registry>,
+    role: Role,
+    fallback: &str,
+) -> Result<Channel, String> {
+    let fallback = (format!("fallback:{fallback}"), fallback.to_string());
+    endpoint(&fallback.1)?;
+    let (channel, tx) = Channel::balance_channel::<String>(64);
+    let mut rx = registry.watch(role);
+    tokio::spawn(async move {
+        let mut current: HashMap<String, String> = HashMap::new();
+        loop {
+            let mut want: HashMap<String, String> = rx
+                .borrow_and_update()
+                .iter()
+                .filter(|n| !n.grpc_addr.is_empty())
+                .map(|n| (n.id.clone(), n.grpc_addr.clone()))
+                .collect();
+            if want.is_empty() {
+                if current.is_empty() {
+                    want.insert(fallback.0.clone(), fallback.1.clone());
+                } else {
+                    want = current.clone();
+                }
+            }
+            for (id, addr) in &current {
+                if want.get(id) != Some(addr) && tx.send(Change::Remove(id.clone())).await.is_err()
+                {
+                    return;
+                }
+            }
+            for (id, addr) in &want {
+                if current.get(id) == Some(addr) {
+                    continue;
+                }
+                match endpoint(addr) {
+                    Ok(ep) => {
+                        tracing::info!(%role, node = %id, %addr, "using {role} node");
+                        if tx.send(Change::Insert(id.clone(), ep)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(%role, node = %id, "{e}"),
+                }
+            }
+            current = want;
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(channel)
+}
+
+/// How comet and api reach logic: discovered through etcd when it is configured, else IMCLOUD_LOGIC_ADDR.
+pub fn logic_channel(cfg: &crate::Config, registry: &Arc<dyn Registry>) -> Result<Channel, String> {
+    if cfg.etcd_endpoints.trim().is_empty() {
+        lazy_channel(&cfg.logic_addr)
+    } else {
+        discovered_channel(registry, Role::Logic, &cfg.logic_addr)
+    }
 }
 
 #[cfg(test)]

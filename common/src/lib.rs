@@ -7,6 +7,7 @@ pub mod node;
 pub mod queue;
 #[doc(hidden)]
 pub mod queue_conformance;
+pub mod queue_kafka;
 pub mod queue_memory;
 pub mod registry;
 #[doc(hidden)]

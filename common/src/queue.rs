@@ -36,4 +36,8 @@ pub trait QueueConsumer: Send + Sync + 'static {
     async fn recv(&self) -> Result<Delivery, QueueError>;
     /// Marks a delivery (and all earlier ones of its partition) as handled.
     async fn commit(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Makes the commits durable and leaves the group, so other consumers take over at once.
+    async fn close(&self) {}
+    /// Makes the commits durable, then leaves and rejoins the group so its partitions are assigned afresh.
+    async fn rejoin(&self) {}
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use imcloud_common::Config;
+use imcloud_common::queue::{QueueConsumer, QueueProducer};
+use imcloud_common::queue_kafka::{KafkaConsumer, KafkaProducer, KafkaSettings, ensure_topic};
+use imcloud_common::queue_memory::memory_queue;
 use imcloud_common::registry::Registry;
 use imcloud_common::registry_etcd::EtcdRegistry;
 use imcloud_common::registry_memory::MemoryRegistry;
@@ -13,11 +16,64 @@ use imcloud_logic::sessions::SessionStore;
 use imcloud_logic::sessions_memory::MemorySessions;
 use imcloud_logic::sessions_redis::RedisSessions;
 
-/// Refuses settings for engines this build cannot use yet, rather than silently ignoring them.
-pub fn refuse_unbuilt(cfg: &Config) -> Result<()> {
-    if !cfg.kafka_brokers.is_empty() {
+/// The push topic's settings.
+pub fn kafka(cfg: &Config) -> KafkaSettings {
+    KafkaSettings {
+        brokers: Config::list(&cfg.kafka_brokers).join(","),
+        topic: cfg.kafka_topic.clone(),
+        partitions: cfg.kafka_partitions,
+        replication: cfg.kafka_replication,
+    }
+}
+
+/// Whether the queue is Kafka (IMCLOUD_KAFKA_BROKERS set).
+pub fn uses_kafka(cfg: &Config) -> bool {
+    !Config::list(&cfg.kafka_brokers).is_empty()
+}
+
+/// The producing side of the queue on Kafka; the push topic is created when missing.
+pub async fn kafka_producer(cfg: &Config) -> Result<Arc<dyn QueueProducer>> {
+    let s = kafka(cfg);
+    ensure_topic(&s)
+        .await
+        .with_context(|| format!("Kafka at {}", s.brokers))?;
+    Ok(Arc::new(KafkaProducer::new(&s)?))
+}
+
+/// The consuming side of the queue on Kafka: one member of the job consumer group.
+pub async fn kafka_consumer(cfg: &Config) -> Result<Arc<dyn QueueConsumer>> {
+    let s = kafka(cfg);
+    ensure_topic(&s)
+        .await
+        .with_context(|| format!("Kafka at {}", s.brokers))?;
+    Ok(Arc::new(KafkaConsumer::new(
+        &s,
+        &cfg.kafka_group,
+        cfg.kafka_session_timeout_ms,
+    )?))
+}
+
+/// Kafka when IMCLOUD_KAFKA_BROKERS is set, else the bounded in-process queue.
+pub async fn queue(cfg: &Config) -> Result<(Arc<dyn QueueProducer>, Arc<dyn QueueConsumer>)> {
+    if uses_kafka(cfg) {
+        return Ok((kafka_producer(cfg).await?, kafka_consumer(cfg).await?));
+    }
+    let (producer, consumer) = memory_queue(cfg.queue_capacity);
+    Ok((Arc::new(producer), Arc::new(consumer)))
+}
+
+/// Refuses to run a role as its own process on an embedded adapter that cannot be shared between processes.
+pub fn require_shared(cfg: &Config, role: &str, needs_queue: bool) -> Result<()> {
+    if Config::list(&cfg.etcd_endpoints).is_empty() {
         bail!(
-            "IMCLOUD_KAFKA_BROKERS is set, but the Kafka queue is not in this build yet; unset it to use the embedded queue"
+            "`imcloud {role}` runs beside other processes and needs etcd to find them: set IMCLOUD_ETCD_ENDPOINTS \
+             (or run everything in one process with `imcloud standalone`)"
+        );
+    }
+    if needs_queue && !uses_kafka(cfg) {
+        bail!(
+            "`imcloud {role}` needs the shared queue: set IMCLOUD_KAFKA_BROKERS \
+             (or run everything in one process with `imcloud standalone`)"
         );
     }
     Ok(())
@@ -86,10 +142,19 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             cfg.redis_prefix
         )
     };
+    let queue = if uses_kafka(cfg) {
+        let k = kafka(cfg);
+        format!(
+            "Kafka {} topic {} group {}",
+            k.brokers, k.topic, cfg.kafka_group
+        )
+    } else {
+        "embedded (in-process)".to_string()
+    };
     vec![
         format!("registry     {registry}"),
         format!("sessions     {sessions}"),
-        "queue        embedded (in-process)".to_string(),
+        format!("queue        {queue}"),
     ]
 }
 

@@ -3,5 +3,6 @@
 pub mod adapters;
 pub mod bench;
 pub mod client;
+pub mod roles;
 pub mod standalone;
 pub mod telemetry;

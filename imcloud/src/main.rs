@@ -2,9 +2,9 @@
 
 mod cli_client;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use imcloud::{adapters, standalone, telemetry};
+use imcloud::{roles, standalone, telemetry};
 use imcloud_common::{Config, ConfigArgs, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +21,13 @@ struct Cli {
 enum Cmd {
     /// Run comet, logic, job and api in one process (embedded adapters by default; etcd/Redis when configured)
     Standalone(ConfigArgs),
-    /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs the Kafka queue, not in this build yet)
+    /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs etcd; finds logic there)
     Comet(ConfigArgs),
-    /// Run logic: auth, sessions, online counts, push RPCs (needs the Kafka queue, not in this build yet)
+    /// Run logic: auth, sessions (Redis), online counts, push RPCs producing to Kafka (needs etcd and Kafka)
     Logic(ConfigArgs),
-    /// Run a job worker: queue consumer delivering to comets (needs the Kafka queue, not in this build yet)
+    /// Run a job worker: consumes Kafka in a consumer group and delivers to the comets (needs etcd and Kafka)
     Job(ConfigArgs),
-    /// Run the HTTP api edge against a logic at IMCLOUD_LOGIC_ADDR
+    /// Run the HTTP api edge (finds logic through etcd, else at IMCLOUD_LOGIC_ADDR)
     Api(ConfigArgs),
     /// Operator tools: connect as a user, push, mint tokens
     #[command(subcommand)]
@@ -116,23 +116,22 @@ fn main() -> Result<()> {
                 let (cfg, metrics, stop) = server_start(&args)?;
                 standalone::run(cfg, metrics, stop).await
             }
+            Cmd::Comet(args) => {
+                let (cfg, metrics, stop) = server_start(&args)?;
+                roles::comet(cfg, metrics, stop).await
+            }
+            Cmd::Logic(args) => {
+                let (cfg, metrics, stop) = server_start(&args)?;
+                roles::logic(cfg, metrics, stop).await
+            }
+            Cmd::Job(args) => {
+                let (cfg, metrics, stop) = server_start(&args)?;
+                roles::job(cfg, metrics, stop).await
+            }
             Cmd::Api(args) => {
                 let (cfg, metrics, stop) = server_start(&args)?;
-                adapters::refuse_unbuilt(&cfg)?;
-                let listener = tokio::net::TcpListener::bind(cfg.api_http_addr).await?;
-                Ok(imcloud_api::run(
-                    &cfg,
-                    adapters::registry(&cfg).await?,
-                    listener,
-                    metrics,
-                    stop,
-                )
-                .await?)
+                roles::api(cfg, metrics, stop).await
             }
-            Cmd::Comet(_) | Cmd::Logic(_) | Cmd::Job(_) => bail!(
-                "comet, logic and job run as separate processes only with a shared queue (Kafka), \
-                 which this build does not have yet; use `imcloud standalone` (it can use etcd and Redis)"
-            ),
         }
     })
 }

@@ -1,6 +1,6 @@
 //! `imcloud standalone`: all four roles in one process, talking to each other over the same gRPC as in a
 //! cluster. By default on the embedded adapters (in-process registry and queue, in-memory sessions); with
-//! IMCLOUD_ETCD_ENDPOINTS / IMCLOUD_REDIS_URL set, on etcd and Redis.
+//! IMCLOUD_ETCD_ENDPOINTS / IMCLOUD_REDIS_URL / IMCLOUD_KAFKA_BROKERS set, on etcd, Redis and Kafka.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use imcloud_common::Config;
 
 use crate::adapters;
 use imcloud_common::node::advertised;
-use imcloud_common::queue_memory::memory_queue;
 use imcloud_common::registry::Registry;
 use imcloud_logic::LogicDeps;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -41,7 +40,6 @@ pub async fn run(
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    adapters::refuse_unbuilt(&cfg)?;
     let secret_generated = cfg.auth_secret.is_empty();
     if secret_generated {
         cfg.auth_secret = generate_secret();
@@ -69,7 +67,7 @@ pub async fn run(
 
     let registry: Arc<dyn Registry> = adapters::registry(&cfg).await?;
     let sessions = adapters::sessions(&cfg).await?;
-    let (producer, consumer) = memory_queue(cfg.queue_capacity);
+    let (producer, consumer) = adapters::queue(&cfg).await?;
 
     let note = |generated: bool, var: &str| {
         if generated {
@@ -136,7 +134,7 @@ pub async fn run(
             let deps = LogicDeps {
                 registry: reg,
                 sessions,
-                queue: Arc::new(producer),
+                queue: producer,
             };
             Ok(imcloud_logic::run(&c, deps, logic_l, stop).await?)
         }),
@@ -151,7 +149,7 @@ pub async fn run(
     let (reg, stop) = (registry.clone(), job_stop.clone());
     let job = spawn_role(
         "job",
-        Box::pin(async move { Ok(imcloud_job::run(&c, reg, Arc::new(consumer), stop).await?) }),
+        Box::pin(async move { Ok(imcloud_job::run(&c, reg, consumer, stop).await?) }),
     );
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), api_stop.clone());

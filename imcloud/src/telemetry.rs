@@ -9,6 +9,7 @@ pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -21,4 +22,36 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
             None
         }
     }
+}
+
+/// Serves `/metrics` (Prometheus text) and `/healthz` on `addr` until `shutdown`: the metrics listener of
+/// comet, logic and job processes (IMCLOUD_METRICS_ADDR).
+pub async fn serve_metrics(
+    addr: &str,
+    handle: Option<PrometheusHandle>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use anyhow::Context;
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+                async move { text }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::warn!("metrics listener: {e}");
+        }
+    }))
 }

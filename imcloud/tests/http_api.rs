@@ -198,7 +198,10 @@ async fn metrics_and_health() {
             .await
             .unwrap();
         if text.contains("imcloud_comet_push_msg_total 1")
-            && text.contains("imcloud_job_delivered_total{type=\"push\"} 1")
+            && text.lines().any(|l| {
+                l.starts_with("imcloud_job_delivered_total{type=\"push\",comet=")
+                    && l.ends_with(" 1")
+            })
         {
             break;
         }

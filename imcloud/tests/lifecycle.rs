@@ -64,16 +64,37 @@ fn bad_configuration_is_refused_with_a_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_imcloud"))
-        .args(["standalone"])
-        .env("IMCLOUD_KAFKA_BROKERS", "127.0.0.1:9092")
-        .output()
-        .expect("run imcloud");
-    assert!(
-        !out.status.success(),
-        "distributed settings are not silently ignored"
-    );
+    // A role on its own needs the shared engines, and says which setting is missing.
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imcloud"));
+        cmd.args(args)
+            .env_remove("IMCLOUD_ETCD_ENDPOINTS")
+            .env_remove("IMCLOUD_KAFKA_BROKERS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run imcloud")
+    };
+    for role in ["comet", "logic", "job"] {
+        let out = run(&[role], &[]);
+        assert!(!out.status.success(), "{role} without etcd");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("IMCLOUD_ETCD_ENDPOINTS"),
+            "{role}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&["job"], &[("IMCLOUD_ETCD_ENDPOINTS", "127.0.0.1:2379")]);
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("IMCLOUD_KAFKA_BROKERS"));
+
+    // An unreachable broker stops start-up within the admin timeout, naming the broker.
+    let started = std::time::Instant::now();
+    let out = run(&["standalone"], &[("IMCLOUD_KAFKA_BROKERS", "127.0.0.1:1")]);
+    assert!(!out.status.success(), "standalone without its Kafka");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Kafka at 127.0.0.1:1"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
 #[tokio::test]

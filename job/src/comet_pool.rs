@@ -1,5 +1,7 @@
 //! One delivery worker per live comet, kept in step with the registry. A worker sends its comet's
-//! deliveries one after another (so each comet sees them in queue order), retrying with backoff.
+//! deliveries one after another (so each comet sees them in queue order). A comet that does not answer is
+//! retried with backoff for as long as it stays registered: its deliveries are never given up while it may
+//! come back. Each delivery ends with an [`Outcome`] that tells the consumer whether it may be committed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,8 +19,39 @@ use tonic::transport::Channel;
 
 /// Deliveries waiting per comet before the consumer waits.
 const WORKER_QUEUE: usize = 1024;
-/// Attempts per delivery before it is given up (with a log line and a metric).
-const ATTEMPTS: u32 = 5;
+/// Longest pause between two attempts at an unreachable comet.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How a delivery to one comet ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The comet accepted it.
+    Delivered,
+    /// The comet refused it as invalid; retrying cannot help (logged and counted).
+    Rejected,
+    /// The comet left the registry before accepting it: its connections are gone (logged and counted).
+    CometLeft,
+    /// Given up at shutdown while the comet was still registered: must not be committed.
+    Abandoned,
+}
+
+impl Outcome {
+    /// Whether the message may be committed as far as this comet is concerned.
+    pub fn settled(self) -> bool {
+        self != Outcome::Abandoned
+    }
+}
+
+/// Resolves when one comet's delivery has ended.
+pub type Done = oneshot::Receiver<Outcome>;
+
+/// Whether every delivery ended in a way that lets the message be committed (a lost worker counts as not).
+pub async fn all_settled(done: Vec<Done>) -> bool {
+    futures_util::future::join_all(done)
+        .await
+        .into_iter()
+        .all(|o| o.is_ok_and(Outcome::settled))
+}
 
 pub enum Delivery {
     Keys {
@@ -47,17 +80,21 @@ impl Delivery {
 
 struct Task {
     delivery: Delivery,
-    done: oneshot::Sender<()>,
+    done: oneshot::Sender<Outcome>,
 }
 
 struct Worker {
     grpc_addr: String,
     tx: mpsc::Sender<Task>,
+    /// Cancelled when the comet leaves the registry.
+    left: CancellationToken,
 }
 
 #[derive(Default)]
 pub struct CometPool {
     workers: RwLock<HashMap<String, Worker>>,
+    /// Cancelled when shutdown stops waiting: workers end what they hold as [`Outcome::Abandoned`].
+    abandon: CancellationToken,
 }
 
 impl CometPool {
@@ -87,9 +124,14 @@ impl CometPool {
     pub fn sync(&self, comets: &[NodeInfo]) {
         let mut workers = self.workers.write().unwrap_or_else(|e| e.into_inner());
         workers.retain(|id, w| {
-            comets
+            let stays = comets
                 .iter()
-                .any(|c| &c.id == id && c.grpc_addr == w.grpc_addr)
+                .any(|c| &c.id == id && c.grpc_addr == w.grpc_addr);
+            if !stays {
+                tracing::info!(comet = %id, "comet left the registry; its pending deliveries are skipped");
+                w.left.cancel();
+            }
+            stays
         });
         for c in comets {
             if c.grpc_addr.is_empty() || workers.contains_key(&c.id) {
@@ -98,12 +140,20 @@ impl CometPool {
             match lazy_channel(&c.grpc_addr).map(CometClient::new) {
                 Ok(client) => {
                     let (tx, rx) = mpsc::channel(WORKER_QUEUE);
-                    tokio::spawn(work(c.id.clone(), client, rx));
+                    let left = CancellationToken::new();
+                    tokio::spawn(work(
+                        c.id.clone(),
+                        client,
+                        rx,
+                        left.clone(),
+                        self.abandon.clone(),
+                    ));
                     workers.insert(
                         c.id.clone(),
                         Worker {
                             grpc_addr: c.grpc_addr.clone(),
                             tx,
+                            left,
                         },
                     );
                     tracing::info!(comet = %c.id, addr = %c.grpc_addr, "delivering to comet");
@@ -132,13 +182,18 @@ impl CometPool {
             .collect()
     }
 
-    async fn enqueue(tx: mpsc::Sender<Task>, delivery: Delivery) -> Option<oneshot::Receiver<()>> {
+    /// Makes every worker give up what it still holds (as [`Outcome::Abandoned`]): shutdown's last resort.
+    pub fn abandon(&self) {
+        self.abandon.cancel();
+    }
+
+    async fn enqueue(tx: mpsc::Sender<Task>, delivery: Delivery) -> Option<Done> {
         let (done, rx) = oneshot::channel();
         tx.send(Task { delivery, done }).await.ok().map(|_| rx)
     }
 
     /// Queues a delivery to one comet; `None` when that comet is not registered (counted and logged).
-    pub async fn to_comet(&self, id: &str, delivery: Delivery) -> Option<oneshot::Receiver<()>> {
+    pub async fn to_comet(&self, id: &str, delivery: Delivery) -> Option<Done> {
         match self.sender(id) {
             Some(tx) => Self::enqueue(tx, delivery).await,
             None => {
@@ -150,7 +205,7 @@ impl CometPool {
     }
 
     /// Queues a delivery to every comet.
-    pub async fn to_all(&self, make: impl Fn() -> Delivery) -> Vec<oneshot::Receiver<()>> {
+    pub async fn to_all(&self, make: impl Fn() -> Delivery) -> Vec<Done> {
         let mut done = Vec::new();
         for tx in self.all_senders() {
             done.extend(Self::enqueue(tx, make()).await);
@@ -159,34 +214,83 @@ impl CometPool {
     }
 }
 
-async fn work(id: String, mut client: CometClient<Channel>, mut rx: mpsc::Receiver<Task>) {
+async fn work(
+    id: String,
+    mut client: CometClient<Channel>,
+    mut rx: mpsc::Receiver<Task>,
+    left: CancellationToken,
+    abandon: CancellationToken,
+) {
     while let Some(task) = rx.recv().await {
+        let outcome = deliver(&id, &mut client, &task.delivery, &left, &abandon).await;
         let kind = task.delivery.kind();
-        let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=ATTEMPTS {
-            match send(&mut client, &task.delivery).await {
-                Ok(()) => {
-                    metrics::counter!("imcloud_job_delivered_total", "type" => kind).increment(1);
-                    break;
-                }
-                Err(status)
-                    if attempt == ATTEMPTS || status.code() == tonic::Code::InvalidArgument =>
-                {
-                    metrics::counter!("imcloud_job_delivery_failures_total", "type" => kind)
-                        .increment(1);
-                    tracing::error!(comet = %id, "{kind} delivery failed after {attempt} attempts: {}", status.message());
-                    break;
-                }
-                Err(status) => {
-                    metrics::counter!("imcloud_job_delivery_retries_total").increment(1);
-                    tracing::warn!(comet = %id, "{kind} delivery attempt {attempt} failed: {}", status.message());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+        match outcome {
+            Outcome::Delivered => {
+                metrics::counter!("imcloud_job_delivered_total", "type" => kind, "comet" => id.clone())
+                    .increment(1)
+            }
+            Outcome::Rejected => {
+                metrics::counter!("imcloud_job_delivery_rejected_total", "type" => kind).increment(1)
+            }
+            Outcome::CometLeft => {
+                metrics::counter!("imcloud_job_comet_left_skipped_total", "type" => kind)
+                    .increment(1);
+                tracing::warn!(comet = %id, "{kind} delivery skipped: the comet left the registry");
+            }
+            Outcome::Abandoned => {
+                metrics::counter!("imcloud_job_delivery_abandoned_total", "type" => kind)
+                    .increment(1);
+                tracing::warn!(comet = %id, "{kind} delivery abandoned at shutdown; it stays uncommitted");
             }
         }
-        let _ = task.done.send(());
+        let _ = task.done.send(outcome);
     }
+}
+
+/// Tries until the comet accepts or refuses the delivery, leaves the registry, or shutdown gives up.
+async fn deliver(
+    id: &str,
+    client: &mut CometClient<Channel>,
+    delivery: &Delivery,
+    left: &CancellationToken,
+    abandon: &CancellationToken,
+) -> Outcome {
+    let kind = delivery.kind();
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1u64.. {
+        if left.is_cancelled() {
+            return Outcome::CometLeft;
+        }
+        if abandon.is_cancelled() {
+            return Outcome::Abandoned;
+        }
+        let result = tokio::select! {
+            r = send(client, delivery) => r,
+            _ = left.cancelled() => return Outcome::CometLeft,
+            _ = abandon.cancelled() => return Outcome::Abandoned,
+        };
+        match result {
+            Ok(()) => return Outcome::Delivered,
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                tracing::error!(comet = %id, "{kind} delivery refused: {}", status.message());
+                return Outcome::Rejected;
+            }
+            Err(status) => {
+                metrics::counter!("imcloud_job_delivery_retries_total").increment(1);
+                // The first failure and then one in ten, so a long outage does not flood the log.
+                if attempt % 10 == 1 {
+                    tracing::warn!(comet = %id, "{kind} delivery attempt {attempt} failed, retrying: {}", status.message());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = left.cancelled() => return Outcome::CometLeft,
+                    _ = abandon.cancelled() => return Outcome::Abandoned,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    Outcome::Abandoned
 }
 
 async fn send(client: &mut CometClient<Channel>, d: &Delivery) -> Result<(), tonic::Status> {
@@ -217,4 +321,63 @@ async fn send(client: &mut CometClient<Channel>, d: &Delivery) -> Result<(), ton
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable_comet(id: &str) -> NodeInfo {
+        let mut n = NodeInfo::new(Role::Comet, id.to_string());
+        // Nothing listens on port 1: every attempt fails at connect.
+        n.grpc_addr = "127.0.0.1:1".into();
+        n
+    }
+
+    fn push() -> Delivery {
+        Delivery::Keys {
+            keys: vec!["k".into()],
+            protos: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_comet_is_retried_until_it_leaves_the_registry() {
+        let pool = CometPool::default();
+        pool.sync(&[unreachable_comet("c1")]);
+        let mut done = pool.to_comet("c1", push()).await.expect("c1 is registered");
+        // Still retrying after several attempts' worth of time.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            done.try_recv().is_err(),
+            "given up while the comet is registered"
+        );
+        pool.sync(&[]);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("ends once the comet left")
+            .expect("outcome");
+        assert_eq!(outcome, Outcome::CometLeft);
+        assert!(outcome.settled());
+    }
+
+    #[tokio::test]
+    async fn shutdown_abandons_pending_deliveries_uncommitted() {
+        let pool = CometPool::default();
+        pool.sync(&[unreachable_comet("c1")]);
+        let done = pool.to_comet("c1", push()).await.expect("c1 is registered");
+        pool.abandon();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("ends at abandon")
+            .expect("outcome");
+        assert_eq!(outcome, Outcome::Abandoned);
+        assert!(!outcome.settled());
+    }
+
+    #[tokio::test]
+    async fn a_push_for_an_unregistered_comet_is_skipped() {
+        let pool = CometPool::default();
+        assert!(pool.to_comet("nowhere", push()).await.is_none());
+    }
 }

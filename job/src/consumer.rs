@@ -1,24 +1,28 @@
 //! The consumer loop: decode each queue message, hand it to the comets, and commit it (in queue order)
-//! only once every comet it addresses has accepted it.
+//! only once every comet it addresses has accepted it (or has left the registry, or refused it as invalid).
+//! A message abandoned at shutdown blocks its partition's commits, so the next consumer delivers it again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use imcloud_common::queue::{Delivery as QueueDelivery, QueueConsumer, QueueError};
 use imcloud_proto::queue::{PushMsg, push_msg};
 use imcloud_proto::{Frame, op};
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::comet_pool::{CometPool, Delivery};
+use crate::comet_pool::{CometPool, Delivery, Done, all_settled};
 use crate::room_batcher::RoomBatcher;
 
 /// Messages handed on but not yet committed, before consuming waits.
 const IN_FLIGHT: usize = 4096;
 /// On shutdown, keep consuming while messages arrive within this gap (draining the queue).
 const DRAIN_GAP: Duration = Duration::from_millis(200);
+/// On shutdown, how long deliveries to unreachable comets are still retried before they are abandoned
+/// (uncommitted, so another job delivers them).
+const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Consumer {
     pub queue: Arc<dyn QueueConsumer>,
@@ -34,7 +38,7 @@ impl Consumer {
     /// Consumes until `shutdown`, then drains what is still queued, and returns after the last commit.
     pub async fn run(self, shutdown: CancellationToken) {
         let (inflight_tx, inflight_rx) = mpsc::channel(IN_FLIGHT);
-        let committer = tokio::spawn(commit_in_order(self.queue.clone(), inflight_rx));
+        let mut committer = tokio::spawn(commit_in_order(self.queue.clone(), inflight_rx));
         loop {
             let next = tokio::select! {
                 d = self.queue.recv() => d,
@@ -52,14 +56,23 @@ impl Consumer {
         }
         drop(self.rooms);
         drop(inflight_tx);
-        let _ = committer.await;
+        if tokio::time::timeout(ABANDON_AFTER, &mut committer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "deliveries still pending {ABANDON_AFTER:?} after shutdown; abandoning them uncommitted"
+            );
+            self.pool.abandon();
+            let _ = committer.await;
+        }
     }
 
     /// `false` when the queue is closed.
     async fn handle_next(
         &self,
         next: Result<QueueDelivery, QueueError>,
-        inflight: &mpsc::Sender<(QueueDelivery, Vec<oneshot::Receiver<()>>)>,
+        inflight: &mpsc::Sender<(QueueDelivery, Vec<Done>)>,
     ) -> bool {
         let d = match next {
             Ok(d) => d,
@@ -74,7 +87,7 @@ impl Consumer {
         inflight.send((d, done)).await.is_ok()
     }
 
-    async fn dispatch(&self, d: &QueueDelivery) -> Vec<oneshot::Receiver<()>> {
+    async fn dispatch(&self, d: &QueueDelivery) -> Vec<Done> {
         let m = match PushMsg::decode(&d.payload[..]) {
             Ok(m) => m,
             Err(e) => {
@@ -125,12 +138,85 @@ impl Consumer {
 
 async fn commit_in_order(
     queue: Arc<dyn QueueConsumer>,
-    mut rx: mpsc::Receiver<(QueueDelivery, Vec<oneshot::Receiver<()>>)>,
+    mut rx: mpsc::Receiver<(QueueDelivery, Vec<Done>)>,
 ) {
+    // Partitions with an abandoned message: committing a later offset would commit that one too.
+    let mut blocked: HashSet<i32> = HashSet::new();
     while let Some((d, done)) = rx.recv().await {
-        join_all(done).await;
+        if !all_settled(done).await {
+            blocked.insert(d.partition);
+        }
+        if blocked.contains(&d.partition) {
+            continue;
+        }
         if let Err(e) = queue.commit(&d).await {
             tracing::warn!(partition = d.partition, offset = d.offset, "commit: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use imcloud_common::queue_memory::{MemoryConsumer, memory_queue};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::comet_pool::Outcome;
+
+    fn delivery(offset: i64) -> QueueDelivery {
+        QueueDelivery {
+            key: "k".into(),
+            payload: Vec::new(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    fn done(outcome: Option<Outcome>) -> Done {
+        let (tx, rx) = oneshot::channel();
+        match outcome {
+            Some(o) => {
+                let _ = tx.send(o);
+            }
+            None => drop(tx),
+        }
+        rx
+    }
+
+    /// Runs the committer over deliveries 0.. with these outcomes; returns the highest committed offset.
+    async fn committed_after(outcomes: Vec<Option<Outcome>>) -> i64 {
+        let (_producer, consumer) = memory_queue(8);
+        let consumer: Arc<MemoryConsumer> = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel(16);
+        let committer = tokio::spawn(commit_in_order(consumer.clone(), rx));
+        for (offset, o) in outcomes.into_iter().enumerate() {
+            tx.send((delivery(offset as i64), vec![done(o)]))
+                .await
+                .expect("committer alive");
+        }
+        drop(tx);
+        committer.await.expect("committer");
+        consumer.committed()
+    }
+
+    #[tokio::test]
+    async fn settled_deliveries_are_committed() {
+        use Outcome::*;
+        let all = vec![Some(Delivered), Some(Rejected), Some(CometLeft)];
+        assert_eq!(committed_after(all).await, 2);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_delivery_blocks_later_commits_of_its_partition() {
+        use Outcome::*;
+        let outcomes = vec![Some(Delivered), Some(Abandoned), Some(Delivered)];
+        assert_eq!(committed_after(outcomes).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_lost_worker_counts_as_not_delivered() {
+        use Outcome::*;
+        let outcomes = vec![Some(Delivered), Some(Delivered), None, Some(Delivered)];
+        assert_eq!(committed_after(outcomes).await, 1);
     }
 }

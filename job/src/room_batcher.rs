@@ -5,23 +5,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use imcloud_proto::protocol::Proto;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
-use crate::comet_pool::{CometPool, Delivery};
+use crate::comet_pool::{CometPool, Delivery, Done, Outcome, all_settled};
 
 struct Pending {
     protos: Vec<Proto>,
-    waiters: Vec<oneshot::Sender<()>>,
+    waiters: Vec<oneshot::Sender<Outcome>>,
     due: Instant,
 }
 
 struct Add {
     room: String,
     proto: Proto,
-    done: oneshot::Sender<()>,
+    done: oneshot::Sender<Outcome>,
 }
 
 #[derive(Clone)]
@@ -41,10 +40,11 @@ impl RoomBatcher {
         (RoomBatcher { tx }, task)
     }
 
-    /// Adds a message to its room's batch; resolves when the batch has been delivered to every comet.
-    pub async fn add(&self, room: String, proto: Proto) -> oneshot::Receiver<()> {
+    /// Adds a message to its room's batch; resolves when the batch has been handed to every comet
+    /// ([`Outcome::Abandoned`] if any comet's delivery was).
+    pub async fn add(&self, room: String, proto: Proto) -> Done {
         let (done, rx) = oneshot::channel();
-        // If the batcher is gone the receiver resolves at once (with an error), like a finished delivery.
+        // If the batcher is gone the receiver resolves at once with an error: not settled, not committed.
         let _ = self.tx.send(Add { room, proto, done }).await;
         rx
     }
@@ -96,9 +96,13 @@ async fn flush(pool: &CometPool, room: String, p: Pending) {
         })
         .await;
     tokio::spawn(async move {
-        join_all(done).await;
+        let outcome = if all_settled(done).await {
+            Outcome::Delivered
+        } else {
+            Outcome::Abandoned
+        };
         for w in p.waiters {
-            let _ = w.send(());
+            let _ = w.send(outcome);
         }
     });
 }

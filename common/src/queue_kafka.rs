@@ -1,0 +1,348 @@
+//! The distributed queue: Kafka through rdkafka (librdkafka, vendored).
+//!
+//! - The producer is idempotent with `acks=all`: [`QueueProducer::send`] returns only after the broker
+//!   acknowledged the message, so an HTTP push answered 200 is in Kafka. Messages with one key go to one
+//!   partition and keep their order.
+//! - The consumer is one member of a consumer group. Offsets are never committed on receipt: a delivery is
+//!   stored with [`QueueConsumer::commit`] once job has handed it to every comet it addresses, and the
+//!   stored offsets are committed every [`COMMIT_INTERVAL_MS`] and when the consumer closes. A job killed
+//!   in between makes the next owner of its partitions deliver the uncommitted tail again (at-least-once).
+//! - [`ensure_topic`] creates the push topic at start-up when it is missing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::util::Timeout;
+
+use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
+
+/// How often the consumer commits the offsets job has stored.
+pub const COMMIT_INTERVAL_MS: u32 = 500;
+/// How long a push waits for the broker's acknowledgement (including retries) before it fails.
+const DELIVERY_TIMEOUT_MS: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("Kafka client configuration: {0}")]
+    Client(#[from] KafkaError),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Where the queue lives and how the push topic is laid out.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+fn base(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        // librdkafka logs through its own callback; keep it to warnings.
+        .set("log_level", "4");
+    // Extra librdkafka debug contexts (e.g. `cgrp,topic`), for troubleshooting a deployment.
+    if let Ok(debug) = std::env::var("IMCLOUD_KAFKA_DEBUG")
+        && !debug.is_empty()
+    {
+        c.set("debug", debug).set("log_level", "7");
+    }
+    c
+}
+
+/// Creates the push topic unless it exists already.
+pub async fn ensure_topic(s: &KafkaSettings) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = base(&s.brokers).create()?;
+    let topic = NewTopic::new(
+        &s.topic,
+        s.partitions,
+        TopicReplication::Fixed(s.replication),
+    );
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &opts).await? {
+        match result {
+            Ok(name) => {
+                tracing::info!(topic = %name, partitions = s.partitions, "created Kafka topic")
+            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+pub struct KafkaProducer {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaProducer {
+    pub fn new(s: &KafkaSettings) -> Result<Self, KafkaSetupError> {
+        let producer = base(&s.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT_MS.to_string())
+            .create()?;
+        Ok(KafkaProducer {
+            producer,
+            topic: s.topic.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl QueueProducer for KafkaProducer {
+    async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        match self
+            .producer
+            .send(
+                record,
+                Timeout::After(Duration::from_millis(DELIVERY_TIMEOUT_MS.into())),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(QueueError::Unavailable(format!("Kafka: {e}"))),
+        }
+    }
+}
+
+/// Logs the partitions this job gains and loses, and failed commits: what an operator needs to follow a
+/// takeover.
+pub struct GroupLog;
+
+fn partitions(tpl: &TopicPartitionList) -> String {
+    let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    ps.sort_unstable();
+    format!("{ps:?}")
+}
+
+impl ClientContext for GroupLog {}
+
+impl ConsumerContext for GroupLog {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = %partitions(tpl), "Kafka partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = %partitions(tpl), "Kafka partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!("Kafka rebalance: {e}"),
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(partitions = %partitions(offsets), "Kafka commit: {e}"),
+        }
+    }
+}
+
+pub struct KafkaConsumer {
+    consumer: StreamConsumer<GroupLog>,
+    topic: String,
+}
+
+impl KafkaConsumer {
+    /// Joins `group` and subscribes to the push topic. A new group starts at the earliest offset, so
+    /// nothing produced before the first job started is skipped.
+    pub fn new(
+        s: &KafkaSettings,
+        group: &str,
+        session_timeout_ms: u32,
+    ) -> Result<Self, KafkaSetupError> {
+        let consumer: StreamConsumer<GroupLog> = base(&s.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // A fetch returns at once when data is there on Kafka; brokers that hold it for the full wait
+            // would add this much latency to every push.
+            .set("fetch.wait.max.ms", "10")
+            .set("session.timeout.ms", session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session_timeout_ms / 3).max(1).to_string(),
+            )
+            .create_with_context(GroupLog)?;
+        consumer.subscribe(&[&s.topic])?;
+        Ok(KafkaConsumer {
+            consumer,
+            topic: s.topic.clone(),
+        })
+    }
+}
+
+impl KafkaConsumer {
+    fn commit_stored(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!("Kafka commit: {e}"),
+        }
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for KafkaConsumer {
+    async fn recv(&self) -> Result<Delivery, QueueError> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| QueueError::Unavailable(format!("Kafka: {e}")))?;
+        Ok(Delivery {
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            partition: m.partition(),
+            offset: m.offset(),
+        })
+    }
+
+    async fn commit(&self, d: &Delivery) -> Result<(), QueueError> {
+        // Stores offset + 1 as the partition's next position; the periodic commit sends it to the broker.
+        self.consumer
+            .store_offset(&self.topic, d.partition, d.offset)
+            .map_err(|e| QueueError::Unavailable(format!("Kafka: {e}")))
+    }
+
+    /// Commits what has been stored and leaves the group, so the other jobs take the partitions at once.
+    async fn close(&self) {
+        self.commit_stored();
+        self.consumer.unsubscribe();
+    }
+
+    /// Tansu 0.6 keeps a dead group leader after its session times out, and the surviving members then get
+    /// only their old partitions back: the dead job's partitions would stay unconsumed. Leaving and joining
+    /// again makes the broker pick a live leader, which assigns every partition. On Apache Kafka this is
+    /// one extra rebalance.
+    async fn rejoin(&self) {
+        self.commit_stored();
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
+            tracing::error!("rejoining the Kafka group: {e}");
+        } else {
+            tracing::info!("rejoined the Kafka consumer group");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brokers for the tests: IMCLOUD_TEST_KAFKA_BROKERS (`.ci/run` starts Tansu), else 127.0.0.1:9092.
+    fn brokers() -> String {
+        std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    }
+
+    fn settings(partitions: i32) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers(),
+            topic: format!("imcloud-test-{}", uuid_like()),
+            partitions,
+            replication: 1,
+        }
+    }
+
+    fn uuid_like() -> String {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos}", std::process::id())
+    }
+
+    #[tokio::test]
+    async fn kafka_queue_passes_the_conformance_suite() {
+        let s = settings(3);
+        ensure_topic(&s).await.expect("create topic");
+        ensure_topic(&s).await.expect("an existing topic is fine");
+        let producer = KafkaProducer::new(&s).expect("producer");
+        let group = format!("conformance-{}", uuid_like());
+        let consumer = KafkaConsumer::new(&s, &group, 6000).expect("consumer");
+        crate::queue_conformance::run(&producer, &consumer).await;
+        consumer.close().await;
+    }
+
+    #[tokio::test]
+    async fn uncommitted_messages_are_delivered_again_to_the_next_consumer() {
+        let s = settings(1);
+        ensure_topic(&s).await.expect("create topic");
+        let producer = KafkaProducer::new(&s).expect("producer");
+        for i in 0..6 {
+            producer
+                .send("k", format!("m{i}").into_bytes())
+                .await
+                .expect("send");
+        }
+        let group = format!("redeliver-{}", uuid_like());
+        let first = KafkaConsumer::new(&s, &group, 6000).expect("consumer");
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            let d = tokio::time::timeout(Duration::from_secs(30), first.recv())
+                .await
+                .expect("message within 30 s")
+                .expect("recv");
+            got.push(d);
+        }
+        // Only the first three were handled.
+        first.commit(&got[2]).await.expect("store");
+        first.close().await;
+        drop(first);
+
+        let second = KafkaConsumer::new(&s, &group, 6000).expect("consumer");
+        let d = tokio::time::timeout(Duration::from_secs(30), second.recv())
+            .await
+            .expect("message within 30 s")
+            .expect("recv");
+        assert_eq!(
+            d.payload, b"m3",
+            "the next consumer resumes after the last commit"
+        );
+        assert_eq!(d.offset, got[3].offset);
+        second.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_the_send() {
+        let s = KafkaSettings {
+            brokers: "127.0.0.1:1".into(),
+            topic: "imcloud-nowhere".into(),
+            partitions: 1,
+            replication: 1,
+        };
+        let producer = KafkaProducer::new(&s).expect("producer");
+        let started = std::time::Instant::now();
+        let r = producer.send("k", b"x".to_vec()).await;
+        assert!(matches!(r, Err(QueueError::Unavailable(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+}

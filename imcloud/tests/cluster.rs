@@ -1,0 +1,354 @@
+//! The distributed deployment: 2 comets, 1 logic, 2 jobs and 1 api as separate processes of the real binary
+//! on etcd, Kafka and Redis, configured only through the environment. Jobs, comets and Redis fail while
+//! clients stay connected and pushes flow.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, ClusterSpec, Event, LiveClient};
+
+/// Kafka consumer groups need a few seconds to form, so the first pushes can take that long.
+const FIRST_WAIT: Duration = Duration::from_secs(40);
+
+async fn push_ok(c: &Cluster, path: &str, query: &str, body: &str) {
+    let (status, v) = c.push(path, query, body).await;
+    assert_eq!(
+        (status, v["code"].as_i64()),
+        (200, Some(0)),
+        "{path}?{query}: {v}"
+    );
+}
+
+/// Waits until each client has received exactly `expected[i]` (in any order), then checks nothing else
+/// arrives for a moment.
+async fn expect_bodies(clients: &mut [LiveClient], expected: &[Vec<&str>], wait: Duration) {
+    for (c, want) in clients.iter_mut().zip(expected) {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + wait;
+        while got.len() < want.len() {
+            match c
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Some(Event::Msg(f)) => got.push(String::from_utf8_lossy(&f.body).into_owned()),
+                Some(Event::Closed(why)) => panic!("mid {} closed: {why}", c.mid),
+                None => break,
+            }
+        }
+        got.extend(c.drain(Duration::from_millis(300)).await);
+        got.sort();
+        assert_eq!(got, want, "messages of mid {} (key {})", c.mid, c.key);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_reach_exactly_their_targets_across_comets_and_every_node_is_in_etcd() {
+    let mut c = Cluster::start(ClusterSpec::default()).await;
+
+    // Every node is registered with a lease and a JSON value; comets advertise their addresses.
+    let entries = c.etcd_entries().await;
+    for name in ["comet1", "comet2", "logic", "job1", "job2", "api"] {
+        let (lease, value) = entries
+            .get(&c.etcd_key(name))
+            .unwrap_or_else(|| panic!("{name} is not in etcd: {entries:?}"));
+        assert_ne!(*lease, 0, "{name} is registered without a lease");
+        assert_eq!(value["id"], name, "{name}'s entry: {value}");
+    }
+    for comet in ["comet1", "comet2"] {
+        let (_, v) = &entries[&c.etcd_key(comet)];
+        let ws = c.nodes[comet].ws_url.clone().unwrap_or_default();
+        assert!(
+            ws.contains(v["ws_addr"].as_str().unwrap_or("?")),
+            "{comet} advertises {v}"
+        );
+        assert!(!v["grpc_addr"].as_str().unwrap_or_default().is_empty());
+    }
+    let (_, inst) = c.get("/goim/nodes/instances").await;
+    let comets = inst["data"]
+        .as_array()
+        .map(|a| a.iter().filter(|n| n["role"] == "comet").count());
+    assert_eq!(
+        comets,
+        Some(2),
+        "the api lists both comets from the registry: {inst}"
+    );
+
+    // Users 1..=8, odd ones on comet1, even ones on comet2, all in one room.
+    let mut clients = Vec::new();
+    for mid in 1..=8i64 {
+        let comet = if mid % 2 == 1 { "comet1" } else { "comet2" };
+        clients.push(
+            c.client(comet, mid, &format!("k{mid}"), "live://1000")
+                .await,
+        );
+    }
+
+    push_ok(
+        &c,
+        "keys",
+        "operation=1000&keys=k1&keys=k2&keys=k5",
+        "to-keys",
+    )
+    .await;
+    push_ok(&c, "mids", "operation=1000&mids=3&mids=4", "to-mids").await;
+    push_ok(&c, "room", "operation=1000&type=live&room=1000", "to-room").await;
+    push_ok(&c, "all", "operation=1000", "to-all").await;
+    let expected: Vec<Vec<&str>> = (1..=8)
+        .map(|mid| {
+            let mut v = vec!["to-room", "to-all"];
+            if [1, 2, 5].contains(&mid) {
+                v.push("to-keys");
+            }
+            if [3, 4].contains(&mid) {
+                v.push("to-mids");
+            }
+            v
+        })
+        .collect();
+    expect_bodies(&mut clients, &expected, FIRST_WAIT).await;
+
+    // Each comet got only the key deliveries for connections it holds: keys k1, k5 (push) and the
+    // connection of mid 3 (mids) on comet1; k2 and mid 4's on comet2.
+    for (comet, keys) in [("comet1", 3.0), ("comet2", 2.0)] {
+        assert_eq!(
+            c.metric(comet, "imcloud_comet_push_msg_keys_total").await,
+            keys,
+            "keys delivered to {comet}"
+        );
+        assert_eq!(
+            c.metric(comet, "imcloud_comet_push_msg_keys_missing_total")
+                .await,
+            0.0,
+            "keys {comet} did not hold"
+        );
+    }
+    c.check_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
+    let mut c = Cluster::start(ClusterSpec::default()).await;
+    let mut clients = Vec::new();
+    for mid in 1..=4i64 {
+        let comet = if mid % 2 == 1 { "comet1" } else { "comet2" };
+        clients.push(c.client(comet, mid, &format!("k{mid}"), "").await);
+    }
+    // Both jobs are consuming once a first push has come through.
+    for mid in 1..=4 {
+        push_ok(&c, "mids", &format!("operation=1000&mids={mid}"), "warm-up").await;
+    }
+    expect_bodies(&mut clients, &vec![vec!["warm-up"]; 4], FIRST_WAIT).await;
+
+    // A stream of pushes to the four users; job1 is killed part-way through.
+    const TOTAL: usize = 400;
+    let mut acked: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for i in 0..TOTAL {
+        if i == TOTAL / 3 {
+            c.kill("job1");
+        }
+        let mid = (i % 4) as i64 + 1;
+        let body = format!("p{i}");
+        let (status, v) = c
+            .push("mids", &format!("operation=1000&mids={mid}"), &body)
+            .await;
+        if status == 200 && v["code"] == 0 {
+            acked.entry(mid).or_default().insert(body);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let acked_total: usize = acked.values().map(BTreeSet::len).sum();
+    assert!(
+        acked_total >= TOTAL * 9 / 10,
+        "only {acked_total} of {TOTAL} pushes were acknowledged"
+    );
+
+    // Every acknowledged push arrives, after job2 takes over job1's partitions (and redelivers what job1
+    // had not committed, which may duplicate).
+    let mut duplicates = 0usize;
+    for client in clients.iter_mut() {
+        let want = &acked[&client.mid];
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !want.iter().all(|b| seen.contains_key(b)) {
+            match client
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Some(Event::Msg(f)) => {
+                    *seen
+                        .entry(String::from_utf8_lossy(&f.body).into_owned())
+                        .or_default() += 1;
+                }
+                Some(Event::Closed(why)) => panic!("mid {} closed: {why}", client.mid),
+                None => {
+                    let missing: Vec<&String> =
+                        want.iter().filter(|b| !seen.contains_key(*b)).collect();
+                    panic!(
+                        "mid {}: {} acknowledged pushes never arrived: {missing:?}",
+                        client.mid,
+                        missing.len()
+                    );
+                }
+            }
+        }
+        for b in client.drain(Duration::from_millis(500)).await {
+            *seen.entry(b).or_default() += 1;
+        }
+        duplicates += seen.values().map(|n| n - 1).sum::<usize>();
+        let unexpected: Vec<&String> = seen.keys().filter(|b| !want.contains(*b)).collect();
+        assert!(
+            unexpected.is_empty(),
+            "mid {} got pushes never acknowledged: {unexpected:?}",
+            client.mid
+        );
+    }
+    println!(
+        "job killed mid-stream: {acked_total} of {TOTAL} pushes acknowledged, all delivered, {duplicates} duplicates"
+    );
+    let job2_delivered = c.metric("job2", "imcloud_job_delivered_total").await;
+    assert!(job2_delivered > 0.0, "job2 delivered nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_flush_and_a_killed_comet_leave_clients_reachable() {
+    let heartbeat = 2;
+    let mut c = Cluster::start(ClusterSpec {
+        heartbeat_secs: heartbeat,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for mid in 1..=4i64 {
+        let comet = if mid % 2 == 1 { "comet1" } else { "comet2" };
+        clients.push(c.client(comet, mid, &format!("k{mid}"), "").await);
+    }
+    for mid in 1..=4 {
+        push_ok(&c, "mids", &format!("operation=1000&mids={mid}"), "before").await;
+    }
+    expect_bodies(&mut clients, &vec![vec!["before"]; 4], FIRST_WAIT).await;
+
+    // Redis loses this deployment's keys; the next heartbeat of each connection writes its session back.
+    let flushed = c.flush_redis().await;
+    assert!(flushed > 0, "the cluster had written sessions to Redis");
+    let flushed_at = Instant::now();
+    for client in clients.iter_mut() {
+        let mid = client.mid;
+        let mut n = 0;
+        // Any push sent after the flush proves the session is back (earlier ones may arrive late).
+        'reachable: loop {
+            n += 1;
+            push_ok(
+                &c,
+                "mids",
+                &format!("operation=1000&mids={mid}"),
+                &format!("after-flush-{n}"),
+            )
+            .await;
+            for got in client.drain(Duration::from_millis(250)).await {
+                if got.starts_with("after-flush-") {
+                    break 'reachable;
+                }
+            }
+            assert!(
+                flushed_at.elapsed() < Duration::from_secs(heartbeat + 3),
+                "mid {mid} unreachable {:?} after the Redis flush (heartbeat every {heartbeat} s)",
+                flushed_at.elapsed()
+            );
+        }
+    }
+    println!(
+        "after the Redis flush every client was reachable again within {:?}",
+        flushed_at.elapsed()
+    );
+
+    for client in clients.iter_mut() {
+        client.drain(Duration::from_millis(500)).await;
+    }
+
+    // comet1 dies: its etcd entry goes when the lease expires, its clients see the connection drop.
+    let killed_at = Instant::now();
+    c.kill("comet1");
+    // A push for a user whose only connection was on comet1: job retries comet1 until it leaves the
+    // registry, then skips the delivery, counted in a metric (and logged).
+    push_ok(&c, "mids", "operation=1000&mids=1", "while-comet1-is-dead").await;
+    let gone_key = c.etcd_key("comet1");
+    while c.etcd_entries().await.contains_key(&gone_key) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(c.lease_ttl_secs + 3),
+            "comet1 still registered {:?} after it was killed (lease TTL {} s)",
+            killed_at.elapsed(),
+            c.lease_ttl_secs
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("killed comet1 left etcd after {:?}", killed_at.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let skipped = c
+            .metric("job1", "imcloud_job_comet_left_skipped_total")
+            .await
+            + c.metric("job2", "imcloud_job_comet_left_skipped_total")
+                .await
+            + c.metric("job1", "imcloud_job_unknown_comet_total").await
+            + c.metric("job2", "imcloud_job_unknown_comet_total").await;
+        if skipped >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push for the dead comet was never counted as skipped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Its clients reconnect to a comet the api lists (only comet2 is left) with the same keys.
+    let (_, nodes) = c.get("/goim/nodes/instances").await;
+    let live: Vec<String> = nodes["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|n| n["role"] == "comet")
+                .filter_map(|n| n["ws_addr"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(live.len(), 1, "only comet2 is listed: {nodes}");
+    let url = format!("ws://{}/sub", live[0]);
+    for client in clients.iter_mut() {
+        if client.mid % 2 == 1 {
+            match client.next(Duration::from_secs(5)).await {
+                Some(Event::Closed(_)) | None => {}
+                Some(Event::Msg(f)) => panic!("unexpected message {f:?}"),
+            }
+            *client = LiveClient::connect(
+                &url,
+                client.mid,
+                &client.key.clone(),
+                "",
+                Duration::from_secs(heartbeat),
+            )
+            .await;
+        }
+    }
+    for mid in 1..=4 {
+        push_ok(
+            &c,
+            "mids",
+            &format!("operation=1000&mids={mid}"),
+            "after-comet-death",
+        )
+        .await;
+    }
+    expect_bodies(
+        &mut clients,
+        &vec![vec!["after-comet-death"]; 4],
+        Duration::from_secs(20),
+    )
+    .await;
+    c.nodes.remove("comet1");
+    c.check_alive();
+}

@@ -1,0 +1,482 @@
+//! Cluster harness: the real binary as separate OS processes (comets, logic, jobs, api) on etcd, Kafka and
+//! Redis, configured only through `IMCLOUD_*` environment variables. Each cluster has its own etcd prefix,
+//! Kafka topic and group, and Redis prefix, so clusters of parallel tests never meet. Every process logs to
+//! a file; when a test fails, the tail of each log is printed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imcloud::client::{GoimClient, auth_body, sign_token};
+use imcloud_proto::{Frame, op};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{API_KEY, SECRET, WAIT, free_ports};
+
+pub fn etcd_endpoints() -> String {
+    std::env::var("IMCLOUD_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("IMCLOUD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// One process of the cluster.
+pub struct Node {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+    /// Where its Prometheus /metrics answers (comets and jobs).
+    pub metrics: Option<String>,
+    /// Comets: the websocket URL.
+    pub ws_url: Option<String>,
+}
+
+pub struct Cluster {
+    pub tag: String,
+    pub etcd_prefix: String,
+    pub redis_prefix: String,
+    pub heartbeat_secs: u64,
+    pub lease_ttl_secs: u64,
+    env: Vec<(String, String)>,
+    logs: PathBuf,
+    pub nodes: BTreeMap<String, Node>,
+    pub http: String,
+    http_client: reqwest::Client,
+}
+
+pub struct ClusterSpec {
+    pub comets: usize,
+    pub jobs: usize,
+    pub heartbeat_secs: u64,
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            comets: 2,
+            jobs: 2,
+            heartbeat_secs: 30,
+            lease_ttl_secs: 5,
+        }
+    }
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+impl Cluster {
+    /// Starts logic, the comets, the jobs and the api, and waits until all of them are registered in etcd
+    /// and the api and comet listeners answer.
+    pub async fn start(spec: ClusterSpec) -> Cluster {
+        let tag = unique("imcloud-cluster");
+        let logs = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let etcd_prefix = format!("/{tag}/nodes/");
+        let redis_prefix = format!("{tag}:");
+        let env: Vec<(String, String)> = [
+            ("IMCLOUD_AUTH_SECRET", SECRET.to_string()),
+            ("IMCLOUD_API_KEY", API_KEY.to_string()),
+            ("IMCLOUD_ETCD_ENDPOINTS", etcd_endpoints()),
+            ("IMCLOUD_ETCD_PREFIX", etcd_prefix.clone()),
+            (
+                "IMCLOUD_ETCD_LEASE_TTL_SECS",
+                spec.lease_ttl_secs.to_string(),
+            ),
+            ("IMCLOUD_KAFKA_BROKERS", kafka_brokers()),
+            ("IMCLOUD_KAFKA_TOPIC", tag.clone()),
+            ("IMCLOUD_KAFKA_GROUP", tag.clone()),
+            ("IMCLOUD_KAFKA_PARTITIONS", "4".to_string()),
+            ("IMCLOUD_KAFKA_SESSION_TIMEOUT_MS", "6000".to_string()),
+            ("IMCLOUD_REDIS_URL", redis_url()),
+            ("IMCLOUD_REDIS_PREFIX", redis_prefix.clone()),
+            ("IMCLOUD_HEARTBEAT_SECS", spec.heartbeat_secs.to_string()),
+            (
+                "IMCLOUD_SESSION_TTL_SECS",
+                (spec.heartbeat_secs * 10).max(60).to_string(),
+            ),
+            ("IMCLOUD_ONLINE_RENEW_SECS", "1".to_string()),
+            ("IMCLOUD_ADVERTISE_HOST", "127.0.0.1".to_string()),
+            // Nobody listens here: comets and api must find logic through etcd.
+            ("IMCLOUD_LOGIC_ADDR", "127.0.0.1:1".to_string()),
+            (
+                "RUST_LOG",
+                std::env::var("IMCLOUD_TEST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn,rdkafka=warn".into()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut c = Cluster {
+            tag,
+            etcd_prefix,
+            redis_prefix,
+            heartbeat_secs: spec.heartbeat_secs,
+            lease_ttl_secs: spec.lease_ttl_secs,
+            env,
+            logs,
+            nodes: BTreeMap::new(),
+            http: String::new(),
+            http_client: reqwest::Client::new(),
+        };
+        let p = free_ports(1);
+        c.spawn("logic", "logic", &[("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0]))]);
+        for i in 1..=spec.comets {
+            c.spawn_comet(&format!("comet{i}"));
+        }
+        for i in 1..=spec.jobs {
+            let p = free_ports(1);
+            c.spawn(
+                "job",
+                &format!("job{i}"),
+                &[("IMCLOUD_METRICS_ADDR", addr(p[0]))],
+            );
+            c.nodes.get_mut(&format!("job{i}")).expect("job").metrics = Some(addr(p[0]));
+        }
+        let p = free_ports(1);
+        c.http = format!("http://{}", addr(p[0]));
+        c.spawn("api", "api", &[("IMCLOUD_API_HTTP_ADDR", addr(p[0]))]);
+
+        let names: Vec<String> = c.nodes.keys().cloned().collect();
+        c.wait_registered(&names).await;
+        c.wait_http().await;
+        c
+    }
+
+    /// Starts a comet process named `name` on fresh ports.
+    pub fn spawn_comet(&mut self, name: &str) {
+        let p = free_ports(4);
+        self.spawn(
+            "comet",
+            name,
+            &[
+                ("IMCLOUD_COMET_WS_ADDR", addr(p[0])),
+                ("IMCLOUD_COMET_TCP_ADDR", addr(p[1])),
+                ("IMCLOUD_COMET_GRPC_ADDR", addr(p[2])),
+                ("IMCLOUD_METRICS_ADDR", addr(p[3])),
+            ],
+        );
+        let n = self.nodes.get_mut(name).expect("comet");
+        n.metrics = Some(addr(p[3]));
+        n.ws_url = Some(format!("ws://{}/sub", addr(p[0])));
+    }
+
+    fn spawn(&mut self, role: &str, name: &str, extra: &[(&str, String)]) {
+        let log = self.logs.join(format!("{name}.log"));
+        let file = File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imcloud"));
+        cmd.arg(role)
+            .env("IMCLOUD_NODE_ID", name)
+            .stdout(Stdio::from(file.try_clone().expect("log file")))
+            .stderr(Stdio::from(file));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start imcloud");
+        self.nodes.insert(
+            name.to_string(),
+            Node {
+                name: name.to_string(),
+                child,
+                log,
+                metrics: None,
+                ws_url: None,
+            },
+        );
+    }
+
+    /// Asserts no process has exited (a port race or a crash), naming the one that did.
+    pub fn check_alive(&mut self) {
+        for n in self.nodes.values_mut() {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                panic!("{} exited during the test ({status})", n.name);
+            }
+        }
+    }
+
+    /// The registry entries under this cluster's prefix: key -> (lease id, JSON value).
+    pub async fn etcd_entries(&self) -> HashMap<String, (i64, Value)> {
+        let mut etcd = etcd_client::Client::connect([etcd_endpoints()], None)
+            .await
+            .unwrap_or_else(|e| panic!("etcd at {}: {e}", etcd_endpoints()));
+        let resp = etcd
+            .get(
+                self.etcd_prefix.as_str(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .expect("etcd get");
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv.key_str().unwrap_or_default().to_string();
+                let value = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
+                (key, (kv.lease(), value))
+            })
+            .collect()
+    }
+
+    /// The etcd key of a node (`<prefix><role>/<id>`).
+    pub fn etcd_key(&self, name: &str) -> String {
+        let role = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        format!("{}{role}/{name}", self.etcd_prefix)
+    }
+
+    async fn wait_registered(&mut self, names: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.check_alive();
+            let entries = self.etcd_entries().await;
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| !entries.contains_key(&self.etcd_key(n)))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not registered in etcd within 60 s: {missing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_http(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .http_client
+            .get(format!("{}/healthz", self.http))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "api did not answer within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no deregistration, no draining, no Kafka group leave.
+    pub fn kill(&mut self, name: &str) {
+        let n = self.nodes.get_mut(name).expect("node");
+        let _ = n.child.kill();
+        let _ = n.child.wait();
+    }
+
+    /// POSTs a push through the api; returns the HTTP status and the JSON envelope.
+    pub async fn push(&self, path: &str, query: &str, body: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/goim/push/{path}?{query}"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path_and_query, String::new())
+            .await
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str, body: String) -> (u16, Value) {
+        let resp = self
+            .http_client
+            .request(method, format!("{}{path}", self.http))
+            .bearer_auth(API_KEY)
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("HTTP body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    /// The sum of a metric (all label sets) on a node's /metrics; 0 when it was never recorded.
+    pub async fn metric(&self, name: &str, metric: &str) -> f64 {
+        let node = &self.nodes[name];
+        let url = format!("http://{}/metrics", node.metrics.as_ref().expect("metrics"));
+        let text = self
+            .http_client
+            .get(url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(metric)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Deletes every Redis key of this cluster, as a Redis restart would lose them.
+    pub async fn flush_redis(&self) -> usize {
+        use redis::AsyncCommands;
+        let client = redis::Client::open(redis_url()).expect("Redis URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        let keys: Vec<String> = conn
+            .keys(format!("{}*", self.redis_prefix))
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            let _: () = conn.del(&keys).await.expect("DEL");
+        }
+        keys.len()
+    }
+
+    /// A client of `mid` on the comet `name`, heartbeating in the background.
+    pub async fn client(&self, comet: &str, mid: i64, key: &str, room: &str) -> LiveClient {
+        let url = self.nodes[comet].ws_url.clone().expect("a comet");
+        LiveClient::connect(
+            &url,
+            mid,
+            key,
+            room,
+            Duration::from_secs(self.heartbeat_secs),
+        )
+        .await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.values_mut() {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+        if std::thread::panicking() {
+            for n in self.nodes.values() {
+                let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("---- last lines of {} ({}) ----", n.name, n.log.display());
+                for l in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{l}");
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        }
+    }
+}
+
+/// What a [`LiveClient`] saw.
+#[derive(Debug)]
+pub enum Event {
+    Msg(Frame),
+    Closed(String),
+}
+
+/// A websocket client whose connection lives in a task that heartbeats and forwards every application
+/// message, so tests can wait for pushes while the session stays alive.
+pub struct LiveClient {
+    pub mid: i64,
+    pub key: String,
+    rx: mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveClient {
+    pub async fn connect(
+        url: &str,
+        mid: i64,
+        key: &str,
+        room: &str,
+        heartbeat: Duration,
+    ) -> LiveClient {
+        let mut c = GoimClient::connect_ws(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let token = sign_token(SECRET, mid, 600).expect("sign");
+        c.auth(auth_body(mid, key, room, &[], &token), WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("auth mid {mid} at {url}: {e}"));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(heartbeat);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    f = c.recv() => match f {
+                        Ok(f) if f.op == op::HEARTBEAT_REPLY => {}
+                        Ok(f) => { let _ = tx.send(Event::Msg(f)); }
+                        Err(e) => { let _ = tx.send(Event::Closed(e.to_string())); return; }
+                    },
+                    _ = tick.tick() => {
+                        if let Err(e) = c.send(op::HEARTBEAT, Vec::new()).await {
+                            let _ = tx.send(Event::Closed(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        LiveClient {
+            mid,
+            key: key.to_string(),
+            rx,
+            task,
+        }
+    }
+
+    /// The next event within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Event> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Bodies of the application messages received within `wait` (stops early at a close).
+    pub async fn drain(&mut self, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Some(ev) = self
+            .next(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            match ev {
+                Event::Msg(f) => out.push(String::from_utf8_lossy(&f.body).into_owned()),
+                Event::Closed(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for LiveClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
