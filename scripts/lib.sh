@@ -81,10 +81,14 @@ stop_etcd() {
 # A Kafka-compatible broker: Tansu (Apache-2.0, Kafka protocol, in Rust). Apache Kafka itself is not
 # installable here. Installed once with cargo (about 15 minutes on 2 cores), reused when already on PATH.
 ensure_tansu() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin"
   if command -v tansu >/dev/null 2>&1; then return 0; fi
-  if [ -x "$HOME/.cargo/bin/tansu" ]; then export PATH="$HOME/.cargo/bin:$PATH"; return 0; fi
-  log "installing Tansu (cargo install tansu; about 15 minutes on 2 cores, once per machine)"
-  cargo install tansu --locked --features dynostore
+  if [ ! -x "$bin/tansu" ]; then
+    log "installing Tansu (cargo install tansu; about 15 minutes on 2 cores, once per machine)"
+    cargo install tansu --locked --features dynostore
+  fi
+  export PATH="$bin:$PATH"
+  command -v tansu >/dev/null 2>&1 || { echo "tansu is not on PATH after installing it into $bin" >&2; return 1; }
 }
 
 # A private in-memory Tansu broker on its own port; stopped by stop_tansu. Sets IMCLOUD_TEST_KAFKA_BROKERS.

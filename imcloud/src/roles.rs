@@ -24,18 +24,25 @@ fn banner(role: &str, cfg: &Config) {
     }
 }
 
-/// Starts the metrics listener when IMCLOUD_METRICS_ADDR is set; it stops with `stop`.
-async fn metrics_listener(
+/// Runs a role, with the metrics listener beside it when IMCLOUD_METRICS_ADDR is set (it stops with `stop`).
+async fn with_metrics<E>(
     cfg: &Config,
     metrics: Option<PrometheusHandle>,
     stop: &CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    if cfg.metrics_addr.trim().is_empty() {
-        return Ok(None);
+    role: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<()>
+where
+    anyhow::Error: From<E>,
+{
+    let listener = match cfg.metrics_addr.trim() {
+        "" => None,
+        addr => Some(telemetry::serve_metrics(addr, metrics, stop.clone()).await?),
+    };
+    role.await?;
+    if let Some(l) = listener {
+        let _ = l.await;
     }
-    Ok(Some(
-        telemetry::serve_metrics(cfg.metrics_addr.trim(), metrics, stop.clone()).await?,
-    ))
+    Ok(())
 }
 
 pub async fn comet(
@@ -51,12 +58,8 @@ pub async fn comet(
         grpc: bind("comet gRPC", cfg.comet_grpc_addr).await?,
     };
     let registry = adapters::registry(&cfg).await?;
-    let m = metrics_listener(&cfg, metrics, &stop).await?;
-    imcloud_comet::run(&cfg, registry, listeners, stop).await?;
-    if let Some(m) = m {
-        let _ = m.await;
-    }
-    Ok(())
+    let role = imcloud_comet::run(&cfg, registry, listeners, stop.clone());
+    with_metrics(&cfg, metrics, &stop, role).await
 }
 
 pub async fn logic(
@@ -78,12 +81,8 @@ pub async fn logic(
         sessions: adapters::sessions(&cfg).await?,
         queue: adapters::kafka_producer(&cfg).await?,
     };
-    let m = metrics_listener(&cfg, metrics, &stop).await?;
-    imcloud_logic::run(&cfg, deps, listener, stop).await?;
-    if let Some(m) = m {
-        let _ = m.await;
-    }
-    Ok(())
+    let role = imcloud_logic::run(&cfg, deps, listener, stop.clone());
+    with_metrics(&cfg, metrics, &stop, role).await
 }
 
 pub async fn job(
@@ -95,12 +94,8 @@ pub async fn job(
     banner("job", &cfg);
     let registry = adapters::registry(&cfg).await?;
     let consumer = adapters::kafka_consumer(&cfg).await?;
-    let m = metrics_listener(&cfg, metrics, &stop).await?;
-    imcloud_job::run(&cfg, registry, consumer, stop).await?;
-    if let Some(m) = m {
-        let _ = m.await;
-    }
-    Ok(())
+    let role = imcloud_job::run(&cfg, registry, consumer, stop.clone());
+    with_metrics(&cfg, metrics, &stop, role).await
 }
 
 pub async fn api(

@@ -134,3 +134,39 @@ async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush()
     );
     flush_redis(&redis_prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_on_kafka_delivers_every_push_kind_through_the_topic() {
+    let brokers =
+        std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let topic = unique("imcloud-it");
+    let s = Standalone::start_with(&[
+        ("IMCLOUD_KAFKA_BROKERS", &brokers),
+        ("IMCLOUD_KAFKA_TOPIC", &topic),
+        ("IMCLOUD_KAFKA_GROUP", &topic),
+        ("IMCLOUD_KAFKA_PARTITIONS", "2"),
+        ("IMCLOUD_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ])
+    .await;
+    let mut a = s.ws(1, "kafka-a", "live://7", &[]).await;
+    for (path, query, body) in [
+        ("keys", "operation=1000&keys=kafka-a", "by key"),
+        ("mids", "operation=1000&mids=1", "by mid"),
+        ("room", "operation=1000&type=live&room=7", "by room"),
+        ("all", "operation=1000", "to all"),
+    ] {
+        let (status, v) = s.push(path, query, body).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+        // The first push waits for the job to join its consumer group.
+        let f = loop {
+            let f = a
+                .recv_timeout(Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("{path} push through Kafka: {e}"));
+            if f.op != op::HEARTBEAT_REPLY {
+                break f;
+            }
+        };
+        assert_eq!((f.op, &f.body[..]), (1000, body.as_bytes()));
+    }
+}
