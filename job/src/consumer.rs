@@ -20,6 +20,9 @@ use crate::room_batcher::RoomBatcher;
 const IN_FLIGHT: usize = 4096;
 /// On shutdown, keep consuming while messages arrive within this gap (draining the queue).
 const DRAIN_GAP: Duration = Duration::from_millis(200);
+/// Longest drain: in a cluster other logic nodes may keep producing; what is left stays uncommitted in
+/// Kafka for the other jobs.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 /// On shutdown, how long deliveries to unreachable comets are still retried before they are abandoned
 /// (uncommitted, so another job delivers them).
 const ABANDON_AFTER: Duration = Duration::from_secs(5);
@@ -48,9 +51,16 @@ impl Consumer {
                 break;
             }
         }
-        // Drain: keep going while the queue still has messages.
+        // Drain: keep going while the queue still has messages, for at most DRAIN_MAX.
+        let drain_end = tokio::time::Instant::now() + DRAIN_MAX;
         while let Ok(next) = tokio::time::timeout(DRAIN_GAP, self.queue.recv()).await {
             if !self.handle_next(next, &inflight_tx).await {
+                break;
+            }
+            if tokio::time::Instant::now() >= drain_end {
+                tracing::warn!(
+                    "messages still arriving {DRAIN_MAX:?} into shutdown; leaving them to the other jobs"
+                );
                 break;
             }
         }

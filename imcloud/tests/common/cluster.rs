@@ -118,8 +118,9 @@ impl Cluster {
             ("IMCLOUD_LOGIC_ADDR", "127.0.0.1:1".to_string()),
             (
                 "RUST_LOG",
-                std::env::var("IMCLOUD_TEST_RUST_LOG")
-                    .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn,rdkafka=warn".into()),
+                std::env::var("IMCLOUD_TEST_RUST_LOG").unwrap_or_else(|_| {
+                    "info,h2=warn,tower=warn,hyper=warn,librdkafka=warn".into()
+                }),
             ),
         ]
         .into_iter()
