@@ -119,7 +119,11 @@ pub async fn run(
         return Err(ApiServeError::Config("IMCLOUD_API_KEY must be set".into()));
     }
     let state = AppState {
-        logic: LogicClient::new(logic_channel(cfg, &registry).map_err(ApiServeError::Config)?),
+        logic: LogicClient::new(
+            logic_channel(cfg, &registry)
+                .await
+                .map_err(ApiServeError::Config)?,
+        ),
         api_key: cfg.api_key.clone(),
         metrics,
     };

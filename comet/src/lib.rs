@@ -71,7 +71,11 @@ pub async fn run(
         me.id.clone(),
         CometSettings::from_config(cfg),
         cfg.comet_buckets,
-        LogicClient::new(logic_channel(cfg, &registry).map_err(CometError::LogicAddr)?),
+        LogicClient::new(
+            logic_channel(cfg, &registry)
+                .await
+                .map_err(CometError::LogicAddr)?,
+        ),
     ));
     let tracker = TaskTracker::new();
     let (c, stop) = (comet.clone(), shutdown.clone());

@@ -26,10 +26,11 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
 }
 
 /// A channel spread over the registered nodes of `role` (their gRPC addresses), kept in step with the
-/// registry. Until the first node is known it points at `fallback`; when every node has left it keeps the
-/// last ones, so calls fail fast (or reach a node that is alive but lost its registration) instead of
-/// waiting for a node to appear.
-pub fn discovered_channel(
+/// registry. It starts from a direct read of the registry, so the first call already goes to a registered
+/// node. While no node is known it points at `fallback`; when every node has left it keeps the last ones,
+/// so calls fail fast (or reach a node that is alive but lost its registration) instead of waiting for a
+/// node to appear.
+pub async fn discovered_channel(
     registry: &Arc<dyn Registry>,
     role: Role,
     fallback: &str,
@@ -38,11 +39,17 @@ pub fn discovered_channel(
     endpoint(&fallback.1)?;
     let (channel, tx) = Channel::balance_channel::<String>(64);
     let mut rx = registry.watch(role);
+    let mut nodes = match registry.list(role).await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::warn!(%role, "listing {role} nodes: {e}; following the registry watch");
+            rx.borrow_and_update().clone()
+        }
+    };
     tokio::spawn(async move {
         let mut current: HashMap<String, String> = HashMap::new();
         loop {
-            let mut want: HashMap<String, String> = rx
-                .borrow_and_update()
+            let mut want: HashMap<String, String> = nodes
                 .iter()
                 .filter(|n| !n.grpc_addr.is_empty())
                 .map(|n| (n.id.clone(), n.grpc_addr.clone()))
@@ -52,12 +59,6 @@ pub fn discovered_channel(
                     want.insert(fallback.0.clone(), fallback.1.clone());
                 } else {
                     want = current.clone();
-                }
-            }
-            for (id, addr) in &current {
-                if want.get(id) != Some(addr) && tx.send(Change::Remove(id.clone())).await.is_err()
-                {
-                    return;
                 }
             }
             for (id, addr) in &want {
@@ -74,22 +75,33 @@ pub fn discovered_channel(
                     Err(e) => tracing::warn!(%role, node = %id, "{e}"),
                 }
             }
+            // Removals after insertions, so the channel is never left without an endpoint (a node whose
+            // address changed was replaced by its insertion).
+            for id in current.keys() {
+                if !want.contains_key(id) && tx.send(Change::Remove(id.clone())).await.is_err() {
+                    return;
+                }
+            }
             current = want;
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
                 _ = tx.closed() => return,
             }
+            nodes = rx.borrow_and_update().clone();
         }
     });
     Ok(channel)
 }
 
 /// How comet and api reach logic: discovered through etcd when it is configured, else IMCLOUD_LOGIC_ADDR.
-pub fn logic_channel(cfg: &crate::Config, registry: &Arc<dyn Registry>) -> Result<Channel, String> {
+pub async fn logic_channel(
+    cfg: &crate::Config,
+    registry: &Arc<dyn Registry>,
+) -> Result<Channel, String> {
     if cfg.etcd_endpoints.trim().is_empty() {
         lazy_channel(&cfg.logic_addr)
     } else {
-        discovered_channel(registry, Role::Logic, &cfg.logic_addr)
+        discovered_channel(registry, Role::Logic, &cfg.logic_addr).await
     }
 }
 

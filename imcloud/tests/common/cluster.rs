@@ -140,6 +140,8 @@ impl Cluster {
         };
         let p = free_ports(1);
         c.spawn("logic", "logic", &[("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0]))]);
+        // As a deployment would: the nodes that call logic start once it is registered.
+        c.wait_registered(&["logic".to_string()]).await;
         for i in 1..=spec.comets {
             c.spawn_comet(&format!("comet{i}"));
         }
