@@ -60,9 +60,10 @@ pub async fn run(
     .run(shutdown)
     .await;
     let _ = batcher.await;
-    queue.close().await;
+    // No rejoin may follow the close.
     watch_stop.cancel();
     let _ = rejoiner.await;
+    queue.close().await;
     if let Err(e) = registry.deregister(Role::Job, &me.id).await {
         tracing::warn!("deregister: {e}");
     }
