@@ -4,8 +4,8 @@
 //! come back. Each delivery ends with an [`Outcome`] that tells the consumer whether it may be committed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use imcloud_common::grpc_channel::lazy_channel;
 use imcloud_common::registry::Registry;
@@ -21,6 +21,8 @@ use tonic::transport::Channel;
 const WORKER_QUEUE: usize = 1024;
 /// Longest pause between two attempts at an unreachable comet.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Least time between two direct registry reads for pushes naming a comet the watch has not shown.
+const REFRESH_EVERY: Duration = Duration::from_millis(200);
 
 /// How a delivery to one comet ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,18 +97,22 @@ pub struct CometPool {
     workers: RwLock<HashMap<String, Worker>>,
     /// Cancelled when shutdown stops waiting: workers end what they hold as [`Outcome::Abandoned`].
     abandon: CancellationToken,
+    /// Read directly when a push names a comet the watch has not shown yet (the watch can lag).
+    registry: OnceLock<Arc<dyn Registry>>,
+    last_refresh: Mutex<Option<Instant>>,
 }
 
 impl CometPool {
     /// Loads the registry's comets, then follows them until `shutdown`. The first load is a direct read, so
     /// deliveries consumed right after start-up find their comet even before a watch has caught up.
-    pub async fn watch(self: &Arc<Self>, registry: &dyn Registry, shutdown: CancellationToken) {
+    pub async fn watch(self: &Arc<Self>, registry: Arc<dyn Registry>, shutdown: CancellationToken) {
         let mut rx = registry.watch(Role::Comet);
         rx.borrow_and_update();
         match registry.list(Role::Comet).await {
             Ok(comets) => self.sync(&comets),
             Err(e) => tracing::warn!("listing comets: {e}; waiting for the registry watch"),
         }
+        let _ = self.registry.set(registry);
         let pool = self.clone();
         tokio::spawn(async move {
             loop {
@@ -194,13 +200,39 @@ impl CometPool {
 
     /// Queues a delivery to one comet; `None` when that comet is not registered (counted and logged).
     pub async fn to_comet(&self, id: &str, delivery: Delivery) -> Option<Done> {
-        match self.sender(id) {
+        let sender = match self.sender(id) {
+            Some(tx) => Some(tx),
+            None => {
+                self.refresh().await;
+                self.sender(id)
+            }
+        };
+        match sender {
             Some(tx) => Self::enqueue(tx, delivery).await,
             None => {
                 metrics::counter!("imcloud_job_unknown_comet_total").increment(1);
                 tracing::warn!(comet = %id, "push for a comet that is not registered: skipped");
                 None
             }
+        }
+    }
+
+    /// Reads the comets from the registry (at most every [`REFRESH_EVERY`]): a comet that registered a
+    /// moment ago may hold the target connection before the watch has reported it.
+    async fn refresh(&self) {
+        let Some(registry) = self.registry.get() else {
+            return;
+        };
+        {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match registry.list(Role::Comet).await {
+            Ok(comets) => self.sync(&comets),
+            Err(e) => tracing::warn!("listing comets: {e}"),
         }
     }
 
@@ -373,6 +405,27 @@ mod tests {
             .expect("outcome");
         assert_eq!(outcome, Outcome::Abandoned);
         assert!(!outcome.settled());
+    }
+
+    #[tokio::test]
+    async fn a_comet_the_watch_has_not_shown_is_read_from_the_registry() {
+        use imcloud_common::registry_memory::MemoryRegistry;
+        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+        let pool = Arc::new(CometPool::default());
+        let stop = CancellationToken::new();
+        pool.watch(registry.clone(), stop.clone()).await;
+        // Registered behind the pool's back: only a direct read can find it (the watch task is stopped).
+        stop.cancel();
+        tokio::task::yield_now().await;
+        registry
+            .register(unreachable_comet("late"))
+            .await
+            .expect("register");
+        pool.sync(&[]);
+        assert!(
+            pool.to_comet("late", push()).await.is_some(),
+            "found by the direct read"
+        );
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ pub async fn run(
     registry.register(me.clone()).await?;
     let pool = Arc::new(CometPool::default());
     let watch_stop = CancellationToken::new();
-    pool.watch(registry.as_ref(), watch_stop.clone()).await;
+    pool.watch(registry.clone(), watch_stop.clone()).await;
     let (rooms, batcher) = RoomBatcher::start(
         pool.clone(),
         cfg.room_batch_max,
