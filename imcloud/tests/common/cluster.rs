@@ -85,7 +85,21 @@ fn addr(port: u16) -> String {
 impl Cluster {
     /// Starts logic, the comets, the jobs and the api, and waits until all of them are registered in etcd
     /// and the api and comet listeners answer.
+    /// A port picked free can be taken by another test's socket before the process binds it; the process
+    /// then exits at start-up, and the whole cluster is started again on new ports.
     pub async fn start(spec: ClusterSpec) -> Cluster {
+        for attempt in 1..=3 {
+            if let Some(c) = Cluster::try_start(&spec).await {
+                return c;
+            }
+            eprintln!(
+                "a cluster process exited during start-up (attempt {attempt}); retrying on new ports"
+            );
+        }
+        panic!("the cluster did not start in 3 attempts");
+    }
+
+    async fn try_start(spec: &ClusterSpec) -> Option<Cluster> {
         let tag = unique("imcloud-cluster");
         let logs = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&logs).expect("log dir");
@@ -141,7 +155,9 @@ impl Cluster {
         let p = free_ports(1);
         c.spawn("logic", "logic", &[("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0]))]);
         // As a deployment would: the nodes that call logic start once it is registered.
-        c.wait_registered(&["logic".to_string()]).await;
+        if !c.wait_registered(&["logic".to_string()]).await {
+            return None;
+        }
         for i in 1..=spec.comets {
             c.spawn_comet(&format!("comet{i}"));
         }
@@ -159,9 +175,14 @@ impl Cluster {
         c.spawn("api", "api", &[("IMCLOUD_API_HTTP_ADDR", addr(p[0]))]);
 
         let names: Vec<String> = c.nodes.keys().cloned().collect();
-        c.wait_registered(&names).await;
-        c.wait_http().await;
-        c
+        (c.wait_registered(&names).await && c.wait_http().await).then_some(c)
+    }
+
+    /// The name of a process that has exited, if any.
+    fn exited(&mut self) -> Option<String> {
+        self.nodes
+            .values_mut()
+            .find_map(|n| matches!(n.child.try_wait(), Ok(Some(_))).then(|| n.name.clone()))
     }
 
     /// Starts a comet process named `name` on fresh ports.
@@ -246,17 +267,21 @@ impl Cluster {
         format!("{}{role}/{name}", self.etcd_prefix)
     }
 
-    async fn wait_registered(&mut self, names: &[String]) {
+    /// `false` if a process exited first.
+    async fn wait_registered(&mut self, names: &[String]) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.check_alive();
+            if let Some(name) = self.exited() {
+                eprintln!("{name} exited during start-up");
+                return false;
+            }
             let entries = self.etcd_entries().await;
             let missing: Vec<&String> = names
                 .iter()
                 .filter(|n| !entries.contains_key(&self.etcd_key(n)))
                 .collect();
             if missing.is_empty() {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -266,7 +291,8 @@ impl Cluster {
         }
     }
 
-    async fn wait_http(&self) {
+    /// `false` if a process exited first.
+    async fn wait_http(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self
             .http_client
@@ -275,9 +301,14 @@ impl Cluster {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
+            if let Some(name) = self.exited() {
+                eprintln!("{name} exited during start-up");
+                return false;
+            }
             assert!(Instant::now() < deadline, "api did not answer within 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        true
     }
 
     /// SIGKILL: no deregistration, no draining, no Kafka group leave.
