@@ -47,6 +47,21 @@ ensure_redis() {
   return 1
 }
 
+# wait_until NAME LOG COMMAND...: polls COMMAND for up to 20 s; when it never succeeds, prints LOG.
+wait_until() {
+  local name=$1 logfile=$2
+  shift 2
+  for _ in $(seq 1 200); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "$name did not start; its log ($logfile):" >&2
+  cat "$logfile" >&2
+  return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # A private etcd for the tests, on its own ports and data dir; stopped by stop_etcd.
 ETCD_PID=
 start_etcd() {
@@ -58,16 +73,9 @@ start_etcd() {
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "imcloud-test=http://127.0.0.1:$peer_port" >"$ETCD_DIR/etcd.log" 2>&1 &
   ETCD_PID=$!
-  for _ in $(seq 1 100); do
-    if ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$client_port" endpoint health >/dev/null 2>&1; then
-      export IMCLOUD_TEST_ETCD_ENDPOINTS="127.0.0.1:$client_port"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "etcd did not start; its log:" >&2
-  cat "$ETCD_DIR/etcd.log" >&2
-  return 1
+  wait_until "etcd" "$ETCD_DIR/etcd.log" \
+    env ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$client_port" endpoint health || return 1
+  export IMCLOUD_TEST_ETCD_ENDPOINTS="127.0.0.1:$client_port"
 }
 
 stop_etcd() {
@@ -100,16 +108,8 @@ start_tansu() {
   tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ >"$TANSU_DIR/tansu.log" 2>&1 &
   TANSU_PID=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      export IMCLOUD_TEST_KAFKA_BROKERS="127.0.0.1:$port"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "Tansu did not start; its log:" >&2
-  cat "$TANSU_DIR/tansu.log" >&2
-  return 1
+  wait_until "Tansu" "$TANSU_DIR/tansu.log" port_open "$port" || return 1
+  export IMCLOUD_TEST_KAFKA_BROKERS="127.0.0.1:$port"
 }
 
 stop_tansu() {
@@ -118,4 +118,62 @@ stop_tansu() {
     wait "$TANSU_PID" 2>/dev/null || true
     rm -rf "$TANSU_DIR"
   fi
+}
+
+# nats-server from Debian's packages (the benchmark's comparison target; a NATS service may already run on
+# 4222, the benchmark starts its own instance on other ports).
+ensure_nats() {
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+  command -v nats-server >/dev/null 2>&1 || export PATH="$PATH:/usr/sbin"
+}
+
+# start_cluster BIN LOGDIR: etcd (23791), Tansu (19092), then logic, 2 comets, 2 jobs and 1 api as separate
+# processes of BIN, configured only through IMCLOUD_* variables (given to each process, not exported here).
+# Ports: api 3111; comet1 ws 3102 / tcp 3101 / grpc 3109 / metrics 9101; comet2 ws 3202 / tcp 3201 /
+# grpc 3209 / metrics 9102; logic grpc 3119 / metrics 9103; jobs' metrics 9104, 9105. Sets CLUSTER_PIDS
+# (logic, comet1, comet2, job1, job2, api), CLUSTER_SECRET and CLUSTER_API_KEY; stop_cluster stops it all.
+CLUSTER_PIDS=()
+start_cluster() {
+  local bin=$1 logs=$2
+  start_etcd 23791 23801
+  start_tansu 19092
+  mkdir -p "$logs"
+  CLUSTER_SECRET=${IMCLOUD_AUTH_SECRET:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+  CLUSTER_API_KEY=${IMCLOUD_API_KEY:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+  CLUSTER_ENV=(IMCLOUD_AUTH_SECRET="$CLUSTER_SECRET" IMCLOUD_API_KEY="$CLUSTER_API_KEY"
+    IMCLOUD_ETCD_ENDPOINTS="$IMCLOUD_TEST_ETCD_ENDPOINTS" IMCLOUD_KAFKA_BROKERS="$IMCLOUD_TEST_KAFKA_BROKERS"
+    IMCLOUD_REDIS_URL="${IMCLOUD_REDIS_URL:-redis://127.0.0.1:6379/}"
+    IMCLOUD_REDIS_PREFIX="${IMCLOUD_REDIS_PREFIX:-imcloud-local:}" IMCLOUD_ADVERTISE_HOST=127.0.0.1)
+  cluster_process "$bin" "$logs" logic logic IMCLOUD_LOGIC_GRPC_ADDR=127.0.0.1:3119 IMCLOUD_METRICS_ADDR=127.0.0.1:9103
+  wait_until "logic" "$logs/logic.log" curl -fs http://127.0.0.1:9103/healthz || return 1
+  cluster_process "$bin" "$logs" comet1 comet IMCLOUD_COMET_WS_ADDR=127.0.0.1:3102 IMCLOUD_COMET_TCP_ADDR=127.0.0.1:3101 \
+    IMCLOUD_COMET_GRPC_ADDR=127.0.0.1:3109 IMCLOUD_METRICS_ADDR=127.0.0.1:9101
+  cluster_process "$bin" "$logs" comet2 comet IMCLOUD_COMET_WS_ADDR=127.0.0.1:3202 IMCLOUD_COMET_TCP_ADDR=127.0.0.1:3201 \
+    IMCLOUD_COMET_GRPC_ADDR=127.0.0.1:3209 IMCLOUD_METRICS_ADDR=127.0.0.1:9102
+  cluster_process "$bin" "$logs" job1 job IMCLOUD_METRICS_ADDR=127.0.0.1:9104
+  cluster_process "$bin" "$logs" job2 job IMCLOUD_METRICS_ADDR=127.0.0.1:9105
+  cluster_process "$bin" "$logs" api api IMCLOUD_API_HTTP_ADDR=127.0.0.1:3111
+  local name port
+  for name in comet1:9101 comet2:9102 job1:9104 job2:9105 api:3111; do
+    port=${name#*:}
+    wait_until "${name%:*}" "$logs/${name%:*}.log" curl -fs "http://127.0.0.1:$port/healthz" || return 1
+  done
+  wait_until comet1 "$logs/comet1.log" port_open 3102 || return 1
+  wait_until comet2 "$logs/comet2.log" port_open 3202 || return 1
+}
+
+cluster_process() {
+  local bin=$1 logs=$2 name=$3 role=$4
+  shift 4
+  env "${CLUSTER_ENV[@]}" IMCLOUD_NODE_ID="$name" "$@" "$bin" "$role" >"$logs/$name.log" 2>&1 &
+  CLUSTER_PIDS+=($!)
+}
+
+stop_cluster() {
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  CLUSTER_PIDS=()
+  stop_tansu
+  stop_etcd
 }

@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use imcloud_common::grpc_channel::logic_channel;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
@@ -133,6 +134,12 @@ pub async fn run(
     me.http_addr = advertised(local, &cfg.advertise_host());
     registry.register(me.clone()).await?;
     tracing::info!(addr = %local, id = %me.id, "api serving HTTP");
+    // TCP_NODELAY, so that a response is never held back waiting for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let served = axum::serve(listener, router(state, cfg.push_max_body))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;

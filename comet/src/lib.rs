@@ -109,7 +109,8 @@ pub async fn run(
             comet: comet.clone(),
         }))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+            // TCP_NODELAY: without it, replies written in several pieces wait for the peer's delayed ACK.
+            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             shutdown.cancelled(),
         )
         .await;

@@ -1,7 +1,6 @@
 //! Pieces of the `imcloud` binary that its tests and tools share: the goim client and the standalone runner.
 
 pub mod adapters;
-pub mod bench;
 pub mod client;
 pub mod roles;
 pub mod standalone;

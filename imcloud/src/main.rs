@@ -32,49 +32,6 @@ enum Cmd {
     /// Operator tools: connect as a user, push, mint tokens
     #[command(subcommand)]
     Client(cli_client::ClientCmd),
-    /// Load generator: connection cost and push fan-out against a running imcloud
-    Bench(BenchArgs),
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    #[arg(long, default_value = "ws://127.0.0.1:3102/sub")]
-    url: String,
-    #[arg(long, env = "IMCLOUD_AUTH_SECRET", hide_env_values = true)]
-    secret: String,
-    /// Local source addresses to spread connections over
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
-    sources: Vec<std::net::IpAddr>,
-    /// Connections opened at once
-    #[arg(long, default_value_t = 200)]
-    concurrency: usize,
-    #[arg(long, default_value_t = 1000)]
-    conns: usize,
-    #[command(subcommand)]
-    what: BenchWhat,
-}
-
-#[derive(clap::Subcommand)]
-enum BenchWhat {
-    /// Server memory per idle authenticated connection (reads the server's RSS from /proc)
-    Idle {
-        #[arg(long)]
-        server_pid: u32,
-    },
-    /// Room push fan-out: throughput and latency to every connection
-    Fanout {
-        #[arg(long, default_value = "http://127.0.0.1:3111")]
-        api: String,
-        #[arg(long, env = "IMCLOUD_API_KEY", hide_env_values = true)]
-        api_key: String,
-        #[arg(long, default_value_t = 100)]
-        messages: usize,
-    },
-    /// Open the connections and keep them alive with heartbeats until Ctrl-C
-    Hold {
-        #[arg(long, default_value_t = 30)]
-        heartbeat_secs: u64,
-    },
 }
 
 fn main() -> Result<()> {
@@ -85,33 +42,6 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Client(c) => cli_client::run(c).await,
-            Cmd::Bench(b) => {
-                let target = imcloud::bench::Target {
-                    ws_url: b.url,
-                    secret: b.secret,
-                    sources: b.sources,
-                    concurrency: b.concurrency,
-                };
-                match b.what {
-                    BenchWhat::Idle { server_pid } => {
-                        imcloud::bench::idle(&target, b.conns, server_pid).await
-                    }
-                    BenchWhat::Fanout {
-                        api,
-                        api_key,
-                        messages,
-                    } => imcloud::bench::fanout(&target, &api, &api_key, b.conns, messages).await,
-                    BenchWhat::Hold { heartbeat_secs } => {
-                        let clients = imcloud::bench::open(&target, b.conns, 1, "").await?;
-                        println!("{} connections open; Ctrl-C to close", clients.len());
-                        imcloud::bench::hold(
-                            clients,
-                            std::time::Duration::from_secs(heartbeat_secs.max(1)),
-                        )
-                        .await
-                    }
-                }
-            }
             Cmd::Standalone(args) => {
                 let (cfg, metrics, stop) = server_start(&args)?;
                 standalone::run(cfg, metrics, stop).await

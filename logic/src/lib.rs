@@ -88,7 +88,8 @@ pub async fn run(
     let served = tonic::transport::Server::builder()
         .add_service(LogicServer::new(service))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // TCP_NODELAY: without it, replies written in several pieces wait for the peer's delayed ACK.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled(),
         )
         .await;

@@ -1,0 +1,259 @@
+//! `imcloud-bench`: the load generator. It drives imcloud, NATS's websocket listener or the bare
+//! tokio-tungstenite server with the same client code, and prints a result table (or a JSON line with
+//! --json). `scripts/bench` runs the whole comparison; docs/benchmarks.md has the results.
+
+mod bare_server;
+mod delivery;
+mod fleet;
+mod latency;
+mod nats_ws;
+mod payload;
+mod publisher;
+mod report;
+mod scenarios;
+mod subscriber;
+mod ws;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::fleet::Dialing;
+use crate::publisher::{PushApi, Via};
+use crate::report::Report;
+use crate::scenarios::{Delivery, Idle, Labels};
+use crate::subscriber::{Endpoint, Kind};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "imcloud's load generator: idle, fanout and push against imcloud, NATS websocket or a bare server"
+)]
+struct Cli {
+    /// Print the result as one JSON line instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Open N authenticated connections and hold them idle: connect rate and server memory per connection.
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections to open.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        connections: usize,
+        /// The target's process id, for its resident memory before and after (Linux /proc).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        #[arg(long, default_value_t = 30)]
+        heartbeat_secs: u64,
+        /// Seconds between the last connection and the second memory reading.
+        #[arg(long, default_value_t = 3)]
+        settle_secs: u64,
+    },
+    /// N subscribers in one room (one NATS subject); M messages published as fast as the target takes them.
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// Single-user pushes through imcloud's push API (HTTP or gRPC), or NATS PUBs to per-user subjects,
+    /// at a fixed rate or flat out; end-to-end latency from the call to the client's receipt.
+    Push {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// Run the bare tokio-tungstenite broadcast server (subscribe on /sub, publish on /pub).
+    BareServer {
+        #[arg(long, default_value = "127.0.0.1:3300")]
+        addr: SocketAddr,
+    },
+    /// Lay JSON results (files of --json lines) side by side as markdown tables.
+    Table { files: Vec<PathBuf> },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    #[arg(long, value_enum)]
+    target: Kind,
+    /// Websocket URL(s): imcloud ws://HOST:PORT/sub, NATS ws://HOST:PORT, bare ws://HOST:PORT/sub. Several
+    /// spread the subscribers (one per comet).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// imcloud's IMCLOUD_AUTH_SECRET (tokens are minted as a backend would).
+    #[arg(
+        long,
+        env = "IMCLOUD_AUTH_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    secret: String,
+    /// nats-server's authorization token.
+    #[arg(long)]
+    nats_token: Option<String>,
+    /// Local addresses to connect from (e.g. 127.0.0.1,127.0.0.2), each good for ~28,000 connections.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    sources: Vec<IpAddr>,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The target's name in the report (default: the --target value).
+    #[arg(long)]
+    label: Option<String>,
+    /// Version and configuration of the target, copied into the report.
+    #[arg(long, default_value = "")]
+    about: String,
+}
+
+#[derive(Args)]
+struct DeliveryArgs {
+    /// Subscribers (fanout: all in one room; push: one user each, messages round robin).
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Messages to publish.
+    #[arg(short = 'm', long, default_value_t = 100)]
+    messages: usize,
+    /// Message size in bytes (at least 16: timestamp and sequence number).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Messages per second; 0 = as fast as the target accepts them.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// imcloud push calls in flight at once.
+    #[arg(long, default_value_t = 8)]
+    inflight: usize,
+    /// imcloud push API to use.
+    #[arg(long, value_enum, default_value_t = Via::Http)]
+    via: Via,
+    /// imcloud api service, http://HOST:PORT.
+    #[arg(long, default_value = "")]
+    api: String,
+    #[arg(
+        long,
+        env = "IMCLOUD_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    api_key: String,
+    /// A logic node's gRPC address, http://HOST:PORT (with --via grpc).
+    #[arg(long, default_value = "")]
+    grpc: String,
+    /// Seconds a subscriber waits for its next message before the rest count as lost.
+    #[arg(long, default_value_t = 10)]
+    patience_secs: u64,
+}
+
+impl TargetArgs {
+    fn endpoint(&self) -> Result<(Endpoint, Dialing, Labels)> {
+        let endpoint = Endpoint::parse(
+            self.target,
+            &self.urls,
+            &self.secret,
+            self.nats_token.clone(),
+        )?;
+        let dialing = Dialing {
+            sources: self.sources.clone(),
+            concurrency: self.concurrency.max(1),
+        };
+        let labels = Labels {
+            target: self
+                .label
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", self.target).to_lowercase()),
+            about: self.about.clone(),
+        };
+        Ok((endpoint, dialing, labels))
+    }
+}
+
+impl DeliveryArgs {
+    fn split(&self) -> (PushApi, Delivery) {
+        let api = PushApi {
+            http: self.api.clone(),
+            api_key: self.api_key.clone(),
+            grpc: self.grpc.clone(),
+        };
+        let delivery = Delivery {
+            subscribers: self.subscribers,
+            messages: self.messages,
+            payload: self.payload,
+            rate: self.rate,
+            inflight: self.inflight,
+            via: self.via,
+            patience: Duration::from_secs(self.patience_secs.max(1)),
+        };
+        (api, delivery)
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let report = match cli.cmd {
+            Cmd::BareServer { addr } => return bare_server::serve(addr).await,
+            Cmd::Table { files } => {
+                let mut reports = Vec::new();
+                for f in files {
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                        reports.push(serde_json::from_str::<Report>(line).with_context(|| {
+                            format!("{} line {}: not a result line", f.display(), i + 1)
+                        })?);
+                    }
+                }
+                print!("{}", report::side_by_side(&reports));
+                return Ok(());
+            }
+            Cmd::Idle {
+                target,
+                connections,
+                server_pid,
+                heartbeat_secs,
+                settle_secs,
+            } => {
+                let (endpoint, dialing, labels) = target.endpoint()?;
+                let args = Idle {
+                    connections,
+                    server_pid,
+                    heartbeat: Duration::from_secs(heartbeat_secs.max(1)),
+                    settle: Duration::from_secs(settle_secs),
+                };
+                scenarios::idle(&endpoint, &dialing, &labels, args).await?
+            }
+            Cmd::Fanout { target, delivery } => {
+                let (endpoint, dialing, labels) = target.endpoint()?;
+                let (api, args) = delivery.split();
+                scenarios::fanout(&endpoint, &dialing, &api, &labels, args).await?
+            }
+            Cmd::Push { target, delivery } => {
+                let (endpoint, dialing, labels) = target.endpoint()?;
+                let (api, args) = delivery.split();
+                scenarios::push(&endpoint, &dialing, &api, &labels, args).await?
+            }
+        };
+        if cli.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.text());
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,217 @@
+//! The three scenarios: idle (memory per connection and connect rate), fanout (one room, many subscribers)
+//! and push (one user per message through the push API). Each returns a [`Report`].
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::delivery::{self, Outcome, Plan};
+use crate::fleet::{self, Dialing};
+use crate::publisher::{Publisher, PushApi, Via};
+use crate::report::Report;
+use crate::subscriber::{Endpoint, Topic};
+
+/// One client process can hold about this many sockets here (20,000 open files, minus its own).
+const MAX_CONNECTIONS_PER_PROCESS: usize = 19_900;
+
+/// The target as the report names it.
+pub struct Labels {
+    pub target: String,
+    pub about: String,
+}
+
+pub struct Idle {
+    pub connections: usize,
+    /// The target's process, for its resident memory before and after.
+    pub server_pid: Option<u32>,
+    pub heartbeat: Duration,
+    /// Time between the last connection and the second memory reading.
+    pub settle: Duration,
+}
+
+pub async fn idle(
+    endpoint: &Endpoint,
+    dialing: &Dialing,
+    labels: &Labels,
+    args: Idle,
+) -> Result<Report> {
+    check_capacity(args.connections)?;
+    let before = args.server_pid.map(rss_kib).transpose()?;
+    let (subs, took) = fleet::open(endpoint, dialing, 1, args.connections, Topic::User).await?;
+    let held = fleet::hold(subs, args.heartbeat);
+    tokio::time::sleep(args.settle).await;
+    let alive = held.iter().filter(|h| !h.is_finished()).count();
+    let after = args.server_pid.map(rss_kib).transpose()?;
+    for h in &held {
+        h.abort();
+    }
+
+    let mut r = Report::new("idle", &labels.target, &labels.about);
+    r.param("connections", args.connections)
+        .param("sources", dialing.sources.len())
+        .param("concurrency", dialing.concurrency)
+        .param("settle s", args.settle.as_secs());
+    let n = args.connections as f64;
+    r.figure("connect + auth", took.as_secs_f64(), "s")
+        .figure("connect rate", n / took.as_secs_f64().max(1e-9), "conn/s")
+        .figure("alive after settle", alive as f64, "conn");
+    if let (Some(b), Some(a)) = (before, after) {
+        r.figure("server RSS before", b as f64, "KiB")
+            .figure("server RSS after", a as f64, "KiB")
+            .figure(
+                "memory per connection",
+                a.saturating_sub(b) as f64 / n,
+                "KiB",
+            );
+    }
+    if alive < args.connections {
+        bail!(
+            "{} of {} connections closed while idle\n{}",
+            args.connections - alive,
+            args.connections,
+            r.text()
+        );
+    }
+    Ok(r)
+}
+
+pub struct Delivery {
+    pub subscribers: usize,
+    pub messages: usize,
+    pub payload: usize,
+    pub rate: u64,
+    pub inflight: usize,
+    pub via: Via,
+    pub patience: Duration,
+}
+
+pub async fn fanout(
+    endpoint: &Endpoint,
+    dialing: &Dialing,
+    api: &PushApi,
+    labels: &Labels,
+    args: Delivery,
+) -> Result<Report> {
+    run_delivery(
+        "fanout",
+        endpoint,
+        dialing,
+        api,
+        labels,
+        args,
+        Some("fanout"),
+    )
+    .await
+}
+
+pub async fn push(
+    endpoint: &Endpoint,
+    dialing: &Dialing,
+    api: &PushApi,
+    labels: &Labels,
+    args: Delivery,
+) -> Result<Report> {
+    run_delivery("push", endpoint, dialing, api, labels, args, None).await
+}
+
+async fn run_delivery(
+    scenario: &str,
+    endpoint: &Endpoint,
+    dialing: &Dialing,
+    api: &PushApi,
+    labels: &Labels,
+    args: Delivery,
+    room: Option<&str>,
+) -> Result<Report> {
+    check_capacity(args.subscribers)?;
+    // Ids apart from the idle scenario's, so a run right after it never meets a lingering session.
+    let first_id = if room.is_some() { 1_000_000 } else { 2_000_000 };
+    let topic = room.map_or(Topic::User, Topic::Room);
+    let (subs, _) = fleet::open(endpoint, dialing, first_id, args.subscribers, topic).await?;
+    let publisher = Publisher::connect(endpoint, args.via, api)
+        .await
+        .context("connecting the publisher")?;
+    let inflight = if publisher.can_clone() {
+        args.inflight.max(1)
+    } else {
+        1
+    };
+    let plan = Plan {
+        messages: args.messages,
+        payload: args.payload,
+        rate: args.rate,
+        inflight,
+        room: room.map(str::to_string),
+        first_id,
+        users: args.subscribers,
+        patience: args.patience,
+    };
+    let out = delivery::run(subs, publisher, plan).await?;
+
+    let mut r = Report::new(scenario, &labels.target, &labels.about);
+    r.param("subscribers", args.subscribers)
+        .param("messages", args.messages)
+        .param("payload B", args.payload)
+        .param(
+            "rate",
+            if args.rate == 0 {
+                "flat out".to_string()
+            } else {
+                format!("{}/s", args.rate)
+            },
+        )
+        .param("publishers in flight", inflight);
+    if endpoint.kind == crate::subscriber::Kind::Imcloud {
+        r.param("via", format!("{:?}", args.via).to_lowercase());
+    }
+    add_outcome(&mut r, &out, args.messages);
+    if let Some(e) = &out.receive_error {
+        eprintln!("a subscriber failed: {e}");
+    }
+    Ok(r)
+}
+
+fn add_outcome(r: &mut Report, out: &Outcome, messages: usize) {
+    let secs = |d: Duration| d.as_secs_f64().max(1e-9);
+    r.figure(
+        "accepted",
+        messages as f64 / secs(out.publish_elapsed),
+        "msg/s",
+    )
+    .figure("deliveries", out.delivered as f64, "")
+    .figure("lost", out.lost() as f64, "")
+    .figure("duplicates", out.duplicates as f64, "")
+    .figure(
+        "delivery rate",
+        out.delivered as f64 / secs(out.elapsed),
+        "deliveries/s",
+    )
+    .figure("latency p50", out.latency.ms(0.5), "ms")
+    .figure("latency p99", out.latency.ms(0.99), "ms")
+    .figure("latency p99.9", out.latency.ms(0.999), "ms")
+    .figure("latency max", out.latency.max_ms(), "ms")
+    .figure("publish call p50", out.call.ms(0.5), "ms")
+    .figure("publish call p99", out.call.ms(0.99), "ms");
+}
+
+fn check_capacity(n: usize) -> Result<()> {
+    if n > MAX_CONNECTIONS_PER_PROCESS {
+        bail!(
+            "{n} connections do not fit in one generator process (at most {MAX_CONNECTIONS_PER_PROCESS} \
+             with 20,000 open files): run several generators side by side, each with its own --sources"
+        );
+    }
+    Ok(())
+}
+
+/// Resident memory of a process, in KiB (VmRSS from /proc).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("no process {pid}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc status")
+}

@@ -1,0 +1,184 @@
+//! One receiving connection to any target, with the same calls for all three: connect and authenticate,
+//! wait for the next application message, send a heartbeat.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use imcloud::client::{GoimClient, auth_body, sign_token};
+use imcloud_proto::op;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::nats_ws::{NatsEvent, NatsWs};
+use crate::ws::{self, WsStream};
+
+/// Which server the generator talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// imcloud's comet (goim protocol over websocket, token auth).
+    Imcloud,
+    /// nats-server's websocket listener (NATS text protocol, token auth).
+    Nats,
+    /// `imcloud-bench bare-server`: tokio-tungstenite broadcasting to every connection, no protocol.
+    Bare,
+}
+
+/// Where the subscribers connect, and how they authenticate.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub kind: Kind,
+    /// `ws://IP:PORT/path` and its address; subscribers spread over them by id (e.g. one per comet).
+    pub urls: Vec<(String, SocketAddr)>,
+    /// imcloud's IMCLOUD_AUTH_SECRET, to mint connection tokens as a backend would.
+    pub secret: String,
+    /// nats-server's authorization token.
+    pub nats_token: Option<String>,
+}
+
+/// What a subscriber listens to.
+#[derive(Clone, Copy)]
+pub enum Topic<'a> {
+    /// The fan-out room (imcloud room `bench://<name>`, NATS subject `bench.<name>`, bare: everything).
+    Room(&'a str),
+    /// Messages for this subscriber's own user id (imcloud mid, NATS subject `user.<id>`).
+    User,
+}
+
+/// Everything a connection needs that can be computed before the clock starts (tokens are signed here,
+/// so that the connect rate measures the server, not the generator's HMAC).
+pub struct Prepared {
+    id: i64,
+    url: usize,
+    auth: Vec<u8>,
+    subject: String,
+}
+
+impl Endpoint {
+    pub fn parse(
+        kind: Kind,
+        ws_urls: &[String],
+        secret: &str,
+        nats_token: Option<String>,
+    ) -> Result<Self> {
+        let mut urls = Vec::new();
+        for url in ws_urls {
+            let hostport = url
+                .strip_prefix("ws://")
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_default();
+            let server = hostport
+                .parse()
+                .with_context(|| format!("a websocket URL must be ws://IP:PORT/..., got {url}"))?;
+            urls.push((url.clone(), server));
+        }
+        if urls.is_empty() {
+            bail!("no websocket URL given (--url)");
+        }
+        if kind == Kind::Imcloud && secret.is_empty() {
+            bail!("imcloud needs --secret (its IMCLOUD_AUTH_SECRET) to mint connection tokens");
+        }
+        Ok(Endpoint {
+            kind,
+            urls,
+            secret: secret.to_string(),
+            nats_token,
+        })
+    }
+
+    pub fn prepare(&self, id: i64, topic: Topic) -> Result<Prepared> {
+        let (auth, subject) = match self.kind {
+            Kind::Imcloud => {
+                let token = sign_token(&self.secret, id, 24 * 3600).map_err(anyhow::Error::msg)?;
+                let room = match topic {
+                    Topic::Room(name) => format!("bench://{name}"),
+                    Topic::User => String::new(),
+                };
+                (auth_body(id, "", &room, &[], &token), String::new())
+            }
+            Kind::Nats => (Vec::new(), nats_subject(topic, id)),
+            Kind::Bare => (Vec::new(), String::new()),
+        };
+        let url = id.unsigned_abs() as usize % self.urls.len();
+        Ok(Prepared {
+            id,
+            url,
+            auth,
+            subject,
+        })
+    }
+
+    /// Connects from `source` and authenticates / subscribes; returns once the server has confirmed.
+    pub async fn connect(&self, p: Prepared, source: IpAddr) -> Result<Subscriber> {
+        let (url, server) = &self.urls[p.url];
+        let (url, server) = (url.as_str(), *server);
+        Ok(match self.kind {
+            Kind::Imcloud => {
+                let mut c = GoimClient::connect_ws_from(url, server, source).await?;
+                c.auth(p.auth, Duration::from_secs(30)).await?;
+                Subscriber::Goim(Box::new(c))
+            }
+            Kind::Nats => {
+                let ws = ws::connect(url, server, source).await?;
+                let mut c = NatsWs::handshake(ws, self.nats_token.as_deref()).await?;
+                c.subscribe(&p.subject, p.id as u64).await?;
+                Subscriber::Nats(c)
+            }
+            Kind::Bare => Subscriber::Bare(ws::connect(url, server, source).await?),
+        })
+    }
+}
+
+/// The NATS subject for a topic.
+pub fn nats_subject(topic: Topic, id: i64) -> String {
+    match topic {
+        Topic::Room(name) => format!("bench.{name}"),
+        Topic::User => format!("user.{id}"),
+    }
+}
+
+pub enum Subscriber {
+    Goim(Box<GoimClient>),
+    Nats(NatsWs),
+    Bare(WsStream),
+}
+
+impl Subscriber {
+    /// The body of the next application message (imcloud ops ≥ 1000, NATS MSG, bare binary message).
+    pub async fn next_payload(&mut self) -> Result<Bytes> {
+        match self {
+            Subscriber::Goim(c) => loop {
+                let f = c.recv().await?;
+                if f.op >= op::APP_MIN {
+                    return Ok(f.body);
+                }
+            },
+            Subscriber::Nats(c) => loop {
+                if let NatsEvent::Msg(payload) = c.next_event().await? {
+                    return Ok(payload);
+                }
+            },
+            Subscriber::Bare(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => return Ok(b),
+                    Some(Ok(Message::Close(_))) | None => bail!("closed by server"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            },
+        }
+    }
+
+    pub async fn heartbeat(&mut self) -> Result<()> {
+        match self {
+            Subscriber::Goim(c) => {
+                c.send(op::HEARTBEAT, Vec::new()).await?;
+            }
+            Subscriber::Nats(c) => c.ping().await?,
+            Subscriber::Bare(ws) => ws.send(Message::Ping(Bytes::new())).await?,
+        }
+        Ok(())
+    }
+}

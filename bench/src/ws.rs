@@ -1,0 +1,45 @@
+//! Websocket plumbing shared by the NATS client, the bare client and the bare server: connecting from a
+//! chosen local address (to spread many connections over 127.0.0.x) and the buffer sizes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub type WsStream = WebSocketStream<TcpStream>;
+pub type WsError = tungstenite::Error;
+
+/// Largest message either side accepts.
+const MAX_MESSAGE: usize = 1024 * 1024;
+
+/// Small read buffers and no write buffering: tens of thousands of sockets share one process, and each
+/// message is flushed as soon as it is written.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// Opens a TCP connection from `source` to `server` with TCP_NODELAY.
+pub async fn tcp_from(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A websocket client connection to `url` (whose host is `server`), from `source`.
+pub async fn connect(url: &str, server: SocketAddr, source: IpAddr) -> Result<WsStream, WsError> {
+    let stream = tcp_from(server, source).await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config())).await?;
+    Ok(ws)
+}
