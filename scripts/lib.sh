@@ -83,6 +83,7 @@ stop_etcd() {
     kill "$ETCD_PID" 2>/dev/null || true
     wait "$ETCD_PID" 2>/dev/null || true
     rm -rf "$ETCD_DIR"
+    ETCD_PID=
   fi
 }
 
@@ -117,6 +118,7 @@ stop_tansu() {
     kill "$TANSU_PID" 2>/dev/null || true
     wait "$TANSU_PID" 2>/dev/null || true
     rm -rf "$TANSU_DIR"
+    TANSU_PID=
   fi
 }
 
@@ -160,6 +162,9 @@ start_cluster() {
   done
   wait_until comet1 "$logs/comet1.log" port_open 3102 || return 1
   wait_until comet2 "$logs/comet2.log" port_open 3202 || return 1
+  # Both jobs in the consumer group, so that no rebalance pauses the first pushes.
+  wait_until "job1's partitions" "$logs/job1.log" grep -q "partitions assigned" "$logs/job1.log" || return 1
+  wait_until "job2's partitions" "$logs/job2.log" grep -q "partitions assigned" "$logs/job2.log" || return 1
 }
 
 cluster_process() {

@@ -12,12 +12,14 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
 use crate::ws;
 
 /// Messages a slow subscriber may fall behind before it skips some (and they count as lost).
 const BACKLOG: usize = 1 << 16;
+/// Most messages written before one flush.
+const WRITE_BATCH: usize = 64;
 
 pub async fn serve(addr: SocketAddr) -> Result<()> {
     let listener = TcpListener::bind(addr)
@@ -54,12 +56,15 @@ async fn connection(
 ) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut path = String::new();
+    // The error type is tungstenite's callback contract, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let remember_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        path = req.uri().path().to_string();
+        Ok(resp)
+    };
     let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
-        |req: &Request, resp: Response| {
-            path = req.uri().path().to_string();
-            Ok(resp)
-        },
+        remember_path,
         Some(ws::config()),
     )
     .await?;
@@ -76,7 +81,21 @@ async fn connection(
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Ok(b) => ws.send(Message::Binary(b)).await?,
+                Ok(b) => {
+                    // Everything already queued goes out with one flush (one write syscall), as imcloud
+                    // batches: the floor should be the best this library can do.
+                    ws.feed(Message::Binary(b)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(b) => ws.feed(Message::Binary(b)).await?,
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                skipped.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    ws.flush().await?;
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     skipped.fetch_add(n, Ordering::Relaxed);
                 }

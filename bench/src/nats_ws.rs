@@ -75,7 +75,7 @@ impl NatsWs {
         self.ws
             .send(Message::Binary(bytes.into()))
             .await
-            .map_err(|e| NatsError::Ws(e.into()))
+            .map_err(NatsError::Ws)
     }
 
     async fn wait_pong(&mut self) -> Result<(), NatsError> {
@@ -102,7 +102,7 @@ impl NatsWs {
                 Some(Ok(Message::Text(t))) => self.buf.extend_from_slice(t.as_bytes()),
                 Some(Ok(Message::Close(_))) | None => return Err(NatsError::Closed),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(NatsError::Ws(e.into())),
+                Some(Err(e)) => return Err(NatsError::Ws(e)),
             }
         }
     }

@@ -14,12 +14,12 @@ pub type WsError = tungstenite::Error;
 /// Largest message either side accepts.
 const MAX_MESSAGE: usize = 1024 * 1024;
 
-/// Small read buffers and no write buffering: tens of thousands of sockets share one process, and each
-/// message is flushed as soon as it is written.
+/// Small read buffers (tens of thousands of sockets share one process); writes are buffered up to 16 KiB
+/// until flushed (`send` flushes at once, `feed` + `flush` batches).
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
 }

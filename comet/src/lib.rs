@@ -19,7 +19,7 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imcloud_common::grpc_channel::logic_channel;
+use imcloud_common::grpc_channel::{self, logic_channel};
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -104,15 +104,11 @@ pub async fn run(
     registry.register(me.clone()).await?;
     tracing::info!(id = %me.id, ws = %me.ws_addr, tcp = %me.tcp_addr, grpc = %me.grpc_addr, "comet serving");
 
-    let served = tonic::transport::Server::builder()
+    let served = grpc_channel::server()
         .add_service(CometServer::new(grpc::CometService {
             comet: comet.clone(),
         }))
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY: without it, replies written in several pieces wait for the peer's delayed ACK.
-            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-            shutdown.cancelled(),
-        )
+        .serve_with_incoming_shutdown(grpc_channel::incoming(listeners.grpc), shutdown.cancelled())
         .await;
 
     // Shutdown: listeners have stopped; every connection flushes its queue and is closed with a reason.

@@ -50,6 +50,8 @@ pub struct KafkaSettings {
     pub topic: String,
     pub partitions: i32,
     pub replication: i32,
+    /// The consumer's `fetch.wait.max.ms`.
+    pub fetch_wait_ms: u32,
 }
 
 fn base(brokers: &str) -> ClientConfig {
@@ -184,8 +186,8 @@ impl KafkaConsumer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // A fetch returns at once when data is there on Kafka; brokers that hold it for the full wait
-            // would add this much latency to every push.
-            .set("fetch.wait.max.ms", "10")
+            // (Tansu) add up to this much latency to every push.
+            .set("fetch.wait.max.ms", s.fetch_wait_ms.to_string())
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set(
                 "heartbeat.interval.ms",
@@ -268,6 +270,7 @@ mod tests {
             topic: format!("imcloud-test-{}", uuid_like()),
             partitions,
             replication: 1,
+            fetch_wait_ms: 10,
         }
     }
 
@@ -338,6 +341,7 @@ mod tests {
             topic: "imcloud-nowhere".into(),
             partitions: 1,
             replication: 1,
+            fetch_wait_ms: 10,
         };
         let producer = KafkaProducer::new(&s).expect("producer");
         let started = std::time::Instant::now();

@@ -17,6 +17,7 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imcloud_common::grpc_channel;
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -85,13 +86,9 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
-    let served = tonic::transport::Server::builder()
+    let served = grpc_channel::server()
         .add_service(LogicServer::new(service))
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY: without it, replies written in several pieces wait for the peer's delayed ACK.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.cancelled(),
-        )
+        .serve_with_incoming_shutdown(grpc_channel::incoming(listener), shutdown.cancelled())
         .await;
     refresh.abort();
     if let Err(e) = deps.registry.deregister(Role::Logic, &me.id).await {
