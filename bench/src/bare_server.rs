@@ -62,12 +62,9 @@ async fn connection(
         path = req.uri().path().to_string();
         Ok(resp)
     };
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        remember_path,
-        Some(ws::config()),
-    )
-    .await?;
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, remember_path, Some(ws::config()))
+            .await?;
     if path == "/pub" {
         while let Some(msg) = ws.next().await {
             if let Message::Binary(b) = msg? {

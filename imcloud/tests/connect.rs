@@ -269,3 +269,24 @@ async fn a_key_in_use_by_another_user_is_refused() {
     assert_eq!(status, 200);
     expect_msg(&mut owner, 1000, b"still yours").await;
 }
+
+/// 12,000 clients dropping at once make the comet send as many Disconnect calls to logic together.
+/// h2 used to close that connection ("too_many_data_frames"), failing every call on it, including the
+/// auths of clients connecting at that moment; the gRPC servers now cap concurrent streams.
+#[tokio::test]
+async fn a_mass_disconnect_does_not_break_new_connections() {
+    use futures_util::StreamExt;
+    let s = Standalone::start().await;
+    let open = |first: i64, n: i64| {
+        futures_util::stream::iter(first..first + n)
+            .map(|mid| s.ws(mid, "", "", &[]))
+            .buffer_unordered(200)
+            .collect::<Vec<_>>()
+    };
+    let crowd = open(1, 12_000).await;
+    drop(crowd);
+    // Connect while the 12,000 Disconnect calls are in flight: each auth is a logic call on the same channel.
+    let late = open(10_000, 300).await;
+    assert_eq!(late.len(), 300);
+    s.wait_online(300).await;
+}
