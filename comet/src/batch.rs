@@ -64,7 +64,7 @@ mod tests {
             "same allocation for every unfiltered recipient"
         );
         let only = b.for_filter(&OpFilter::from_accepts(&[1001])).unwrap();
-        let inner = split_raw_batch(&only[16..], 1024).unwrap();
+        let inner = split_raw_batch(&only.slice(16..), 1024).unwrap();
         assert_eq!(inner.len(), 1);
         assert_eq!(inner[0].body, "b");
         assert!(b.for_filter(&OpFilter::from_accepts(&[7])).is_none());

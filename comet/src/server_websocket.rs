@@ -115,7 +115,9 @@ impl Transport for WsTransport {
                 Some(Err(_)) => return Err(ReadError::Gone),
             };
             match msg {
-                Message::Binary(b) => return Frame::decode(&b, self.max_body).map_err(frame_error),
+                Message::Binary(b) => {
+                    return Frame::decode_shared(&b, self.max_body).map_err(frame_error);
+                }
                 Message::Text(_) => {
                     return Err(ReadError::Close(CloseReason::Protocol(
                         "text messages are not supported: send goim frames as binary messages"

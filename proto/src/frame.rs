@@ -113,6 +113,28 @@ impl Frame {
 
     /// Decodes exactly one frame filling `buf` (one websocket message).
     pub fn decode(buf: &[u8], max_body: usize) -> Result<Frame, FrameError> {
+        let h = Self::whole(buf, max_body)?;
+        Ok(Frame {
+            ver: h.ver,
+            op: h.op,
+            seq: h.seq,
+            body: Bytes::copy_from_slice(&buf[HEADER_LEN..h.pack_len]),
+        })
+    }
+
+    /// Like [`Frame::decode`], but the body shares `buf`'s memory instead of being copied.
+    pub fn decode_shared(buf: &Bytes, max_body: usize) -> Result<Frame, FrameError> {
+        let h = Self::whole(buf, max_body)?;
+        Ok(Frame {
+            ver: h.ver,
+            op: h.op,
+            seq: h.seq,
+            body: buf.slice(HEADER_LEN..h.pack_len),
+        })
+    }
+
+    /// The header of a buffer that must hold exactly one frame.
+    fn whole(buf: &[u8], max_body: usize) -> Result<Header, FrameError> {
         let h = Header::parse(buf, max_body)?;
         if buf.len() < h.pack_len {
             return Err(FrameError::Truncated {
@@ -123,13 +145,7 @@ impl Frame {
         if buf.len() > h.pack_len {
             return Err(FrameError::Trailing(buf.len() - h.pack_len));
         }
-        let body = Bytes::copy_from_slice(&buf[HEADER_LEN..h.pack_len]);
-        Ok(Frame {
-            ver: h.ver,
-            op: h.op,
-            seq: h.seq,
-            body,
-        })
+        Ok(h)
     }
 
     /// Takes one frame off the front of a byte stream (goim TCP). `Ok(None)` means more bytes are needed.
@@ -174,23 +190,26 @@ pub fn encode_raw_batch<'a>(frames: impl IntoIterator<Item = &'a Frame> + Clone)
 }
 
 /// Splits the body of an op 9 frame into its inner frames.
-pub fn split_raw_batch(mut body: &[u8], max_body: usize) -> Result<Vec<Frame>, FrameError> {
+pub fn split_raw_batch(body: &Bytes, max_body: usize) -> Result<Vec<Frame>, FrameError> {
     let mut out = Vec::new();
-    while !body.is_empty() {
-        let h = Header::parse(body, max_body)?;
-        if body.len() < h.pack_len {
+    let mut at = 0;
+    while at < body.len() {
+        let rest = &body[at..];
+        let h = Header::parse(rest, max_body)?;
+        if rest.len() < h.pack_len {
             return Err(FrameError::Truncated {
                 need: h.pack_len,
-                have: body.len(),
+                have: rest.len(),
             });
         }
+        // The inner bodies share the batch's memory.
         out.push(Frame {
             ver: h.ver,
             op: h.op,
             seq: h.seq,
-            body: Bytes::copy_from_slice(&body[HEADER_LEN..h.pack_len]),
+            body: body.slice(at + HEADER_LEN..at + h.pack_len),
         });
-        body = &body[h.pack_len..];
+        at += h.pack_len;
     }
     Ok(out)
 }
@@ -220,7 +239,8 @@ mod tests {
         fn round_trip(f in arb_frame(MAX_CLIENT_BODY)) {
             let bytes = f.encode();
             prop_assert_eq!(bytes.len(), f.len());
-            prop_assert_eq!(Frame::decode(&bytes, MAX_CLIENT_BODY)?, f);
+            prop_assert_eq!(Frame::decode(&bytes, MAX_CLIENT_BODY)?, f.clone());
+            prop_assert_eq!(Frame::decode_shared(&bytes, MAX_CLIENT_BODY)?, f);
         }
 
         #[test]
@@ -273,9 +293,10 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Frame::decode(&bytes, MAX_CLIENT_BODY);
+            let _ = Frame::decode_shared(&Bytes::from(bytes.clone()), MAX_CLIENT_BODY);
             let mut b = BytesMut::from(&bytes[..]);
             let _ = Frame::decode_stream(&mut b, MAX_CLIENT_BODY);
-            let _ = split_raw_batch(&bytes, MAX_CLIENT_BODY);
+            let _ = split_raw_batch(&Bytes::from(bytes), MAX_CLIENT_BODY);
         }
 
         #[test]
