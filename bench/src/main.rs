@@ -241,12 +241,13 @@ fn main() -> Result<()> {
             Cmd::Fanout { target, delivery } => {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 let (api, args) = delivery.split();
-                scenarios::fanout(&endpoint, &dialing, &api, &labels, args).await?
+                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, Some("fanout"))
+                    .await?
             }
             Cmd::Push { target, delivery } => {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 let (api, args) = delivery.split();
-                scenarios::push(&endpoint, &dialing, &api, &labels, args).await?
+                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, None).await?
             }
         };
         if cli.json {

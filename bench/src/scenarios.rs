@@ -1,5 +1,5 @@
-//! The three scenarios: idle (memory per connection and connect rate), fanout (one room, many subscribers)
-//! and push (one user per message through the push API). Each returns a [`Report`].
+//! The three scenarios: idle (memory per connection and connect rate), and [`delivery`]: fanout (one room,
+//! many subscribers) or push (one user per message through the push API). Each returns a [`Report`].
 
 use std::time::Duration;
 
@@ -85,37 +85,8 @@ pub struct Delivery {
     pub patience: Duration,
 }
 
-pub async fn fanout(
-    endpoint: &Endpoint,
-    dialing: &Dialing,
-    api: &PushApi,
-    labels: &Labels,
-    args: Delivery,
-) -> Result<Report> {
-    run_delivery(
-        "fanout",
-        endpoint,
-        dialing,
-        api,
-        labels,
-        args,
-        Some("fanout"),
-    )
-    .await
-}
-
-pub async fn push(
-    endpoint: &Endpoint,
-    dialing: &Dialing,
-    api: &PushApi,
-    labels: &Labels,
-    args: Delivery,
-) -> Result<Report> {
-    run_delivery("push", endpoint, dialing, api, labels, args, None).await
-}
-
-async fn run_delivery(
-    scenario: &str,
+/// fanout (`room` set: every subscriber in that room) or push (`room` None: one user per message).
+pub async fn delivery(
     endpoint: &Endpoint,
     dialing: &Dialing,
     api: &PushApi,
@@ -123,6 +94,7 @@ async fn run_delivery(
     args: Delivery,
     room: Option<&str>,
 ) -> Result<Report> {
+    let scenario = if room.is_some() { "fanout" } else { "push" };
     check_capacity(args.subscribers)?;
     // Ids apart from the idle scenario's, so a run right after it never meets a lingering session.
     let first_id = if room.is_some() { 1_000_000 } else { 2_000_000 };

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,22 +24,9 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-/// Opens a TCP connection from `source` to `server` with TCP_NODELAY.
-pub async fn tcp_from(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
-    let socket = if source.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(server).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
 /// A websocket client connection to `url` (whose host is `server`), from `source`.
 pub async fn connect(url: &str, server: SocketAddr, source: IpAddr) -> Result<WsStream, WsError> {
-    let stream = tcp_from(server, source).await?;
+    let stream = imcloud::client::tcp_from(server, source).await?;
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config())).await?;
     Ok(ws)
 }

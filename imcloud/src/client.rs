@@ -81,14 +81,7 @@ impl GoimClient {
         server: SocketAddr,
         source: IpAddr,
     ) -> Result<GoimClient, ClientError> {
-        let socket = if source.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.bind(SocketAddr::new(source, 0))?;
-        let stream = socket.connect(server).await?;
-        stream.set_nodelay(true)?;
+        let stream = tcp_from(server, source).await?;
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             url,
             MaybeTlsStream::Plain(stream),
@@ -219,6 +212,20 @@ impl GoimClient {
             }
         }
     }
+}
+
+/// A TCP connection from local address `source` to `server`, with TCP_NODELAY (load tests spread their
+/// connections over 127.0.0.x, each good for about 28,000 ephemeral ports).
+pub async fn tcp_from(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Mints a connection token locally from the shared secret (what a backend does).
