@@ -23,17 +23,44 @@ fn batch(protos: Vec<imcloud_proto::protocol::Proto>) -> Result<Batch, Status> {
     }
 }
 
+impl CometService {
+    /// One push to the connections with these keys; returns how many were held here.
+    fn push_keys(&self, keys: &[String], b: &Batch) -> u32 {
+        let delivered = self.comet.push_keys(keys, b);
+        metrics::counter!("imcloud_comet_push_msg_total").increment(1);
+        metrics::counter!("imcloud_comet_push_msg_keys_total").increment(keys.len() as u64);
+        // Keys addressed here that this comet does not hold (closed meanwhile, or routed wrongly).
+        metrics::counter!("imcloud_comet_push_msg_keys_missing_total")
+            .increment((keys.len() as u64).saturating_sub(delivered.into()));
+        delivered
+    }
+}
+
 #[tonic::async_trait]
 impl CometRpc for CometService {
     async fn push_msg(&self, req: Request<PushMsgReq>) -> Result<Response<PushMsgReply>, Status> {
         let r = req.into_inner();
-        let delivered = self.comet.push_keys(&r.keys, &batch(r.protos)?);
-        metrics::counter!("imcloud_comet_push_msg_total").increment(1);
-        metrics::counter!("imcloud_comet_push_msg_keys_total").increment(r.keys.len() as u64);
-        // Keys addressed here that this comet does not hold (closed meanwhile, or routed wrongly).
-        metrics::counter!("imcloud_comet_push_msg_keys_missing_total")
-            .increment((r.keys.len() as u64).saturating_sub(delivered.into()));
+        let delivered = self.push_keys(&r.keys, &batch(r.protos)?);
         Ok(Response::new(PushMsgReply { delivered }))
+    }
+
+    async fn push_msgs(
+        &self,
+        req: Request<PushMsgsReq>,
+    ) -> Result<Response<PushMsgsReply>, Status> {
+        let r = req.into_inner();
+        metrics::counter!("imcloud_comet_push_msgs_total").increment(1);
+        let mut reply = PushMsgsReply::default();
+        for (i, push) in r.pushes.into_iter().enumerate() {
+            match batch(push.protos) {
+                Ok(b) => reply.delivered.push(self.push_keys(&push.keys, &b)),
+                Err(_) => {
+                    reply.delivered.push(0);
+                    reply.rejected.push(i as u32);
+                }
+            }
+        }
+        Ok(Response::new(reply))
     }
 
     async fn broadcast(

@@ -278,3 +278,48 @@ async fn grpc_push_on_logic_needs_the_api_key() {
     );
     expect_msg(&mut c, 1000, b"over grpc").await;
 }
+
+/// Pushes that queue up for one comet go out together in `PushMsgs` calls: every one arrives once, and
+/// each sender's pushes in the order it sent them.
+#[tokio::test]
+async fn a_burst_of_mids_pushes_arrives_complete_and_in_order() {
+    let s = Standalone::start().await;
+    let mut c = s.ws(1, "", "", &[]).await;
+    const SENDERS: usize = 8;
+    const EACH: usize = 50;
+    let senders = (0..SENDERS).map(|k| {
+        let s = &s;
+        async move {
+            for i in 0..EACH {
+                let (status, _) = s
+                    .push("mids", "operation=1000&mids=1", format!("{k}-{i}"))
+                    .await;
+                assert_eq!(status, 200);
+            }
+        }
+    });
+    futures_util::future::join_all(senders).await;
+    let mut next = [0usize; SENDERS];
+    for _ in 0..SENDERS * EACH {
+        let f = next_msg(&mut c).await;
+        let body = String::from_utf8(f.body.to_vec()).unwrap();
+        let (k, i) = body.split_once('-').unwrap();
+        let (k, i): (usize, usize) = (k.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[k], "sender {k}'s pushes out of order or repeated");
+        next[k] += 1;
+    }
+    // The batched path was taken (the pushes were sent faster than one call per push could carry them).
+    let text = reqwest::get(format!("{}/metrics", s.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imcloud_comet_push_msgs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(calls >= 1.0, "no PushMsgs call: {calls}");
+    println!("{} pushes arrived; {calls} PushMsgs calls", SENDERS * EACH);
+}
