@@ -89,7 +89,7 @@ impl NatsWs {
     /// The next MSG payload or PONG; answers the server's PINGs on the way.
     pub async fn next_event(&mut self) -> Result<NatsEvent, NatsError> {
         loop {
-            if let Some(ev) = self.parse_one()? {
+            if let Some(ev) = parse_one(&mut self.buf)? {
                 match ev {
                     Parsed::Event(ev) => return Ok(ev),
                     Parsed::Ping => self.send(b"PONG\r\n".to_vec()).await?,
@@ -106,51 +106,51 @@ impl NatsWs {
             }
         }
     }
+}
 
-    /// Takes one complete protocol message off the buffer, if there is one.
-    fn parse_one(&mut self) -> Result<Option<Parsed>, NatsError> {
-        let Some(eol) = self.buf.windows(2).position(|w| w == b"\r\n") else {
-            if self.buf.len() > MAX_LINE {
-                return Err(NatsError::Protocol("line too long".into()));
-            }
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&self.buf[..eol])
-            .map_err(|_| NatsError::Protocol("not UTF-8".into()))?;
-        let mut words = line.split_ascii_whitespace();
-        let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-        match verb.as_str() {
-            "MSG" => {
-                // MSG <subject> <sid> [reply-to] <#bytes>
-                let len: usize = line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| NatsError::Protocol(line.to_string()))?;
-                let need = eol + 2 + len + 2;
-                if self.buf.len() < need {
-                    return Ok(None);
-                }
-                self.buf.advance(eol + 2);
-                let payload = self.buf.split_to(len).freeze();
-                self.buf.advance(2);
-                Ok(Some(Parsed::Event(NatsEvent::Msg(payload))))
-            }
-            "PING" => {
-                self.buf.advance(eol + 2);
-                Ok(Some(Parsed::Ping))
-            }
-            "PONG" => {
-                self.buf.advance(eol + 2);
-                Ok(Some(Parsed::Event(NatsEvent::Pong)))
-            }
-            "-ERR" => Err(NatsError::Server(line.to_string())),
-            "INFO" | "+OK" => {
-                self.buf.advance(eol + 2);
-                Ok(Some(Parsed::Ignored))
-            }
-            _ => Err(NatsError::Protocol(line.to_string())),
+/// Takes one complete protocol message off the buffer, if there is one.
+fn parse_one(buf: &mut BytesMut) -> Result<Option<Parsed>, NatsError> {
+    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() > MAX_LINE {
+            return Err(NatsError::Protocol("line too long".into()));
         }
+        return Ok(None);
+    };
+    let line =
+        std::str::from_utf8(&buf[..eol]).map_err(|_| NatsError::Protocol("not UTF-8".into()))?;
+    let mut words = line.split_ascii_whitespace();
+    let verb = words.next().unwrap_or_default().to_ascii_uppercase();
+    match verb.as_str() {
+        "MSG" => {
+            // MSG <subject> <sid> [reply-to] <#bytes>
+            let len: usize = line
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| NatsError::Protocol(line.to_string()))?;
+            let need = (eol + 4).saturating_add(len);
+            if buf.len() < need {
+                return Ok(None);
+            }
+            buf.advance(eol + 2);
+            let payload = buf.split_to(len).freeze();
+            buf.advance(2);
+            Ok(Some(Parsed::Event(NatsEvent::Msg(payload))))
+        }
+        "PING" => {
+            buf.advance(eol + 2);
+            Ok(Some(Parsed::Ping))
+        }
+        "PONG" => {
+            buf.advance(eol + 2);
+            Ok(Some(Parsed::Event(NatsEvent::Pong)))
+        }
+        "-ERR" => Err(NatsError::Server(line.to_string())),
+        "INFO" | "+OK" => {
+            buf.advance(eol + 2);
+            Ok(Some(Parsed::Ignored))
+        }
+        _ => Err(NatsError::Protocol(line.to_string())),
     }
 }
 
@@ -158,4 +158,56 @@ enum Parsed {
     Event(NatsEvent),
     Ping,
     Ignored,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(p: Option<Parsed>) -> Option<Bytes> {
+        match p {
+            Some(Parsed::Event(NatsEvent::Msg(b))) => Some(b),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_messages_split_anywhere() {
+        let wire = b"INFO {\"server_id\":\"x\"}\r\nMSG bench.fanout 1 5\r\nhello\r\nPING\r\nMSG a 2 r 2\r\nhi\r\nPONG\r\n";
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut got = Vec::new();
+            let mut feed_rest = true;
+            loop {
+                match parse_one(&mut buf).unwrap() {
+                    Some(p) => got.push(p),
+                    None if feed_rest => {
+                        buf.extend_from_slice(&wire[cut..]);
+                        feed_rest = false;
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(got.len(), 5, "cut at {cut}");
+            let mut it = got.into_iter();
+            assert!(matches!(it.next(), Some(Parsed::Ignored)));
+            assert_eq!(msg(it.next()).as_deref(), Some(&b"hello"[..]));
+            assert!(matches!(it.next(), Some(Parsed::Ping)));
+            assert_eq!(msg(it.next()).as_deref(), Some(&b"hi"[..]), "reply-to form");
+            assert!(matches!(it.next(), Some(Parsed::Event(NatsEvent::Pong))));
+        }
+    }
+
+    #[test]
+    fn server_errors_and_garbage_are_errors() {
+        let mut buf = BytesMut::from(&b"-ERR 'Authorization Violation'\r\n"[..]);
+        assert!(matches!(parse_one(&mut buf), Err(NatsError::Server(_))));
+        let mut buf = BytesMut::from(&b"MSG a 1 notanumber\r\n"[..]);
+        assert!(matches!(parse_one(&mut buf), Err(NatsError::Protocol(_))));
+        let mut buf = BytesMut::from(&b"MSG a 1 18446744073709551615\r\n"[..]);
+        assert!(
+            parse_one(&mut buf).unwrap().is_none(),
+            "waits for a body that never fits"
+        );
+    }
 }
