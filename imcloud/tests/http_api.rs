@@ -191,12 +191,7 @@ async fn metrics_and_health() {
     // job counts a delivery once the comet's RPC has returned, which can be just after the client saw it.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let text = reqwest::get(format!("{}/metrics", s.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = s.metrics().await;
         if text.contains("imcloud_comet_push_msg_total 1")
             && text.lines().any(|l| {
                 l.starts_with("imcloud_job_delivered_total{type=\"push\",comet=")

@@ -309,13 +309,9 @@ async fn a_burst_of_mids_pushes_arrives_complete_and_in_order() {
         next[k] += 1;
     }
     // The batched path was taken (the pushes were sent faster than one call per push could carry them).
-    let text = reqwest::get(format!("{}/metrics", s.http))
+    let calls: f64 = s
+        .metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let calls: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("imcloud_comet_push_msgs_total "))
         .and_then(|v| v.trim().parse().ok())

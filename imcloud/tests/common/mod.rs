@@ -215,6 +215,16 @@ impl Standalone {
         (status, json)
     }
 
+    /// The Prometheus text of `/metrics` (every role's metrics, in one process).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Waits until logic's online total shows `conns` connections (reports arrive every second).
     pub async fn wait_online(&self, conns: u64) {
         let deadline = Instant::now() + WAIT;
