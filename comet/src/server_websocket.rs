@@ -116,7 +116,7 @@ impl Transport for WsTransport {
             };
             match msg {
                 Message::Binary(b) => {
-                    return Frame::decode_shared(&b, self.max_body).map_err(frame_error);
+                    return Frame::decode(&b, self.max_body).map_err(frame_error);
                 }
                 Message::Text(_) => {
                     return Err(ReadError::Close(CloseReason::Protocol(

@@ -184,7 +184,7 @@ impl GoimClient {
             match &mut self.conn {
                 Conn::Ws(ws) => match ws.next().await {
                     Some(Ok(Message::Binary(b))) => {
-                        return Ok(Frame::decode_shared(&b, MAX_SERVER_FRAME)?);
+                        return Ok(Frame::decode(&b, MAX_SERVER_FRAME)?);
                     }
                     Some(Ok(Message::Close(c))) => {
                         let why = c.map(|c| c.reason.to_string());

@@ -111,30 +111,8 @@ impl Frame {
         buf.freeze()
     }
 
-    /// Decodes exactly one frame filling `buf` (one websocket message).
-    pub fn decode(buf: &[u8], max_body: usize) -> Result<Frame, FrameError> {
-        let h = Self::whole(buf, max_body)?;
-        Ok(Frame {
-            ver: h.ver,
-            op: h.op,
-            seq: h.seq,
-            body: Bytes::copy_from_slice(&buf[HEADER_LEN..h.pack_len]),
-        })
-    }
-
-    /// Like [`Frame::decode`], but the body shares `buf`'s memory instead of being copied.
-    pub fn decode_shared(buf: &Bytes, max_body: usize) -> Result<Frame, FrameError> {
-        let h = Self::whole(buf, max_body)?;
-        Ok(Frame {
-            ver: h.ver,
-            op: h.op,
-            seq: h.seq,
-            body: buf.slice(HEADER_LEN..h.pack_len),
-        })
-    }
-
-    /// The header of a buffer that must hold exactly one frame.
-    fn whole(buf: &[u8], max_body: usize) -> Result<Header, FrameError> {
+    /// Decodes exactly one frame filling `buf` (one websocket message). The body shares `buf`'s memory.
+    pub fn decode(buf: &Bytes, max_body: usize) -> Result<Frame, FrameError> {
         let h = Header::parse(buf, max_body)?;
         if buf.len() < h.pack_len {
             return Err(FrameError::Truncated {
@@ -145,7 +123,12 @@ impl Frame {
         if buf.len() > h.pack_len {
             return Err(FrameError::Trailing(buf.len() - h.pack_len));
         }
-        Ok(h)
+        Ok(Frame {
+            ver: h.ver,
+            op: h.op,
+            seq: h.seq,
+            body: buf.slice(HEADER_LEN..h.pack_len),
+        })
     }
 
     /// Takes one frame off the front of a byte stream (goim TCP). `Ok(None)` means more bytes are needed.
@@ -239,8 +222,7 @@ mod tests {
         fn round_trip(f in arb_frame(MAX_CLIENT_BODY)) {
             let bytes = f.encode();
             prop_assert_eq!(bytes.len(), f.len());
-            prop_assert_eq!(Frame::decode(&bytes, MAX_CLIENT_BODY)?, f.clone());
-            prop_assert_eq!(Frame::decode_shared(&bytes, MAX_CLIENT_BODY)?, f);
+            prop_assert_eq!(Frame::decode(&bytes, MAX_CLIENT_BODY)?, f);
         }
 
         #[test]
@@ -262,8 +244,8 @@ mod tests {
         fn truncated_input_is_an_error(f in arb_frame(256), cut in 1usize..300) {
             let bytes = f.encode();
             let cut = cut.min(bytes.len());
-            let short = &bytes[..bytes.len() - cut];
-            let is_truncated = matches!(Frame::decode(short, 256), Err(FrameError::Truncated { .. }));
+            let short = bytes.slice(..bytes.len() - cut);
+            let is_truncated = matches!(Frame::decode(&short, 256), Err(FrameError::Truncated { .. }));
             prop_assert!(is_truncated);
         }
 
@@ -271,7 +253,7 @@ mod tests {
         fn wrong_header_length_is_an_error(f in arb_frame(64), hl in any::<i16>().prop_filter("not 16", |h| *h != 16)) {
             let mut bytes = BytesMut::from(&f.encode()[..]);
             bytes[4..6].copy_from_slice(&hl.to_be_bytes());
-            prop_assert_eq!(Frame::decode(&bytes, 64), Err(FrameError::HeaderLen(hl)));
+            prop_assert_eq!(Frame::decode(&bytes.clone().freeze(), 64), Err(FrameError::HeaderLen(hl)));
             let mut stream = bytes.clone();
             prop_assert_eq!(Frame::decode_stream(&mut stream, 64), Err(FrameError::HeaderLen(hl)));
         }
@@ -292,8 +274,7 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Frame::decode(&bytes, MAX_CLIENT_BODY);
-            let _ = Frame::decode_shared(&Bytes::from(bytes.clone()), MAX_CLIENT_BODY);
+            let _ = Frame::decode(&Bytes::from(bytes.clone()), MAX_CLIENT_BODY);
             let mut b = BytesMut::from(&bytes[..]);
             let _ = Frame::decode_stream(&mut b, MAX_CLIENT_BODY);
             let _ = split_raw_batch(&Bytes::from(bytes), MAX_CLIENT_BODY);
@@ -312,13 +293,19 @@ mod tests {
     fn negative_pack_length_is_rejected() {
         let mut bytes = BytesMut::from(&Frame::new(2, 0, Bytes::new()).encode()[..]);
         bytes[0..4].copy_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(Frame::decode(&bytes, 16), Err(FrameError::PackLen(-5)));
+        assert_eq!(
+            Frame::decode(&bytes.freeze(), 16),
+            Err(FrameError::PackLen(-5))
+        );
     }
 
     #[test]
     fn trailing_bytes_are_rejected() {
         let mut bytes = BytesMut::from(&Frame::new(2, 0, Bytes::new()).encode()[..]);
         bytes.put_u8(7);
-        assert_eq!(Frame::decode(&bytes, 16), Err(FrameError::Trailing(1)));
+        assert_eq!(
+            Frame::decode(&bytes.freeze(), 16),
+            Err(FrameError::Trailing(1))
+        );
     }
 }
