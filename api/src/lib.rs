@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod goim_online;
 pub mod goim_push;
+pub mod im_api;
 pub mod params;
 pub mod state;
 pub mod tokens;
@@ -51,14 +52,38 @@ async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) ->
     }
 }
 
-async fn not_found(req: Request) -> ApiError {
+/// Whether a path belongs to the IM JSON API (whose errors are `{"error":{…}}`).
+fn is_im_path(path: &str) -> bool {
+    path.starts_with("/v1/") && path != "/v1/tokens"
+}
+
+async fn not_found(req: Request) -> Response {
+    if is_im_path(req.uri().path()) {
+        return im_api::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {} {}", req.method(), req.uri().path()),
+        );
+    }
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("no route for {} {}", req.method(), req.uri().path()),
     }
+    .into_response()
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
+async fn method_not_allowed(req: Request) -> Response {
+    if is_im_path(req.uri().path()) {
+        return im_api::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "method {} not allowed on {}",
+                req.method(),
+                req.uri().path()
+            ),
+        );
+    }
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: format!(
@@ -67,6 +92,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
             req.uri().path()
         ),
     }
+    .into_response()
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
@@ -81,7 +107,7 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
 }
 
 /// The HTTP routes.
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState, max_body: usize, upload_max: usize) -> Router {
     let trusted = Router::new()
         .route("/goim/push/keys", post(goim_push::keys))
         .route("/goim/push/mids", post(goim_push::mids))
@@ -101,6 +127,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(|| async { envelope::ok("alive") }))
         .route("/metrics", get(metrics_text))
         .merge(trusted)
+        .merge(im_api::routes(upload_max))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -140,7 +167,9 @@ pub async fn run(
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    let served = axum::serve(listener, router(state, cfg.push_max_body))
+    let app = router(state, cfg.push_max_body, cfg.im_upload_max_bytes)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     if let Err(e) = registry.deregister(Role::Api, &me.id).await {

@@ -83,8 +83,20 @@ settings! {
     etcd_prefix: String = "/imcloud/nodes/".into(), "IMCLOUD_ETCD_PREFIX";
     /// Seconds an etcd registration outlives its node's last keep-alive
     etcd_lease_ttl_secs: u64 = 10, "IMCLOUD_ETCD_LEASE_TTL_SECS";
-    /// postgres://… or sqlite://… for the IM stores (not yet in this build)
+    /// postgres://… or sqlite://… for the IM stores [default: sqlite://data/imcloud.db]
     database_url: String = String::new(), "IMCLOUD_DATABASE_URL";
+    /// IM: seconds a login token (POST /v1/sessions) lasts
+    im_login_ttl_secs: u64 = 7 * 24 * 3600, "IMCLOUD_IM_LOGIN_TTL_SECS";
+    /// IM: private chat only between friends
+    im_private_chat_friends_only: bool = true, "IMCLOUD_IM_PRIVATE_CHAT_FRIENDS_ONLY";
+    /// IM: groups one user may own
+    im_max_groups_owned: i64 = 50, "IMCLOUD_IM_MAX_GROUPS_OWNED";
+    /// IM: largest group size a group may be given
+    im_max_group_size: i64 = 2000, "IMCLOUD_IM_MAX_GROUP_SIZE";
+    /// IM: largest upload in bytes
+    im_upload_max_bytes: usize = 4 * 1024 * 1024, "IMCLOUD_IM_UPLOAD_MAX_BYTES";
+    /// IM: failed logins allowed per email per minute (five times that per client address)
+    im_login_attempts_per_minute: u32 = 10, "IMCLOUD_IM_LOGIN_ATTEMPTS_PER_MINUTE";
     /// Comet websocket listener (path /sub)
     comet_ws_addr: SocketAddr = ([0, 0, 0, 0], 3102).into(), "IMCLOUD_COMET_WS_ADDR";
     /// Comet goim TCP listener

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 pub mod grpc_channel;
+pub mod im_routes;
 pub mod node;
 pub mod queue;
 #[doc(hidden)]

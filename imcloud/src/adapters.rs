@@ -12,6 +12,7 @@ use imcloud_common::queue_memory::memory_queue;
 use imcloud_common::registry::Registry;
 use imcloud_common::registry_etcd::EtcdRegistry;
 use imcloud_common::registry_memory::MemoryRegistry;
+use imcloud_logic::im::db::{Db, Engine};
 use imcloud_logic::sessions::SessionStore;
 use imcloud_logic::sessions_memory::MemorySessions;
 use imcloud_logic::sessions_redis::RedisSessions;
@@ -157,6 +158,23 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         format!("sessions     {sessions}"),
         format!("queue        {queue}"),
     ]
+}
+
+/// The IM database: IMCLOUD_DATABASE_URL (postgres://… or sqlite:…), else a SQLite file under ./data;
+/// migrated on open.
+pub async fn database(cfg: &Config) -> Result<Db> {
+    let db = Db::open(&cfg.database_url).await?;
+    tracing::info!(
+        engine = ?db.engine,
+        "IM database ready{}",
+        if cfg.database_url.is_empty() { " (sqlite://data/imcloud.db)" } else { "" }
+    );
+    Ok(db)
+}
+
+/// Whether the IM database is a SQLite file (right only for a single logic).
+pub fn is_sqlite(db: &Db) -> bool {
+    db.engine == Engine::Sqlite
 }
 
 #[cfg(test)]

@@ -80,7 +80,14 @@ pub async fn logic(
         registry: adapters::registry(&cfg).await?,
         sessions: adapters::sessions(&cfg).await?,
         queue: adapters::kafka_producer(&cfg).await?,
+        db: adapters::database(&cfg).await?,
     };
+    if adapters::is_sqlite(&deps.db) {
+        tracing::warn!(
+            "IMCLOUD_DATABASE_URL is not a postgres:// url: the IM stores are a SQLite file of this process, \
+             which is right only while exactly one logic runs"
+        );
+    }
     let role = imcloud_logic::run(&cfg, deps, listener, stop.clone());
     with_metrics(&cfg, metrics, &stop, role).await
 }

@@ -68,6 +68,7 @@ pub async fn run(
     let registry: Arc<dyn Registry> = adapters::registry(&cfg).await?;
     let sessions = adapters::sessions(&cfg).await?;
     let (producer, consumer) = adapters::queue(&cfg).await?;
+    let db = adapters::database(&cfg).await?;
 
     let note = |generated: bool, var: &str| {
         if generated {
@@ -135,6 +136,7 @@ pub async fn run(
                 registry: reg,
                 sessions,
                 queue: producer,
+                db,
             };
             Ok(imcloud_logic::run(&c, deps, logic_l, stop).await?)
         }),

@@ -2,10 +2,10 @@
 //! queue messages addressed to the comets that hold the target connections.
 
 pub mod auth_body;
+pub mod im;
 pub mod nodes;
 pub mod online;
 pub mod push;
-pub mod receive;
 pub mod server;
 pub mod sessions;
 #[doc(hidden)]
@@ -46,6 +46,20 @@ pub struct LogicDeps {
     pub registry: Arc<dyn Registry>,
     pub sessions: Arc<dyn SessionStore>,
     pub queue: Arc<dyn QueueProducer>,
+    /// The IM stores (opened and migrated by the caller, see [`im::db::Db::open`]).
+    pub db: im::db::Db,
+}
+
+/// The IM tier's settings from the configuration.
+pub fn im_settings(cfg: &Config) -> im::ImSettings {
+    im::ImSettings {
+        login_ttl_secs: cfg.im_login_ttl_secs,
+        max_groups_owned: cfg.im_max_groups_owned,
+        max_group_size: cfg.im_max_group_size,
+        private_chat_friends_only: cfg.im_private_chat_friends_only,
+        upload_max_bytes: cfg.im_upload_max_bytes,
+        login_attempts_per_minute: cfg.im_login_attempts_per_minute,
+    }
 }
 
 /// Serves the logic gRPC API on `listener` until `shutdown`, registered in the registry meanwhile.
@@ -74,6 +88,12 @@ pub async fn run(
         online: online.clone(),
         heartbeat_secs: cfg.heartbeat_secs,
         heartbeat_max_misses: cfg.heartbeat_max_misses,
+        im: Arc::new(im::Im::new(
+            deps.db,
+            &cfg.auth_secret,
+            im_settings(cfg),
+            deps.sessions.clone(),
+        )),
     };
 
     let mut me = NodeInfo::new(Role::Logic, cfg.node_id_or(local.port()));

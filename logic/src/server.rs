@@ -10,11 +10,13 @@ use imcloud_proto::logic::*;
 use tonic::{Request, Response, Status};
 
 use crate::auth_body::AuthBody;
+use crate::im::Im;
+use crate::im::events::Event;
+use crate::nodes;
 use crate::online::{Online, OnlineError, top_rooms};
 use crate::push::{PushError, Pusher, room_id};
 use crate::sessions::{ServerOnline, Session, SessionError, SessionStore};
 use crate::token::{TokenError, Tokens};
-use crate::{nodes, receive};
 
 pub struct LogicService {
     pub(crate) tokens: Tokens,
@@ -25,6 +27,7 @@ pub struct LogicService {
     pub(crate) online: Arc<Online>,
     pub(crate) heartbeat_secs: u64,
     pub(crate) heartbeat_max_misses: u32,
+    pub(crate) im: Arc<Im>,
 }
 
 impl From<PushError> for Status {
@@ -65,6 +68,35 @@ impl LogicService {
             Err(Status::unauthenticated("missing or wrong API key"))
         }
     }
+
+    /// Pushes IM events to every connection of their recipients. A failed push is logged: the
+    /// recipients catch up from the stores (messages by seq, the message box) when they sync.
+    async fn deliver(&self, events: Vec<Event>) {
+        for e in events {
+            if let Err(err) = self.pusher.push_mids(e.op, &e.to, &e.body).await {
+                metrics::counter!("imcloud_logic_im_event_failures_total").increment(1);
+                tracing::warn!(
+                    op = e.op,
+                    recipients = e.to.len(),
+                    "IM event not pushed: {err}"
+                );
+            }
+        }
+    }
+
+    /// Tells `mid`'s online friends that they came online or went offline.
+    async fn presence(&self, mid: i64, online: bool) {
+        match self.im.presence_event(mid, online).await {
+            Ok(Some(e)) => self.deliver(vec![e]).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(mid, "presence: {e}"),
+        }
+    }
+
+    /// How many live connections `mid` has.
+    async fn connections_of(&self, mid: i64) -> Result<usize, Status> {
+        Ok(self.sessions.sessions_by_mids(&[mid]).await?.len())
+    }
 }
 
 #[tonic::async_trait]
@@ -72,13 +104,28 @@ impl Logic for LogicService {
     async fn connect(&self, req: Request<ConnectReq>) -> Result<Response<ConnectReply>, Status> {
         let req = req.into_inner();
         let auth = AuthBody::parse(&req.token).map_err(Status::invalid_argument)?;
-        if let Err(e) = self.tokens.verify(&auth.token, auth.mid) {
-            metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
-            tracing::info!(mid = auth.mid, client = %req.client_ip, "auth refused: {e}");
-            return Err(match e {
-                TokenError::BadTtl { .. } => Status::internal(e.to_string()),
-                _ => Status::unauthenticated(e.to_string()),
-            });
+        let claims = match self.tokens.verify(&auth.token, auth.mid) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
+                tracing::info!(mid = auth.mid, client = %req.client_ip, "auth refused: {e}");
+                return Err(match e {
+                    TokenError::BadTtl { .. } => Status::internal(e.to_string()),
+                    _ => Status::unauthenticated(e.to_string()),
+                });
+            }
+        };
+        // A login token works only while its login lasts (logout ends it).
+        if let Some(jti) = &claims.jti {
+            let live = self
+                .im
+                .login_session_live(jti, auth.mid)
+                .await
+                .map_err(|e| Status::unavailable(e.message))?;
+            if !live {
+                metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
+                return Err(Status::unauthenticated("this login has ended (logged out)"));
+            }
         }
         let key = if auth.key.is_empty() {
             uuid::Uuid::new_v4().to_string()
@@ -105,6 +152,9 @@ impl Logic for LogicService {
                 server: req.server,
             })
             .await?;
+        if self.connections_of(auth.mid).await? == 1 {
+            self.presence(auth.mid, true).await;
+        }
         Ok(Response::new(ConnectReply {
             mid: auth.mid,
             key,
@@ -119,14 +169,18 @@ impl Logic for LogicService {
         req: Request<DisconnectReq>,
     ) -> Result<Response<DisconnectReply>, Status> {
         let r = req.into_inner();
+        let mid = r.mid;
         let has = self
             .sessions
             .remove(&Session {
-                mid: r.mid,
+                mid,
                 key: r.key,
                 server: r.server,
             })
             .await?;
+        if has && self.connections_of(mid).await? == 0 {
+            self.presence(mid, false).await;
+        }
         Ok(Response::new(DisconnectReply { has }))
     }
 
@@ -173,9 +227,9 @@ impl Logic for LogicService {
     async fn receive(&self, req: Request<ReceiveReq>) -> Result<Response<ReceiveReply>, Status> {
         let r = req.into_inner();
         let body = r.proto.map(|p| p.body).unwrap_or_default();
-        Ok(Response::new(ReceiveReply {
-            body: receive::handle(r.mid, &r.key, &body),
-        }))
+        let (body, events) = self.im.command(r.mid, &r.key, &body).await;
+        self.deliver(events).await;
+        Ok(Response::new(ReceiveReply { body }))
     }
 
     async fn nodes(&self, req: Request<NodesReq>) -> Result<Response<NodesReply>, Status> {
@@ -322,6 +376,28 @@ impl Logic for LogicService {
         Ok(Response::new(IssueTokenReply {
             token,
             expires_at: exp as i64,
+        }))
+    }
+
+    async fn im_call(&self, req: Request<ImCallReq>) -> Result<Response<ImCallReply>, Status> {
+        self.check_api_key(&req)?;
+        let r = req.into_inner();
+        let reply = self
+            .im
+            .call(
+                &r.op,
+                &r.token,
+                &r.args,
+                &r.raw,
+                &r.content_type,
+                &r.client_ip,
+            )
+            .await;
+        self.deliver(reply.events).await;
+        Ok(Response::new(ImCallReply {
+            status: u32::from(reply.status),
+            body: reply.body,
+            content_type: reply.content_type,
         }))
     }
 }

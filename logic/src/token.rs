@@ -28,6 +28,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    /// Set on login tokens: the login session, which logout ends (see `im::accounts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 pub struct Tokens {
@@ -57,11 +60,31 @@ impl Tokens {
                 max: self.max_ttl_secs,
             });
         }
+        self.sign(mid, ttl_secs, None)
+    }
+
+    /// Signs a login token for `mid`, bound to login session `jti`.
+    pub fn issue_login(
+        &self,
+        mid: i64,
+        ttl_secs: u64,
+        jti: &str,
+    ) -> Result<(String, u64), TokenError> {
+        self.sign(mid, ttl_secs, Some(jti.to_string()))
+    }
+
+    fn sign(
+        &self,
+        mid: i64,
+        ttl_secs: u64,
+        jti: Option<String>,
+    ) -> Result<(String, u64), TokenError> {
         let now = unix_now();
         let claims = Claims {
             sub: mid.to_string(),
             exp: now.saturating_add(ttl_secs),
             iat: now,
+            jti,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
@@ -70,18 +93,24 @@ impl Tokens {
 
     /// Checks signature, expiry, and that the token was issued for `mid`.
     pub fn verify(&self, token: &str, mid: i64) -> Result<Claims, TokenError> {
+        let claims = self.decode(token)?;
+        if claims.sub != mid.to_string() {
+            return Err(TokenError::WrongMid);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature and expiry; the caller checks whose token it is.
+    pub fn decode(&self, token: &str) -> Result<Claims, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid(e.to_string()),
-            })?;
-        if data.claims.sub != mid.to_string() {
-            return Err(TokenError::WrongMid);
-        }
-        Ok(data.claims)
+            })
     }
 }
 
@@ -121,6 +150,7 @@ mod tests {
             sub: "7".into(),
             exp: unix_now() - 60,
             iat: unix_now() - 120,
+            jti: None,
         };
         let tok = jsonwebtoken::encode(
             &Header::default(),
