@@ -32,6 +32,34 @@ ensure_protoc() {
   command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
 }
 
+# PostgreSQL normally runs on 127.0.0.1:5432 already (trust auth, user postgres); start (and if need be
+# install) it when it does not. The IM tests create and drop their own databases in it.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    apt_install postgresql postgresql-client
+  fi
+  local version
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  if [ -z "$version" ]; then
+    echo "PostgreSQL is installed but has no cluster under /etc/postgresql" >&2
+    return 1
+  fi
+  # Trust local TCP connections for the postgres user, as on the development machines.
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba" 2>/dev/null; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  as_root pg_ctlcluster "$version" main start || as_root pg_ctlcluster "$version" main restart
+  local i
+  for i in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    sleep 0.5
+  done
+  echo "PostgreSQL did not start on 127.0.0.1:5432" >&2
+  return 1
+}
+
 # Redis normally runs on 127.0.0.1:6379 already; start (and if need be install) it when it does not.
 ensure_redis() {
   if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then return 0; fi
@@ -145,7 +173,8 @@ start_cluster() {
   CLUSTER_ENV=(IMCLOUD_AUTH_SECRET="$CLUSTER_SECRET" IMCLOUD_API_KEY="$CLUSTER_API_KEY"
     IMCLOUD_ETCD_ENDPOINTS="$IMCLOUD_TEST_ETCD_ENDPOINTS" IMCLOUD_KAFKA_BROKERS="$IMCLOUD_TEST_KAFKA_BROKERS"
     IMCLOUD_REDIS_URL="${IMCLOUD_REDIS_URL:-redis://127.0.0.1:6379/}"
-    IMCLOUD_REDIS_PREFIX="${IMCLOUD_REDIS_PREFIX:-imcloud-local:}" IMCLOUD_ADVERTISE_HOST=127.0.0.1)
+    IMCLOUD_REDIS_PREFIX="${IMCLOUD_REDIS_PREFIX:-imcloud-local:}" IMCLOUD_ADVERTISE_HOST=127.0.0.1
+    IMCLOUD_DATABASE_URL="${IMCLOUD_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/imcloud_local}")
   cluster_process "$bin" "$logs" logic logic IMCLOUD_LOGIC_GRPC_ADDR=127.0.0.1:3119 IMCLOUD_METRICS_ADDR=127.0.0.1:9103
   wait_until "logic" "$logs/logic.log" curl -fs http://127.0.0.1:9103/healthz || return 1
   cluster_process "$bin" "$logs" comet1 comet IMCLOUD_COMET_WS_ADDR=127.0.0.1:3102 IMCLOUD_COMET_TCP_ADDR=127.0.0.1:3101 \

@@ -121,6 +121,10 @@ impl Cluster {
             ("IMCLOUD_KAFKA_SESSION_TIMEOUT_MS", "6000".to_string()),
             ("IMCLOUD_REDIS_URL", redis_url()),
             ("IMCLOUD_REDIS_PREFIX", redis_prefix.clone()),
+            (
+                "IMCLOUD_DATABASE_URL",
+                format!("sqlite://{}/im.db", logs.display()),
+            ),
             ("IMCLOUD_HEARTBEAT_SECS", spec.heartbeat_secs.to_string()),
             (
                 "IMCLOUD_SESSION_TTL_SECS",

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod im;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,8 @@ pub struct Standalone {
     pub logic_addr: String,
     pub comet_grpc: String,
     http_client: reqwest::Client,
+    /// Holds the SQLite IM database unless the test gave IMCLOUD_DATABASE_URL; removed on drop.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -73,6 +76,16 @@ impl Standalone {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let data_dir = if env.iter().any(|(k, _)| *k == "IMCLOUD_DATABASE_URL") {
+            None
+        } else {
+            let dir = std::env::temp_dir().join(cluster::unique("imcloud-test-db"));
+            cmd.env(
+                "IMCLOUD_DATABASE_URL",
+                format!("sqlite://{}/im.db", dir.display()),
+            );
+            Some(dir)
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -85,6 +98,7 @@ impl Standalone {
             logic_addr: addr(p[3]),
             comet_grpc: addr(p[2]),
             http_client: reqwest::Client::new(),
+            data_dir,
         };
         s.wait_ready().await.then_some(s)
     }
@@ -246,6 +260,9 @@ impl Drop for Standalone {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::{Any, AnyPool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -51,7 +52,7 @@ impl Db {
         } else {
             return Err(DbError::Scheme(url.to_string()));
         };
-        let connect_err = |source| DbError::Connect {
+        let connect_err = |source: sqlx::Error| DbError::Connect {
             url: redact(url),
             source,
         };
@@ -59,6 +60,10 @@ impl Db {
             Engine::Sqlite => sqlite_url(url)?,
             Engine::Postgres => url.to_string(),
         };
+        if engine == Engine::Postgres && !Any::database_exists(&url).await.map_err(connect_err)? {
+            Any::create_database(&url).await.map_err(connect_err)?;
+            tracing::info!(url = %redact(&url), "created the IM database");
+        }
         let options = AnyConnectOptions::from_str(&url).map_err(connect_err)?;
         // SQLite serialises writers anyway; one connection avoids SQLITE_BUSY between our own connections.
         let max = if engine == Engine::Sqlite { 1 } else { 16 };
