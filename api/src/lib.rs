@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use imcloud_common::grpc_channel::logic_channel;
+use imcloud_common::im_routes::MAX_IM_CALL_BYTES;
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
@@ -151,7 +152,9 @@ pub async fn run(
             logic_channel(cfg, &registry)
                 .await
                 .map_err(ApiServeError::Config)?,
-        ),
+        )
+        .max_decoding_message_size(MAX_IM_CALL_BYTES)
+        .max_encoding_message_size(MAX_IM_CALL_BYTES),
         api_key: cfg.api_key.clone(),
         metrics,
     };

@@ -24,6 +24,14 @@ impl Batch {
         self.frames.is_empty()
     }
 
+    /// The reason of an op 6 (disconnect) frame in this push: the server closing the connection.
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.frames
+            .iter()
+            .find(|f| f.op == imcloud_proto::op::DISCONNECT_REPLY)
+            .map(|f| String::from_utf8_lossy(&f.body).into_owned())
+    }
+
     /// What to send to a connection with `filter`: the shared bytes, a filtered copy, or nothing.
     pub fn for_filter(&self, filter: &OpFilter) -> Option<Bytes> {
         let accepted = self.frames.iter().filter(|f| filter.accepts(f.op)).count();
@@ -68,5 +76,8 @@ mod tests {
         assert_eq!(inner.len(), 1);
         assert_eq!(inner[0].body, "b");
         assert!(b.for_filter(&OpFilter::from_accepts(&[7])).is_none());
+        assert_eq!(b.disconnect_reason(), None);
+        let kick = Batch::new(vec![proto(imcloud_proto::op::DISCONNECT_REPLY, "belogin")]);
+        assert_eq!(kick.disconnect_reason().as_deref(), Some("belogin"));
     }
 }

@@ -26,6 +26,8 @@ pub enum Kick {
     Replaced = 1,
     /// Its outbound queue was full: the client does not read fast enough.
     SlowConsumer = 2,
+    /// The server closed it on purpose (a push of op 6 to its key, e.g. logged in elsewhere).
+    ByServer = 3,
 }
 
 #[derive(Debug)]
@@ -47,6 +49,8 @@ pub struct Channel {
     state: Mutex<ChannelState>,
     kicked: AtomicU8,
     kick: Notify,
+    /// Why the server closed it ([`Kick::ByServer`]), told to the client.
+    kick_message: std::sync::OnceLock<String>,
 }
 
 impl Channel {
@@ -67,6 +71,7 @@ impl Channel {
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
             kick: Notify::new(),
+            kick_message: std::sync::OnceLock::new(),
         }
     }
 
@@ -107,10 +112,25 @@ impl Channel {
         }
     }
 
+    /// Closes the connection on the server's behalf, telling the client `message` (op 6).
+    pub fn kick_by_server(&self, message: &str) {
+        let _ = self.kick_message.set(message.to_string());
+        self.kick(Kick::ByServer);
+    }
+
+    /// The message of a [`Kick::ByServer`].
+    pub fn kick_message(&self) -> &str {
+        self.kick_message
+            .get()
+            .map(String::as_str)
+            .unwrap_or("closed by the server")
+    }
+
     pub fn kick_reason(&self) -> Kick {
         match self.kicked.load(Ordering::Acquire) {
             1 => Kick::Replaced,
             2 => Kick::SlowConsumer,
+            3 => Kick::ByServer,
             _ => Kick::None,
         }
     }

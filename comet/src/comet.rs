@@ -92,6 +92,14 @@ impl Comet {
             .count() as u32
     }
 
+    /// Closes the connections of these keys on the server's behalf, telling each `reason` (op 6).
+    pub fn kick_keys(&self, keys: &[String], reason: &str) -> u32 {
+        keys.iter()
+            .filter_map(|k| self.bucket(k).channel(k))
+            .inspect(|ch| ch.kick_by_server(reason))
+            .count() as u32
+    }
+
     pub fn push_room(&self, room: &str, batch: &Batch) -> u32 {
         self.buckets.iter().map(|b| b.push_room(room, batch)).sum()
     }

@@ -165,6 +165,16 @@ async fn run<T: Transport>(
             why = ch.kicked() => {
                 return Some(match why {
                     Kick::Replaced => CloseReason::Replaced,
+                    Kick::ByServer => {
+                        // Deliver what was queued before the kick, then say why.
+                        while let Some(b) = ch.outbox.try_pop() {
+                            if t.feed(b).await.is_err() {
+                                return None;
+                            }
+                        }
+                        let _ = t.flush().await;
+                        CloseReason::ByServer(ch.kick_message().to_string())
+                    }
                     _ => CloseReason::SlowConsumer,
                 });
             }

@@ -26,6 +26,10 @@ fn batch(protos: Vec<imcloud_proto::protocol::Proto>) -> Result<Batch, Status> {
 impl CometService {
     /// One push to the connections with these keys; returns how many were held here.
     fn push_keys(&self, keys: &[String], b: &Batch) -> u32 {
+        if let Some(reason) = b.disconnect_reason() {
+            // Op 6 to a key is the server closing that connection, telling it why.
+            return self.comet.kick_keys(keys, &reason);
+        }
         let delivered = self.comet.push_keys(keys, b);
         metrics::counter!("imcloud_comet_push_msg_total").increment(1);
         metrics::counter!("imcloud_comet_push_msg_keys_total").increment(keys.len() as u64);

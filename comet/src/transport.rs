@@ -17,6 +17,8 @@ pub enum CloseReason {
     Replaced,
     SlowConsumer,
     Shutdown,
+    /// Closed on purpose by the server (op 6 pushed to the key); the text is the server's reason.
+    ByServer(String),
 }
 
 impl CloseReason {
@@ -29,6 +31,7 @@ impl CloseReason {
             CloseReason::Replaced => "replaced by a new connection with the same key".into(),
             CloseReason::SlowConsumer => "slow consumer: outbound queue full".into(),
             CloseReason::Shutdown => "server shutting down".into(),
+            CloseReason::ByServer(m) => m.clone(),
         }
     }
 
@@ -42,6 +45,7 @@ impl CloseReason {
             CloseReason::Replaced => "replaced",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::ByServer(_) => "by_server",
         }
     }
 }

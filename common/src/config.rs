@@ -95,6 +95,8 @@ settings! {
     im_max_group_size: i64 = 2000, "IMCLOUD_IM_MAX_GROUP_SIZE";
     /// IM: largest upload in bytes
     im_upload_max_bytes: usize = 4 * 1024 * 1024, "IMCLOUD_IM_UPLOAD_MAX_BYTES";
+    /// IM: multi (every device connects) or replace (a new login connection closes the user's older ones on the same platform)
+    im_device_policy: String = "multi".into(), "IMCLOUD_IM_DEVICE_POLICY";
     /// IM: failed logins allowed per email per minute (five times that per client address)
     im_login_attempts_per_minute: u32 = 10, "IMCLOUD_IM_LOGIN_ATTEMPTS_PER_MINUTE";
     /// Comet websocket listener (path /sub)

@@ -332,6 +332,11 @@ pub const IM_ROUTES: &[ImRoute] = &[
     )),
 ];
 
+/// The largest upload a deployment may allow (IMCLOUD_IM_UPLOAD_MAX_BYTES is checked against it).
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// The largest ImCall request or reply on gRPC: an upload plus room for the rest.
+pub const MAX_IM_CALL_BYTES: usize = MAX_UPLOAD_BYTES + 1024 * 1024;
+
 /// The route of an operation.
 pub fn route_of(op: &str) -> Option<&'static ImRoute> {
     IM_ROUTES.iter().find(|r| r.op == op)

@@ -31,6 +31,7 @@ on_both_stores!(
     bad_input_gets_a_4xx_with_a_json_error,
     presence_follows_the_first_and_last_connection,
     concurrent_senders_get_gapless_seqs,
+    one_device_per_platform_policy_closes_the_older_connection,
     search_recommendations_uploads_and_the_message_box,
 );
 
@@ -178,6 +179,9 @@ async fn accounts_register_login_profile_and_logout(store: Store) {
         im.refused(401, "GET", "/v1/me", Some(&ann), None).await,
         "unauthenticated"
     );
+    // The login's open connection is closed, with the reason.
+    let reason = common::expect_closed(&mut c).await;
+    assert!(reason.contains("logged out"), "{reason}");
     assert!(
         im.try_ws(&ann).await.is_err(),
         "a logged-out token must not open a websocket"
@@ -1591,6 +1595,20 @@ async fn search_recommendations_uploads_and_the_message_box(store: Store) {
             .as_u16(),
         413
     );
+    // Just under the limit passes through gRPC both ways.
+    let big: Vec<u8> = (0..4 * 1024 * 1024 - 64).map(|i| (i % 251) as u8).collect();
+    let r = up("application/octet-stream", big.clone())
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201);
+    let big_url = r.json::<Value>().await.expect("json")["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let got = reqwest::get(format!("{}{big_url}", im.server().http))
+        .await
+        .expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), big);
     let (s, _) = im.call("POST", "/v1/uploads", None, None).await;
     assert_eq!(s, 401, "uploading needs a login");
     // The avatar may point at the upload; an image message too.
@@ -1649,4 +1667,40 @@ async fn search_recommendations_uploads_and_the_message_box(store: Store) {
             r.path
         );
     }
+}
+
+async fn one_device_per_platform_policy_closes_the_older_connection(store: Store) {
+    let im = ImServer::start_with(store, &[("IMCLOUD_IM_DEVICE_POLICY", "replace")]).await;
+    let (ann, bob) = (im.user("Ann").await, im.user("Bob").await);
+    im.befriend(&ann, &bob).await;
+    let connect = |platform: &'static str| {
+        let (url, user) = (im.server().ws_url.clone(), ann.clone());
+        async move {
+            let mut c = imcloud::client::GoimClient::connect_ws(&url)
+                .await
+                .expect("connect");
+            let body = serde_json::to_vec(
+                &json!({"mid": user.id, "key": "", "platform": platform, "token": user.token}),
+            )
+            .expect("json");
+            c.auth(body, common::WAIT).await.expect("auth");
+            c
+        }
+    };
+    let mut old_web = connect("web").await;
+    let mut android = connect("android").await;
+    let mut new_web = connect("web").await;
+    let reason = common::expect_closed(&mut old_web).await;
+    assert!(reason.contains("belogin"), "{reason}");
+    // The other platform and the new connection both stay and receive.
+    let cid = format!("u-{}-{}", ann.id.min(bob.id), ann.id.max(bob.id));
+    send(&im, &bob, &cid, "after", "still here?").await;
+    assert_eq!(
+        next_event(&mut new_web, "message").await["content"],
+        "still here?"
+    );
+    assert_eq!(
+        next_event(&mut android, "message").await["content"],
+        "still here?"
+    );
 }

@@ -110,7 +110,9 @@ impl Consumer {
                 return Vec::new();
             }
         };
-        if m.operation < op::APP_MIN {
+        // Application ops, and op 6 to keys (the server closing those connections).
+        let kick = m.operation == op::DISCONNECT_REPLY && m.r#type() == push_msg::Type::Push;
+        if m.operation < op::APP_MIN && !kick {
             metrics::counter!("imcloud_job_bad_messages_total").increment(1);
             tracing::error!(
                 offset = d.offset,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel;
+use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -50,6 +51,27 @@ pub struct LogicDeps {
     pub db: im::db::Db,
 }
 
+/// Refuses IM settings that cannot work.
+fn check_im_settings(cfg: &Config) -> Result<(), LogicError> {
+    let bad = |m: &str| Err(LogicError::Config(m.to_string()));
+    if !matches!(cfg.im_device_policy.as_str(), "multi" | "replace") {
+        return bad("IMCLOUD_IM_DEVICE_POLICY must be multi or replace");
+    }
+    if cfg.im_login_ttl_secs == 0 {
+        return bad("IMCLOUD_IM_LOGIN_TTL_SECS must be at least 1");
+    }
+    if cfg.im_max_group_size < 2 {
+        return bad("IMCLOUD_IM_MAX_GROUP_SIZE must be at least 2");
+    }
+    if cfg.im_max_groups_owned < 0 {
+        return bad("IMCLOUD_IM_MAX_GROUPS_OWNED must not be negative");
+    }
+    if cfg.im_upload_max_bytes == 0 || cfg.im_upload_max_bytes > MAX_UPLOAD_BYTES {
+        return bad("IMCLOUD_IM_UPLOAD_MAX_BYTES must be between 1 and 64 MiB");
+    }
+    Ok(())
+}
+
 /// The IM tier's settings from the configuration.
 pub fn im_settings(cfg: &Config) -> im::ImSettings {
     im::ImSettings {
@@ -59,6 +81,7 @@ pub fn im_settings(cfg: &Config) -> im::ImSettings {
         private_chat_friends_only: cfg.im_private_chat_friends_only,
         upload_max_bytes: cfg.im_upload_max_bytes,
         login_attempts_per_minute: cfg.im_login_attempts_per_minute,
+        one_device_per_platform: cfg.im_device_policy == "replace",
     }
 }
 
@@ -75,6 +98,7 @@ pub async fn run(
     if cfg.api_key.is_empty() {
         return Err(LogicError::Config("IMCLOUD_API_KEY must be set".into()));
     }
+    check_im_settings(cfg)?;
     let local = listener
         .local_addr()
         .map_err(|e| LogicError::Config(e.to_string()))?;
@@ -107,7 +131,11 @@ pub async fn run(
     ));
     tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
     let served = grpc_channel::server()
-        .add_service(LogicServer::new(service))
+        .add_service(
+            LogicServer::new(service)
+                .max_decoding_message_size(MAX_IM_CALL_BYTES)
+                .max_encoding_message_size(MAX_IM_CALL_BYTES),
+        )
         .serve_with_incoming_shutdown(grpc_channel::incoming(listener), shutdown.cancelled())
         .await;
     refresh.abort();

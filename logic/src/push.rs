@@ -117,6 +117,26 @@ impl Pusher {
         self.produce_per_server(operation, by_server, msg).await
     }
 
+    /// Closes these connections (an op 6 push, which a comet turns into a close telling `reason`).
+    /// Keys without a live session are skipped. Internal: backends push only application ops.
+    pub async fn kick_keys(&self, keys: &[String], reason: &str) -> Result<u32, PushError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in self
+            .sessions
+            .sessions_by_keys(keys)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            by_server.entry(s.server).or_default().push(s.key);
+        }
+        self.produce_per_server(op::DISCONNECT_REPLY, by_server, reason.as_bytes())
+            .await
+    }
+
     /// Pushes to every connection of the users.
     pub async fn push_mids(
         &self,

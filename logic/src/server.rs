@@ -127,10 +127,13 @@ impl Logic for LogicService {
                 return Err(Status::unauthenticated("this login has ended (logged out)"));
             }
         }
-        let key = if auth.key.is_empty() {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            auth.key
+        let platform = platform_tag(&auth.platform);
+        let key = match &claims.jti {
+            // A login's connections get keys naming the platform and the login, so that a logout (or
+            // the one-device-per-platform policy) can find and close them.
+            Some(jti) => login_key(&platform, jti),
+            None if auth.key.is_empty() => uuid::Uuid::new_v4().to_string(),
+            None => auth.key,
         };
         // A client-chosen key must not take over another user's connection (and its key pushes).
         let owner = self
@@ -144,6 +147,20 @@ impl Logic for LogicService {
             return Err(Status::permission_denied(
                 "key belongs to another user's connection",
             ));
+        }
+        if claims.jti.is_some() && self.im.settings.one_device_per_platform {
+            let older: Vec<String> = self
+                .sessions
+                .sessions_by_mids(&[auth.mid])
+                .await?
+                .into_iter()
+                .map(|s| s.key)
+                .filter(|k| k.starts_with(&format!("{platform}:")))
+                .collect();
+            let reason = format!("belogin: logged in on another {platform} device");
+            if let Err(e) = self.pusher.kick_keys(&older, &reason).await {
+                tracing::warn!(mid = auth.mid, "closing older connections: {e}");
+            }
         }
         self.sessions
             .add(&Session {
@@ -394,10 +411,49 @@ impl Logic for LogicService {
             )
             .await;
         self.deliver(reply.events).await;
+        if let Some((keys, reason)) = &reply.kick
+            && let Err(e) = self.pusher.kick_keys(keys, reason).await
+        {
+            tracing::warn!("closing connections: {e}");
+        }
         Ok(Response::new(ImCallReply {
             status: u32::from(reply.status),
             body: reply.body,
             content_type: reply.content_type,
         }))
+    }
+}
+
+/// The platform of a connection as its key names it: the auth body's, or "web"; no ':'.
+fn platform_tag(platform: &str) -> String {
+    let p: String = platform
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect();
+    if p.is_empty() {
+        "web".into()
+    } else {
+        p.to_ascii_lowercase()
+    }
+}
+
+/// The key of a connection opened with a login token: `<platform>:<login id>:<uuid>`.
+pub fn login_key(platform: &str, jti: &str) -> String {
+    format!("{platform}:{jti}:{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_keys_name_platform_and_login() {
+        assert_eq!(platform_tag(""), "web");
+        assert_eq!(platform_tag("Android"), "android");
+        assert_eq!(platform_tag("a:b c"), "abc");
+        let k = login_key("ios", "j1");
+        assert!(k.starts_with("ios:j1:") && k.len() > 10);
+        assert_ne!(k, login_key("ios", "j1"));
     }
 }

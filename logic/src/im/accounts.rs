@@ -253,18 +253,38 @@ impl Im {
             .tokens
             .decode(token)
             .map_err(|e| ImError::unauthenticated(e.to_string()))?;
+        let mut kick = Vec::new();
         if let Some(jti) = claims.jti {
             sqlx::query("DELETE FROM auth_sessions WHERE jti = $1")
-                .bind(jti)
+                .bind(&jti)
                 .execute(&self.db.pool)
                 .await?;
+            // This login's open connections close too (their keys name the login).
+            if let Ok(mid) = claims.sub.parse::<i64>() {
+                let tag = format!(":{jti}:");
+                kick = match self.sessions.sessions_by_mids(&[mid]).await {
+                    Ok(s) => s
+                        .into_iter()
+                        .map(|s| s.key)
+                        .filter(|k| k.contains(&tag))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(mid, "logout: cannot list connections: {e}");
+                        Vec::new()
+                    }
+                };
+            }
         }
         // Expired sessions of anyone are swept on the way.
         sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1")
             .bind(now_ms())
             .execute(&self.db.pool)
             .await?;
-        Ok(Reply::json(200, json!({"logged_out": true})))
+        let mut reply = Reply::json(200, json!({"logged_out": true}));
+        if !kick.is_empty() {
+            reply.kick = Some((kick, "logged out".into()));
+        }
+        Ok(reply)
     }
 
     /// The user a login token belongs to, if the token is valid and its session was not logged out.

@@ -419,8 +419,8 @@ impl Im {
     }
 
     pub(crate) async fn conversations(&self, me: i64) -> ImResult {
-        let rows = sqlx::query_as::<_, (String, i64, i64, i64)>(
-            "SELECT c.id, c.last_seq, uc.read_seq, c.updated_at FROM user_conversations uc \
+        let rows = sqlx::query_as::<_, (String, i64, i64, i64, i64)>(
+            "SELECT c.id, c.last_seq, uc.read_seq, uc.min_seq, c.updated_at FROM user_conversations uc \
              JOIN conversations c ON c.id = uc.conversation_id WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
         )
         .bind(me)
@@ -428,9 +428,10 @@ impl Im {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut peers = Vec::new();
-        for (id, last_seq, read_seq, updated_at) in rows {
+        for (id, last_seq, read_seq, min_seq, updated_at) in rows {
             let Ok(cid) = Cid::parse(&id) else { continue };
-            let last_message = if last_seq > 0 {
+            // A group member does not see messages from before they joined.
+            let last_message = if last_seq > min_seq {
                 sqlx::query_as::<_, Message>(concat!(
                     "SELECT ",
                     message_columns!(),

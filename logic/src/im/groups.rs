@@ -231,12 +231,13 @@ impl Im {
         Ok(())
     }
 
-    /// Adds a member (their view of the conversation starts at its current seq).
-    async fn add_member(&self, group: i64, user: i64, role: &str) -> Result<(), ImError> {
+    /// Adds a member (their view of the conversation starts at its current seq); `false` when they
+    /// already were one.
+    async fn add_member(&self, group: i64, user: i64, role: &str) -> Result<bool, ImError> {
         let cid = group_conversation(group);
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query(
+        let added = sqlx::query(
             "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (group_id, user_id) DO NOTHING",
         )
@@ -245,7 +246,11 @@ impl Im {
         .bind(role)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if added == 0 {
+            return Ok(false);
+        }
         sqlx::query("INSERT INTO conversations (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(&cid)
             .bind(now)
@@ -265,7 +270,7 @@ impl Im {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn drop_member(&self, group: i64, user: i64) -> Result<bool, ImError> {
@@ -420,8 +425,12 @@ impl Im {
         .execute(&self.db.pool)
         .await?;
         let view = self.group_view(self.group_row(id).await?, me).await?;
+        let shared = Group {
+            my_role: None,
+            ..view.clone()
+        };
         let event = self
-            .group_event(id, "updated", json!({"group": view}))
+            .group_event(id, "updated", json!({"group": shared}))
             .await?;
         Ok(Reply::ok(view).event(event))
     }
@@ -552,7 +561,9 @@ impl Im {
             return Err(ImError::conflict("the group is full"));
         }
         if row.need_approval == 0 {
-            self.add_member(id, me, "member").await?;
+            if !self.add_member(id, me, "member").await? {
+                return Err(ImError::conflict("you are already a member"));
+            }
             let event = self
                 .group_event(id, "joined", json!({"user_id": me}))
                 .await?;
@@ -653,8 +664,8 @@ impl Im {
             return Err(ImError::conflict("the request was handled meanwhile"));
         }
         let mut reply = Reply::ok(json!({"request_id": request_id, "status": status}));
-        if accept {
-            self.add_member(id, request.user_id, "member").await?;
+        // Someone who joined meanwhile by other means is simply left as they are.
+        if accept && self.add_member(id, request.user_id, "member").await? {
             reply = reply.event(
                 self.group_event(id, "joined", json!({"user_id": request.user_id}))
                     .await?,
@@ -681,7 +692,12 @@ impl Im {
             .await?
             .ok_or_else(|| ImError::not_found(format!("user {target} is not a member")))?;
         let req: UpdateMemberReq = a.body()?;
-        let mut reply_events = Vec::new();
+        if req.role.is_none() && req.muted_until.is_none() {
+            return Err(ImError::invalid(
+                "nothing to change: give role or muted_until",
+            ));
+        }
+        // Every check before any change, so that a refused request changes nothing.
         if let Some(role) = &req.role {
             if my_role != "owner" {
                 return Err(ImError::forbidden("only the owner may change roles"));
@@ -696,16 +712,6 @@ impl Im {
                     "the owner's role changes only by transfer",
                 ));
             }
-            sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(target)
-                .bind(role)
-                .execute(&self.db.pool)
-                .await?;
-            reply_events.push(
-                self.group_event(id, "role", json!({"user_id": target, "role": role}))
-                    .await?,
-            );
         }
         if let Some(until) = req.muted_until {
             if until < 0 {
@@ -719,6 +725,21 @@ impl Im {
             {
                 return Err(ImError::forbidden("you may not mute this member"));
             }
+        }
+        let mut reply_events = Vec::new();
+        if let Some(role) = &req.role {
+            sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(target)
+                .bind(role)
+                .execute(&self.db.pool)
+                .await?;
+            reply_events.push(
+                self.group_event(id, "role", json!({"user_id": target, "role": role}))
+                    .await?,
+            );
+        }
+        if let Some(until) = req.muted_until {
             sqlx::query(
                 "UPDATE group_members SET muted_until = $3 WHERE group_id = $1 AND user_id = $2",
             )
@@ -735,11 +756,6 @@ impl Im {
                 )
                 .await?,
             );
-        }
-        if req.role.is_none() && req.muted_until.is_none() {
-            return Err(ImError::invalid(
-                "nothing to change: give role or muted_until",
-            ));
         }
         let (role, muted_until) = self.membership(id, target).await?.unwrap_or_default();
         let mut reply =

@@ -49,6 +49,8 @@ pub struct ImSettings {
     pub upload_max_bytes: usize,
     /// Failed logins per email (and per client) allowed in a minute.
     pub login_attempts_per_minute: u32,
+    /// A new login connection closes the user's older ones on the same platform ("belogin").
+    pub one_device_per_platform: bool,
 }
 
 impl Default for ImSettings {
@@ -60,6 +62,7 @@ impl Default for ImSettings {
             private_chat_friends_only: true,
             upload_max_bytes: 4 * 1024 * 1024,
             login_attempts_per_minute: 10,
+            one_device_per_platform: false,
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     pub content_type: String,
     pub events: Vec<Event>,
+    /// Connections to close (keys) and the reason they are told.
+    pub kick: Option<(Vec<String>, String)>,
 }
 
 impl Reply {
@@ -80,6 +85,7 @@ impl Reply {
             body: serde_json::to_vec(&data).unwrap_or_default(),
             content_type: "application/json".into(),
             events: Vec::new(),
+            kick: None,
         }
     }
 

@@ -116,6 +116,7 @@ impl Im {
             body: data,
             content_type: ct,
             events: Vec::new(),
+            kick: None,
         })
     }
 }
