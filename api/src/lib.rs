@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use imcloud_common::grpc_channel::logic_channel;
-use imcloud_common::im_routes::MAX_IM_CALL_BYTES;
+use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
@@ -170,7 +170,8 @@ pub async fn run(
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    let app = router(state, cfg.push_max_body, cfg.im_upload_max_bytes)
+    let upload_max = cfg.im_upload_max_bytes.min(MAX_UPLOAD_BYTES);
+    let app = router(state, cfg.push_max_body, upload_max)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

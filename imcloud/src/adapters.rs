@@ -163,6 +163,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
 /// The IM database: IMCLOUD_DATABASE_URL (postgres://… or sqlite:…), else a SQLite file under ./data;
 /// migrated on open.
 pub async fn database(cfg: &Config) -> Result<Db> {
+    imcloud_logic::check_im_settings(cfg)?;
     let db = Db::open(&cfg.database_url).await?;
     tracing::info!(
         engine = ?db.engine,

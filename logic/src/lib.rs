@@ -51,8 +51,8 @@ pub struct LogicDeps {
     pub db: im::db::Db,
 }
 
-/// Refuses IM settings that cannot work.
-fn check_im_settings(cfg: &Config) -> Result<(), LogicError> {
+/// Refuses IM settings that cannot work (logic checks them again when it starts).
+pub fn check_im_settings(cfg: &Config) -> Result<(), LogicError> {
     let bad = |m: &str| Err(LogicError::Config(m.to_string()));
     if !matches!(cfg.im_device_policy.as_str(), "multi" | "replace") {
         return bad("IMCLOUD_IM_DEVICE_POLICY must be multi or replace");

@@ -155,7 +155,7 @@ impl Logic for LogicService {
                 .await?
                 .into_iter()
                 .map(|s| s.key)
-                .filter(|k| k.starts_with(&format!("{platform}:")))
+                .filter(|k| is_login_key(k) && k.starts_with(&format!("{platform}:")))
                 .collect();
             let reason = format!("belogin: logged in on another {platform} device");
             if let Err(e) = self.pusher.kick_keys(&older, &reason).await {
@@ -169,7 +169,9 @@ impl Logic for LogicService {
                 server: req.server,
             })
             .await?;
-        if self.connections_of(auth.mid).await? == 1 {
+        // Presence is the IM tier's: only login connections announce it (backend-token connections of
+        // the push platform cost no lookups).
+        if claims.jti.is_some() && self.connections_of(auth.mid).await? == 1 {
             self.presence(auth.mid, true).await;
         }
         Ok(Response::new(ConnectReply {
@@ -187,6 +189,7 @@ impl Logic for LogicService {
     ) -> Result<Response<DisconnectReply>, Status> {
         let r = req.into_inner();
         let mid = r.mid;
+        let login = is_login_key(&r.key);
         let has = self
             .sessions
             .remove(&Session {
@@ -195,7 +198,7 @@ impl Logic for LogicService {
                 server: r.server,
             })
             .await?;
-        if has && self.connections_of(mid).await? == 0 {
+        if has && login && self.connections_of(mid).await? == 0 {
             self.presence(mid, false).await;
         }
         Ok(Response::new(DisconnectReply { has }))
@@ -438,6 +441,11 @@ fn platform_tag(platform: &str) -> String {
     }
 }
 
+/// Whether a key is a login connection's (see [`login_key`]).
+fn is_login_key(key: &str) -> bool {
+    key.split(':').count() == 3
+}
+
 /// The key of a connection opened with a login token: `<platform>:<login id>:<uuid>`.
 pub fn login_key(platform: &str, jti: &str) -> String {
     format!("{platform}:{jti}:{}", uuid::Uuid::new_v4().simple())
@@ -455,5 +463,7 @@ mod tests {
         let k = login_key("ios", "j1");
         assert!(k.starts_with("ios:j1:") && k.len() > 10);
         assert_ne!(k, login_key("ios", "j1"));
+        assert!(is_login_key(&k));
+        assert!(!is_login_key("7f3c2a"));
     }
 }

@@ -61,8 +61,12 @@ impl Db {
             Engine::Postgres => url.to_string(),
         };
         if engine == Engine::Postgres && !Any::database_exists(&url).await.map_err(connect_err)? {
-            Any::create_database(&url).await.map_err(connect_err)?;
-            tracing::info!(url = %redact(&url), "created the IM database");
+            match Any::create_database(&url).await {
+                Ok(()) => tracing::info!(url = %redact(&url), "created the IM database"),
+                // Another logic starting at the same time created it first.
+                Err(_) if Any::database_exists(&url).await.unwrap_or(false) => {}
+                Err(e) => return Err(connect_err(e)),
+            }
         }
         let options = AnyConnectOptions::from_str(&url).map_err(connect_err)?;
         // SQLite serialises writers anyway; one connection avoids SQLITE_BUSY between our own connections.
