@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, ClusterSpec, Event, LiveClient};
+use common::im::{ImApi, next_event, next_event_within, ws_login};
+use serde_json::json;
 
 /// Kafka consumer groups need a few seconds to form, so the first pushes can take that long.
 const FIRST_WAIT: Duration = Duration::from_secs(40);
@@ -349,4 +351,97 @@ async fn a_redis_flush_and_a_killed_comet_leave_clients_reachable() {
     .await;
     c.nodes.remove("comet1");
     c.check_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_im_tier_runs_on_the_distributed_engines_with_presence_and_chat_across_comets() {
+    let c = Cluster::start(ClusterSpec::default()).await;
+    let comet = |name: &str| c.nodes[name].ws_url.clone().expect("a comet");
+    let api = ImApi::new(&c.http);
+    let (ann, bob) = (api.user("Ann").await, api.user("Bob").await);
+    api.befriend(&ann, &bob).await;
+    let cid = format!("u-{}-{}", ann.id.min(bob.id), ann.id.max(bob.id));
+
+    // Ann on comet1 hears Bob come online on comet2 (logic → Kafka → job → comet1).
+    let mut ann_ws = ws_login(&comet("comet1"), &ann).await.expect("ann");
+    let bob_ws = ws_login(&comet("comet2"), &bob).await.expect("bob");
+    let p = next_event_within(&mut ann_ws, "presence", FIRST_WAIT).await;
+    assert_eq!(
+        (p["user_id"].as_i64(), p["online"].as_bool()),
+        (Some(bob.id), Some(true))
+    );
+    // Chat crosses comets live.
+    api.ok(
+        201,
+        "POST",
+        &format!("/v1/conversations/{cid}/messages"),
+        &bob,
+        Some(json!({"client_msg_id": "b1", "content": "hi from comet2"})),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut ann_ws, "message").await["content"],
+        "hi from comet2"
+    );
+    // Bob's socket drops: Ann hears he is offline.
+    drop(bob_ws);
+    let p = next_event(&mut ann_ws, "presence").await;
+    assert_eq!(
+        (p["user_id"].as_i64(), p["online"].as_bool()),
+        (Some(bob.id), Some(false))
+    );
+    // Ann writes while he is away; he comes back on the other comet and syncs exactly what he missed.
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = api
+            .ok(
+                201,
+                "POST",
+                &format!("/v1/conversations/{cid}/messages"),
+                &ann,
+                Some(json!({"client_msg_id": format!("a{i}"), "content": format!("away {i}")})),
+            )
+            .await;
+        sent.push(m["id"].as_i64().expect("id"));
+    }
+    let mut bob_ws = ws_login(&comet("comet1"), &bob).await.expect("bob again");
+    let page = api
+        .ok(
+            200,
+            "GET",
+            &format!("/v1/conversations/{cid}/messages?after_seq=1"),
+            &bob,
+            None,
+        )
+        .await;
+    let got: Vec<i64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(got, sent);
+    // Read receipts cross back.
+    api.ok(
+        200,
+        "POST",
+        &format!("/v1/conversations/{cid}/read"),
+        &bob,
+        Some(json!({"seq": 4})),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut ann_ws, "read").await["seq"].as_i64(),
+        Some(4)
+    );
+    // Logging out closes Ann's connection on comet1; Bob, also on comet1, stays.
+    api.ok(200, "DELETE", "/v1/sessions/current", &ann, None)
+        .await;
+    let reason = common::expect_closed(&mut ann_ws).await;
+    assert!(reason.contains("logged out"), "{reason}");
+    let p = next_event(&mut bob_ws, "presence").await;
+    assert_eq!(
+        (p["user_id"].as_i64(), p["online"].as_bool()),
+        (Some(ann.id), Some(false))
+    );
 }

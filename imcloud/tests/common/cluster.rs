@@ -58,6 +58,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<String, Node>,
     pub http: String,
     http_client: reqwest::Client,
+    /// The PostgreSQL database of the IM stores.
+    database: String,
 }
 
 pub struct ClusterSpec {
@@ -104,6 +106,8 @@ impl Cluster {
         let logs = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&logs).expect("log dir");
         let etcd_prefix = format!("/{tag}/nodes/");
+        // The IM stores on their own PostgreSQL database, dropped with the cluster.
+        let database = super::im::test_database();
         let redis_prefix = format!("{tag}:");
         let env: Vec<(String, String)> = [
             ("IMCLOUD_AUTH_SECRET", SECRET.to_string()),
@@ -121,10 +125,7 @@ impl Cluster {
             ("IMCLOUD_KAFKA_SESSION_TIMEOUT_MS", "6000".to_string()),
             ("IMCLOUD_REDIS_URL", redis_url()),
             ("IMCLOUD_REDIS_PREFIX", redis_prefix.clone()),
-            (
-                "IMCLOUD_DATABASE_URL",
-                format!("sqlite://{}/im.db", logs.display()),
-            ),
+            ("IMCLOUD_DATABASE_URL", database.0.clone()),
             ("IMCLOUD_HEARTBEAT_SECS", spec.heartbeat_secs.to_string()),
             (
                 "IMCLOUD_SESSION_TTL_SECS",
@@ -155,6 +156,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             http: String::new(),
             http_client: reqwest::Client::new(),
+            database: database.1,
         };
         let p = free_ports(1);
         c.spawn("logic", "logic", &[("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0]))]);
@@ -414,6 +416,7 @@ impl Drop for Cluster {
             let _ = n.child.kill();
             let _ = n.child.wait();
         }
+        super::im::drop_test_database(&self.database);
         if std::thread::panicking() {
             for n in self.nodes.values() {
                 let text = std::fs::read_to_string(&n.log).unwrap_or_default();

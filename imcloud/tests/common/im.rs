@@ -21,11 +21,54 @@ pub fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// A standalone serving the IM tier; derefs to its [`ImApi`].
 pub struct ImServer {
     server: Option<Standalone>,
     pg_database: Option<String>,
+    api: ImApi,
+}
+
+/// The `/v1` JSON API of a deployment (standalone or the cluster's api).
+pub struct ImApi {
     http: reqwest::Client,
     base: String,
+}
+
+/// A fresh PostgreSQL database url for one test (the server creates it); drop it with
+/// [`drop_test_database`].
+pub fn test_database() -> (String, String) {
+    let name = unique("imcloud_test").replace('-', "_");
+    (format!("{}/{name}", postgres_base()), name)
+}
+
+pub fn drop_test_database(name: &str) {
+    let dropped = Command::new("psql")
+        .args([
+            &postgres_base(),
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ])
+        .status();
+    if !dropped.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!("could not drop test database {name}: {dropped:?}");
+    }
+}
+
+/// A websocket client of `user` on comet `ws_url`, authenticated with their login token.
+pub async fn ws_login(ws_url: &str, user: &TestUser) -> Result<GoimClient, ClientError> {
+    let mut c = GoimClient::connect_ws(ws_url).await?;
+    c.auth(auth_body(user.id, "", "", &[], &user.token), WAIT)
+        .await?;
+    Ok(c)
+}
+
+impl std::ops::Deref for ImServer {
+    type Target = ImApi;
+
+    fn deref(&self) -> &ImApi {
+        &self.api
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,17 +98,34 @@ impl ImServer {
         };
         let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = Standalone::start_with(&env_refs).await;
-        let base = server.http.clone();
+        let api = ImApi::new(&server.http);
         ImServer {
             server: Some(server),
             pg_database,
-            http: reqwest::Client::new(),
-            base,
+            api,
         }
     }
 
     pub fn server(&self) -> &Standalone {
         self.server.as_ref().expect("running")
+    }
+
+    /// A websocket client of `user` authenticated with their login token.
+    pub async fn ws(&self, user: &TestUser) -> GoimClient {
+        self.try_ws(user).await.expect("websocket auth")
+    }
+
+    pub async fn try_ws(&self, user: &TestUser) -> Result<GoimClient, ClientError> {
+        ws_login(&self.server().ws_url, user).await
+    }
+}
+
+impl ImApi {
+    pub fn new(base: &str) -> ImApi {
+        ImApi {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+        }
     }
 
     /// Any /v1 call; the body is JSON when given. Returns the status and the JSON answer.
@@ -188,42 +248,28 @@ impl ImServer {
         )
         .await;
     }
-
-    /// A websocket client of `user` authenticated with their login token.
-    pub async fn ws(&self, user: &TestUser) -> GoimClient {
-        self.try_ws(user).await.expect("websocket auth")
-    }
-
-    pub async fn try_ws(&self, user: &TestUser) -> Result<GoimClient, ClientError> {
-        let mut c = GoimClient::connect_ws(&self.server().ws_url).await?;
-        c.auth(auth_body(user.id, "", "", &[], &user.token), WAIT)
-            .await?;
-        Ok(c)
-    }
 }
 
 impl Drop for ImServer {
     fn drop(&mut self) {
         drop(self.server.take());
         if let Some(db) = &self.pg_database {
-            let _ = Command::new("psql")
-                .args([
-                    &postgres_base(),
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-                ])
-                .status();
+            drop_test_database(db);
         }
     }
 }
 
 /// The next live IM event (op ≥ 1000) named `name`, skipping other frames; its `data`.
 pub async fn next_event(c: &mut GoimClient, name: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
+    next_event_within(c, name, WAIT).await
+}
+
+/// [`next_event`] with its own deadline.
+pub async fn next_event_within(c: &mut GoimClient, name: &str, wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no {name:?} event within {WAIT:?}");
+        assert!(!left.is_zero(), "no {name:?} event within {wait:?}");
         let f = c
             .recv_timeout(left)
             .await
