@@ -56,6 +56,20 @@ async fn forward(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if route.trusted
+        && !imcloud_common::auth::bearer_matches(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            &s.api_key,
+        )
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this route is for trusted backends: Authorization: Bearer <api key>",
+        );
+    }
     let Ok(Query(query)) = query else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -106,7 +120,12 @@ async fn forward(
     let args = json!({"path": path, "query": query, "body": json_body});
     let call = ImCallReq {
         op: route.op.to_string(),
-        token: bearer(&headers),
+        // A trusted route's bearer is the api key, which logic never needs to see.
+        token: if route.trusted {
+            String::new()
+        } else {
+            bearer(&headers)
+        },
         args: serde_json::to_vec(&args).unwrap_or_default(),
         raw,
         content_type,

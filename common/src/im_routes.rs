@@ -11,6 +11,8 @@ pub struct ImRoute {
     pub auth: bool,
     /// The request body is the raw bytes of a file, not JSON.
     pub raw_body: bool,
+    /// For trusted backends: the api key (`Authorization: Bearer <IMCLOUD_API_KEY>`), not a login.
+    pub trusted: bool,
     pub tag: &'static str,
     pub summary: &'static str,
 }
@@ -28,6 +30,7 @@ const fn r(
         op,
         auth: true,
         raw_body: false,
+        trusted: false,
         tag,
         summary,
     }
@@ -36,6 +39,14 @@ const fn r(
 const fn public(route: ImRoute) -> ImRoute {
     ImRoute {
         auth: false,
+        ..route
+    }
+}
+
+const fn trusted(route: ImRoute) -> ImRoute {
+    ImRoute {
+        auth: false,
+        trusted: true,
         ..route
     }
 }
@@ -316,6 +327,13 @@ pub const IM_ROUTES: &[ImRoute] = &[
         "notifications",
         "The message box",
     ),
+    trusted(r(
+        "POST",
+        "/v1/notices",
+        "notices.create",
+        "notifications",
+        "Send a system notice to users' message boxes (trusted backends, API key)",
+    )),
     r(
         "POST",
         "/v1/notifications/read",

@@ -132,7 +132,9 @@ async fn accounts_register_login_profile_and_logout(store: Store) {
         im.ok(200, "GET", "/v1/me", &ann, None).await["signature"],
         "hello"
     );
-    // Password change needs the current one; the new one works.
+    // Password change needs the current one; the new one works, and it ends the other logins.
+    let other_login = im.login("ann@example.com", id).await;
+    let mut other_ws = im.ws(&other_login).await;
     im.refused(
         403,
         "PATCH",
@@ -158,6 +160,11 @@ async fn accounts_register_login_profile_and_logout(store: Store) {
         )
         .await;
     assert_eq!(s, 200);
+    im.refused(401, "GET", "/v1/me", Some(&other_login), None)
+        .await;
+    let reason = common::expect_closed(&mut other_ws).await;
+    assert!(reason.contains("password changed"), "{reason}");
+    im.ok(200, "GET", "/v1/me", &ann, None).await;
     // Others see no email unless they are friends.
     let bob = im.user("Bob").await;
     let seen = im
@@ -1338,6 +1345,33 @@ async fn bad_input_gets_a_4xx_with_a_json_error(store: Store) {
         .await["last_seq"],
         0
     );
+    // A full group takes nobody else.
+    let g = im
+        .ok(
+            201,
+            "POST",
+            "/v1/groups",
+            &ann,
+            Some(json!({"name": "Pair", "max_members": 2})),
+        )
+        .await;
+    im.ok(
+        200,
+        "POST",
+        &format!("/v1/groups/{}/join", g["id"]),
+        &bob,
+        None,
+    )
+    .await;
+    let third = im.user("Third").await;
+    im.refused(
+        409,
+        "POST",
+        &format!("/v1/groups/{}/join", g["id"]),
+        Some(&third),
+        None,
+    )
+    .await;
     // Login attempts are rate limited per email.
     let mut limited = false;
     for _ in 0..12 {
@@ -1626,6 +1660,41 @@ async fn search_recommendations_uploads_and_the_message_box(store: Store) {
         .await;
     assert_eq!(m["type"], "image");
 
+    // System notices come from trusted backends (the API key), never from a user.
+    let (s, v) = im
+        .server()
+        .request(
+            reqwest::Method::POST,
+            "/v1/notices",
+            Some(common::API_KEY),
+            reqwest::Body::from(
+                json!({"user_ids": [ann.id, 999999], "title": "Maintenance", "content": "at noon"})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, v["sent"].as_i64(), v["unknown_user_ids"][0].as_i64()),
+        (200, Some(1), Some(999999)),
+        "{v}"
+    );
+    let notice = im.ok(200, "GET", "/v1/notifications", &ann, None).await;
+    assert_eq!(
+        (
+            notice["items"][0]["kind"].as_str(),
+            notice["items"][0]["payload"]["title"].as_str()
+        ),
+        (Some("system"), Some("Maintenance"))
+    );
+    im.refused(
+        401,
+        "POST",
+        "/v1/notices",
+        Some(&ann),
+        Some(json!({"user_ids": [bob.id], "title": "fake"})),
+    )
+    .await;
+    im.read_all_notifications(&ann).await;
     // Message box: Cat's friend request lands in Ann's box, unread until marked read.
     im.ok(
         201,

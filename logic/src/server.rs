@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::auth_body::AuthBody;
 use crate::im::Im;
 use crate::im::events::Event;
+use crate::im::login_keys::{is_login_key, login_key, platform_tag};
 use crate::nodes;
 use crate::online::{Online, OnlineError, top_rooms};
 use crate::push::{PushError, Pusher, room_id};
@@ -424,46 +425,5 @@ impl Logic for LogicService {
             body: reply.body,
             content_type: reply.content_type,
         }))
-    }
-}
-
-/// The platform of a connection as its key names it: the auth body's, or "web"; no ':'.
-fn platform_tag(platform: &str) -> String {
-    let p: String = platform
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(32)
-        .collect();
-    if p.is_empty() {
-        "web".into()
-    } else {
-        p.to_ascii_lowercase()
-    }
-}
-
-/// Whether a key is a login connection's (see [`login_key`]).
-fn is_login_key(key: &str) -> bool {
-    key.split(':').count() == 3
-}
-
-/// The key of a connection opened with a login token: `<platform>:<login id>:<uuid>`.
-pub fn login_key(platform: &str, jti: &str) -> String {
-    format!("{platform}:{jti}:{}", uuid::Uuid::new_v4().simple())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn login_keys_name_platform_and_login() {
-        assert_eq!(platform_tag(""), "web");
-        assert_eq!(platform_tag("Android"), "android");
-        assert_eq!(platform_tag("a:b c"), "abc");
-        let k = login_key("ios", "j1");
-        assert!(k.starts_with("ios:j1:") && k.len() > 10);
-        assert_ne!(k, login_key("ios", "j1"));
-        assert!(is_login_key(&k));
-        assert!(!is_login_key("7f3c2a"));
     }
 }

@@ -227,6 +227,12 @@ impl ImApi {
         }
     }
 
+    /// Marks every message-box item of `user` read.
+    pub async fn read_all_notifications(&self, user: &TestUser) {
+        self.ok(200, "POST", "/v1/notifications/read", user, None)
+            .await;
+    }
+
     /// Makes two users friends (a asks, b accepts).
     pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
         let r = self

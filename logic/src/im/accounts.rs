@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::args::{Args, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
+use super::login_keys::is_login_key;
 use super::users::{User, user_columns};
 use super::{Im, ImResult, Reply};
 use crate::token::TokenError;
@@ -287,6 +288,39 @@ impl Im {
         Ok(reply)
     }
 
+    /// Ends every login of `me` but the one `token` belongs to (after a password change); returns
+    /// their connections to close.
+    async fn end_other_logins(
+        &self,
+        me: i64,
+        token: &str,
+    ) -> Result<Option<(Vec<String>, String)>, ImError> {
+        let current = self
+            .tokens
+            .decode(token)
+            .ok()
+            .and_then(|c| c.jti)
+            .unwrap_or_default();
+        sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1 AND jti <> $2")
+            .bind(me)
+            .bind(&current)
+            .execute(&self.db.pool)
+            .await?;
+        let keep = format!(":{current}:");
+        let keys: Vec<String> = match self.sessions.sessions_by_mids(&[me]).await {
+            Ok(s) => s
+                .into_iter()
+                .map(|s| s.key)
+                .filter(|k| is_login_key(k) && !k.contains(&keep))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(mid = me, "password change: cannot list connections: {e}");
+                Vec::new()
+            }
+        };
+        Ok((!keys.is_empty()).then(|| (keys, "password changed: log in again".to_string())))
+    }
+
     /// The user a login token belongs to, if the token is valid and its session was not logged out.
     pub async fn authenticate(&self, token: &str) -> Result<i64, ImError> {
         let claims = self.tokens.decode(token).map_err(|e| match e {
@@ -327,7 +361,7 @@ impl Im {
         Ok(Reply::ok(self.user_or_404(me).await?))
     }
 
-    pub(crate) async fn update_me(&self, me: i64, a: &Args) -> ImResult {
+    pub(crate) async fn update_me(&self, me: i64, a: &Args, token: &str) -> ImResult {
         let req: UpdateMeReq = a.body()?;
         let nickname = req
             .nickname
@@ -385,10 +419,14 @@ impl Im {
         .bind(req.sex)
         .bind(req.birthday)
         .bind(location)
-        .bind(password_hash)
+        .bind(password_hash.as_ref())
         .execute(&self.db.pool)
         .await?;
-        self.me(me).await
+        let mut reply = self.me(me).await?;
+        if password_hash.is_some() {
+            reply.kick = self.end_other_logins(me, token).await?;
+        }
+        Ok(reply)
     }
 
     pub(crate) async fn user(&self, me: i64, a: &Args) -> ImResult {

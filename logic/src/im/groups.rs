@@ -237,6 +237,21 @@ impl Im {
         let cid = group_conversation(group);
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
+        // Locks the group's row until commit: concurrent joins queue here, so the size limit holds.
+        let max = sqlx::query_scalar::<_, i64>(
+            "UPDATE chat_groups SET max_members = max_members WHERE id = $1 RETURNING max_members",
+        )
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await?;
+        let count =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+                .bind(group)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count >= max {
+            return Err(ImError::conflict("the group is full"));
+        }
         let added = sqlx::query(
             "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -665,7 +680,22 @@ impl Im {
         }
         let mut reply = Reply::ok(json!({"request_id": request_id, "status": status}));
         // Someone who joined meanwhile by other means is simply left as they are.
-        if accept && self.add_member(id, request.user_id, "member").await? {
+        let added = if accept {
+            match self.add_member(id, request.user_id, "member").await {
+                Ok(added) => added,
+                Err(e) => {
+                    // Full after all (a race with another join): the request stays pending.
+                    sqlx::query("UPDATE group_join_requests SET status = 'pending', handled_by = NULL, handled_at = NULL WHERE id = $1")
+                        .bind(request_id)
+                        .execute(&self.db.pool)
+                        .await?;
+                    return Err(e);
+                }
+            }
+        } else {
+            false
+        };
+        if added {
             reply = reply.event(
                 self.group_event(id, "joined", json!({"user_id": request.user_id}))
                     .await?,

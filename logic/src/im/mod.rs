@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod friends;
 pub mod groups;
+pub mod login_keys;
 pub mod login_limiter;
 pub mod notifications;
 pub mod openapi;
@@ -182,7 +183,7 @@ impl Im {
             "sessions.login" => self.login(a, client).await,
             "sessions.logout" => self.logout(token).await,
             "me.get" => self.me(me).await,
-            "me.update" => self.update_me(me, a).await,
+            "me.update" => self.update_me(me, a, token).await,
             "users.get" => self.user(me, a).await,
             "uploads.create" => self.upload(me, raw, content_type).await,
             "uploads.get" => self.download(a).await,
@@ -219,6 +220,7 @@ impl Im {
             "conversations.read" => self.read(me, a).await,
             "notifications.list" => self.notifications(me, a).await,
             "notifications.read" => self.read_notifications(me, a).await,
+            "notices.create" => self.send_notice(a).await,
             "openapi" => Ok(Reply::ok(openapi::document())),
             other => Err(ImError::not_found(format!("unknown operation {other:?}"))),
         }

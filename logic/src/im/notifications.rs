@@ -51,7 +51,47 @@ pub struct ReadNotificationsReq {
     pub ids: Option<Vec<i64>>,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeReq {
+    /// 1 to 1000 users.
+    pub user_ids: Vec<i64>,
+    pub title: String,
+    #[serde(default)]
+    pub content: String,
+}
+
 impl Im {
+    /// A system notice from a trusted backend to users' message boxes (kind `system`).
+    pub(crate) async fn send_notice(&self, a: &Args) -> ImResult {
+        let req: NoticeReq = a.body()?;
+        if req.user_ids.is_empty() || req.user_ids.len() > 1000 {
+            return Err(ImError::invalid("user_ids must list 1 to 1000 users"));
+        }
+        let title = super::args::text("title", &req.title, 1, 100)?;
+        let content = super::args::text("content", &req.content, 0, 2000)?;
+        let mut reply_events = Vec::new();
+        let mut unknown = Vec::new();
+        let mut ids = req.user_ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if self.find_user(id).await?.is_none() {
+                unknown.push(id);
+                continue;
+            }
+            reply_events.push(
+                self.notify(id, "system", json!({"title": title, "content": content}))
+                    .await?,
+            );
+        }
+        let mut reply = Reply::ok(json!({"sent": reply_events.len(), "unknown_user_ids": unknown}));
+        for e in reply_events {
+            reply = reply.event(e);
+        }
+        Ok(reply)
+    }
+
     /// Stores a message-box item for `user` and returns the event that announces it.
     pub(crate) async fn notify(
         &self,

@@ -17,7 +17,7 @@ use super::groups::{
     CreateGroupReq, Group, JoinReq, JoinRequest, Member, TransferReq, UpdateGroupReq,
     UpdateMemberReq,
 };
-use super::notifications::{Notification, ReadNotificationsReq};
+use super::notifications::{NoticeReq, Notification, ReadNotificationsReq};
 use super::uploads::Upload;
 use super::users::{PublicUser, User};
 
@@ -45,6 +45,7 @@ fn io(op: &str) -> (Option<&'static str>, Option<&'static str>, u16) {
         "messages.send" => (Some("SendReq"), Some("Message"), 201),
         "conversations.read" => (Some("ReadReq"), None, 200),
         "notifications.read" => (Some("ReadNotificationsReq"), None, 200),
+        "notices.create" => (Some("NoticeReq"), None, 200),
         _ => (None, None, 200),
     }
 }
@@ -120,6 +121,7 @@ fn components() -> Map<String, Value> {
     add::<Conversation>(&mut s);
     add::<Notification>(&mut s);
     add::<ReadNotificationsReq>(&mut s);
+    add::<NoticeReq>(&mut s);
     s.insert(
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
@@ -173,6 +175,20 @@ pub fn document() -> Value {
         });
         if r.auth {
             op["security"] = json!([{"bearer": []}]);
+        } else if r.trusted {
+            op["security"] = json!([{"apiKey": []}]);
+        }
+        // The other successes some operations have.
+        let also: &[(u16, &str)] = match r.op {
+            "groups.join" => &[(202, "a join request was filed (the group needs approval)")],
+            "messages.send" => &[(
+                200,
+                "a resend: the message stored earlier with this client_msg_id",
+            )],
+            _ => &[],
+        };
+        for (status, description) in also {
+            op["responses"][status.to_string()] = json!({"description": description, "content": {"application/json": {"schema": schema_ref(resp)}}});
         }
         if r.raw_body {
             op["requestBody"] = json!({"required": true, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}});
@@ -192,7 +208,10 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a login token (POST /v1/sessions)"},
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "IMCLOUD_API_KEY, for trusted backends"}
+            }
         }
     })
 }
