@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use imcloud_common::Config;
+use imcloud_common::config::redact_url;
 use imcloud_common::queue::{QueueConsumer, QueueProducer};
 use imcloud_common::queue_kafka::{KafkaConsumer, KafkaProducer, KafkaSettings, ensure_topic};
 use imcloud_common::queue_memory::memory_queue;
@@ -110,22 +111,8 @@ pub async fn sessions(cfg: &Config) -> Result<Arc<dyn SessionStore>> {
     }
     let store = RedisSessions::connect(&cfg.redis_url, &cfg.redis_prefix, ttl, online_ttl(cfg))
         .await
-        .with_context(|| format!("Redis at {}", redact(&cfg.redis_url)))?;
+        .with_context(|| format!("Redis at {}", redact_url(&cfg.redis_url)))?;
     Ok(Arc::new(store))
-}
-
-/// A URL with its password (`scheme://user:password@host`) masked, for logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
-    }
 }
 
 /// One line per adapter, for the start-up banner.
@@ -140,7 +127,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     } else {
         format!(
             "Redis {} with prefix {}",
-            redact(&cfg.redis_url),
+            redact_url(&cfg.redis_url),
             cfg.redis_prefix
         )
     };
@@ -153,10 +140,16 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     } else {
         "embedded (in-process)".to_string()
     };
+    let database = if cfg.database_url.is_empty() {
+        imcloud_logic::im::db::DEFAULT_URL.to_string()
+    } else {
+        redact_url(&cfg.database_url)
+    };
     vec![
         format!("registry     {registry}"),
         format!("sessions     {sessions}"),
         format!("queue        {queue}"),
+        format!("IM database  {database}"),
     ]
 }
 
@@ -183,15 +176,15 @@ mod tests {
     #[test]
     fn passwords_are_masked() {
         assert_eq!(
-            super::redact("redis://:s3cret@10.0.0.1:6379/0"),
+            imcloud_common::config::redact_url("redis://:s3cret@10.0.0.1:6379/0"),
             "redis://:***@10.0.0.1:6379/0"
         );
         assert_eq!(
-            super::redact("redis://app:s3cret@r:6379"),
+            imcloud_common::config::redact_url("redis://app:s3cret@r:6379"),
             "redis://app:***@r:6379"
         );
         assert_eq!(
-            super::redact("redis://127.0.0.1:6379/"),
+            imcloud_common::config::redact_url("redis://127.0.0.1:6379/"),
             "redis://127.0.0.1:6379/"
         );
     }

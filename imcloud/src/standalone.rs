@@ -80,7 +80,7 @@ pub async fn run(
     println!("imcloud {} standalone", env!("CARGO_PKG_VERSION"));
     println!("  websocket    ws://{ws}/sub");
     println!("  goim tcp     {tcp}");
-    println!("  http api     http://{http}");
+    println!("  http api     http://{http}  (IM JSON API under /v1, OpenAPI at /v1/openapi.json)");
     println!("  logic gRPC   {logic_addr}");
     println!("  comet gRPC   {grpc}");
     for line in adapters::describe(&cfg) {

@@ -104,6 +104,15 @@ impl Pusher {
         if keys.is_empty() {
             return Err(PushError::Invalid("no keys".into()));
         }
+        let by_server = self.servers_of_keys(keys).await?;
+        self.produce_per_server(operation, by_server, msg).await
+    }
+
+    /// The live keys among `keys`, by the comet that holds them.
+    async fn servers_of_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, PushError> {
         let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in self
             .sessions
@@ -114,7 +123,7 @@ impl Pusher {
         {
             by_server.entry(s.server).or_default().push(s.key);
         }
-        self.produce_per_server(operation, by_server, msg).await
+        Ok(by_server)
     }
 
     /// Closes these connections (an op 6 push, which a comet turns into a close telling `reason`).
@@ -123,16 +132,7 @@ impl Pusher {
         if keys.is_empty() {
             return Ok(0);
         }
-        let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in self
-            .sessions
-            .sessions_by_keys(keys)
-            .await?
-            .into_iter()
-            .flatten()
-        {
-            by_server.entry(s.server).or_default().push(s.key);
-        }
+        let by_server = self.servers_of_keys(keys).await?;
         self.produce_per_server(op::DISCONNECT_REPLY, by_server, reason.as_bytes())
             .await
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use imcloud_common::config::redact_url;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{Any, AnyPool};
@@ -53,7 +54,7 @@ impl Db {
             return Err(DbError::Scheme(url.to_string()));
         };
         let connect_err = |source: sqlx::Error| DbError::Connect {
-            url: redact(url),
+            url: redact_url(url),
             source,
         };
         let url = match engine {
@@ -62,7 +63,7 @@ impl Db {
         };
         if engine == Engine::Postgres && !Any::database_exists(&url).await.map_err(connect_err)? {
             match Any::create_database(&url).await {
-                Ok(()) => tracing::info!(url = %redact(&url), "created the IM database"),
+                Ok(()) => tracing::info!(url = %redact_url(&url), "created the IM database"),
                 // Another logic starting at the same time created it first.
                 Err(_) if Any::database_exists(&url).await.unwrap_or(false) => {}
                 Err(e) => return Err(connect_err(e)),
@@ -108,17 +109,6 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     Ok(format!("sqlite://{path}?{}", query.join("&")))
 }
 
-/// The url without its password, for error messages.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -145,6 +135,6 @@ mod tests {
             sqlite_url("sqlite::memory:").unwrap_or_default(),
             "sqlite::memory:"
         );
-        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     }
 }

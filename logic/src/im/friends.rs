@@ -15,6 +15,15 @@ use super::{Im, ImResult, Reply};
 
 const MAX_FRIEND_GROUPS: i64 = 50;
 
+/// A friend group name that is already taken is a conflict; other errors stay database errors.
+fn name_taken(e: sqlx::Error, name: &str) -> ImError {
+    if is_unique_violation(&e) {
+        ImError::conflict(format!("you already have a friend group named {name:?}"))
+    } else {
+        e.into()
+    }
+}
+
 #[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
 pub struct FriendGroup {
     pub id: i64,
@@ -165,13 +174,7 @@ impl Im {
         .bind(now_ms())
         .fetch_one(&self.db.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ImError::conflict(format!("you already have a friend group named {name:?}"))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| name_taken(e, &name))?;
         Ok(Reply::created(row))
     }
 
@@ -187,13 +190,7 @@ impl Im {
         .bind(&name)
         .fetch_one(&self.db.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ImError::conflict(format!("you already have a friend group named {name:?}"))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| name_taken(e, &name))?;
         Ok(Reply::ok(row))
     }
 
