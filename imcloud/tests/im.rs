@@ -1234,6 +1234,18 @@ async fn bad_input_gets_a_4xx_with_a_json_error(store: Store) {
             400,
             "POST",
             format!("/v1/conversations/{cid}/messages"),
+            Some(json!({"client_msg_id": "a", "content": "nul \u{0} inside"})),
+        ),
+        (
+            400,
+            "POST",
+            "/v1/sessions".into(),
+            Some(json!({"email": "a\u{0}@example.com", "password": "correct horse"})),
+        ),
+        (
+            400,
+            "POST",
+            format!("/v1/conversations/{cid}/messages"),
             Some(json!({"client_msg_id": "a", "content": long})),
         ),
         (

@@ -111,11 +111,12 @@ fn check_birthday(b: &str) -> Result<(), ImError> {
 /// An avatar or image reference: an upload path or an http(s) URL.
 pub fn check_image_ref(field: &str, v: &str) -> Result<String, ImError> {
     let v = text(field, v, 0, 512)?;
-    if v.is_empty()
-        || v.starts_with("/v1/uploads/")
-        || v.starts_with("https://")
-        || v.starts_with("http://")
-    {
+    let upload = v
+        .strip_prefix("/v1/uploads/")
+        .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let web =
+        (v.starts_with("https://") || v.starts_with("http://")) && !v.contains(char::is_whitespace);
+    if v.is_empty() || upload || web {
         Ok(v)
     } else {
         Err(ImError::invalid(format!(
@@ -124,7 +125,18 @@ pub fn check_image_ref(field: &str, v: &str) -> Result<String, ImError> {
     }
 }
 
+/// Argon2 runs at most this many at once (each takes ~19 MiB and a core for tens of milliseconds), so a
+/// flood of registrations or logins queues instead of exhausting memory and CPU.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Verified against for unknown emails, so that a login takes as long whether or not the account exists.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$JqgBSSu+7HvQ6xWc0VlZ2qJOQW5oN7RP9RSUw4OZfwg";
+
 async fn hash_password(password: String) -> Result<String, ImError> {
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ImError::new(503, "unavailable", "shutting down"))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -136,6 +148,9 @@ async fn hash_password(password: String) -> Result<String, ImError> {
 }
 
 async fn password_matches(password: String, hash: String) -> bool {
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|h| {
@@ -155,6 +170,9 @@ impl Im {
         let email = normalize_email(&req.email)?;
         let nickname = text("nickname", &req.nickname, 1, 32)?;
         check_password(&req.password)?;
+        if self.user_id_by_email(&email).await?.is_some() {
+            return Err(ImError::conflict("email is already registered"));
+        }
         let hash = hash_password(req.password).await?;
         for _ in 0..5 {
             if self.user_id_by_email(&email).await?.is_some() {
@@ -208,10 +226,10 @@ impl Im {
 
     pub(crate) async fn login(&self, a: &Args, client: &str) -> ImResult {
         let req: LoginReq = a.body()?;
-        let email = req.email.trim().to_lowercase();
-        if email.is_empty() || req.password.is_empty() {
+        if req.password.is_empty() {
             return Err(ImError::invalid("email and password are required"));
         }
+        let email = normalize_email(&req.email)?;
         self.login_limiter.check(&email, client)?;
         let row = sqlx::query_as::<_, (i64, String)>(
             "SELECT id, password_hash FROM users WHERE email = $1",
@@ -221,7 +239,13 @@ impl Im {
         .await?;
         let id = match row {
             Some((id, hash)) if password_matches(req.password.clone(), hash.clone()).await => id,
-            _ => {
+            Some(_) => {
+                self.login_limiter.failed(&email, client);
+                return Err(ImError::unauthenticated("wrong email or password"));
+            }
+            None => {
+                // As slow as a wrong password, so that timing does not tell which emails exist.
+                password_matches(req.password, DUMMY_HASH.to_string()).await;
                 self.login_limiter.failed(&email, client);
                 return Err(ImError::unauthenticated("wrong email or password"));
             }
@@ -460,7 +484,10 @@ mod tests {
         assert!(check_birthday("").is_ok());
         assert!(check_birthday("1990-13-01").is_err());
         assert!(check_birthday("90-01-01").is_err());
-        assert!(check_image_ref("avatar", "/v1/uploads/abc").is_ok());
+        assert!(check_image_ref("avatar", "/v1/uploads/0123456789abcdef0123456789abcdef").is_ok());
+        assert!(check_image_ref("avatar", "/v1/uploads/../../v1/me").is_err());
+        assert!(check_image_ref("avatar", "https://cdn.example.com/a.png").is_ok());
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
         assert!(check_image_ref("avatar", "javascript:alert(1)").is_err());
         assert!(check_password("short").is_err());
     }

@@ -188,6 +188,15 @@ impl Im {
                         "text content must be 1 to {MAX_TEXT} characters"
                     )));
                 }
+                if req
+                    .content
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t')
+                {
+                    return Err(ImError::invalid(
+                        "text content must not contain control characters",
+                    ));
+                }
                 req.content
             }
             "image" | "file" => {
@@ -384,13 +393,16 @@ impl Im {
                 json!({"conversation_id": cid_str, "read_seq": 0, "unread": 0}),
             ));
         }
-        sqlx::query(
+        // A group member's row exists from their join; only private chats get theirs on first read.
+        if let Cid::Private(..) = cid {
+            sqlx::query(
             "INSERT INTO user_conversations (user_id, conversation_id) VALUES ($1, $2) ON CONFLICT (user_id, conversation_id) DO NOTHING",
         )
-        .bind(me)
-        .bind(&cid_str)
-        .execute(&self.db.pool)
-        .await?;
+            .bind(me)
+            .bind(&cid_str)
+            .execute(&self.db.pool)
+            .await?;
+        }
         sqlx::query(
             "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
         )
@@ -455,7 +467,13 @@ impl Im {
                     )
                 }
                 Cid::Group(g) => match self.group_row(g).await {
-                    Ok(row) => ("group", None, Some(self.group_view(row, me).await?)),
+                    Ok(row) => {
+                        let view = self.group_view(row, me).await?;
+                        if view.my_role.is_none() {
+                            continue;
+                        }
+                        ("group", None, Some(view))
+                    }
                     Err(_) => continue,
                 },
             };

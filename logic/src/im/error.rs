@@ -52,6 +52,11 @@ impl From<sqlx::Error> for ImError {
                 tracing::warn!("database unavailable: {e}");
                 ImError::new(503, "unavailable", "the database is unavailable")
             }
+            // A row this request relied on went away meanwhile (a concurrent delete).
+            sqlx::Error::RowNotFound => ImError::not_found("it was removed meanwhile"),
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                ImError::conflict("something this request refers to was removed meanwhile; retry")
+            }
             e => {
                 tracing::error!("database: {e}");
                 ImError::new(500, "internal", "internal database error")

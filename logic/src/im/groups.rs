@@ -12,7 +12,7 @@ use super::args::{Args, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
 use super::events::{Event, OP_GROUP};
-use super::users::PublicUser;
+use super::users::{PublicUser, User};
 use super::{Im, ImResult, Reply};
 use rand::Rng;
 
@@ -22,6 +22,8 @@ macro_rules! group_columns {
     };
 }
 const DEFAULT_MAX_MEMBERS: i64 = 500;
+/// Groups one user may be in (it bounds their group and conversation lists).
+const MAX_GROUPS_JOINED: i64 = 500;
 
 #[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
 pub struct GroupRow {
@@ -252,6 +254,16 @@ impl Im {
         if count >= max {
             return Err(ImError::conflict("the group is full"));
         }
+        let joined =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM group_members WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+        if joined >= MAX_GROUPS_JOINED {
+            return Err(ImError::conflict(format!(
+                "a user may be in at most {MAX_GROUPS_JOINED} groups"
+            )));
+        }
         let added = sqlx::query(
             "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -271,10 +283,13 @@ impl Im {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let seq = sqlx::query_scalar::<_, i64>("SELECT last_seq FROM conversations WHERE id = $1")
-            .bind(&cid)
-            .fetch_one(&mut *tx)
-            .await?;
+        // Locks the counter row (as a send does): no message can take a seq around the joiner's start.
+        let seq = sqlx::query_scalar::<_, i64>(
+            "UPDATE conversations SET last_seq = last_seq WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(&cid)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO user_conversations (user_id, conversation_id, read_seq, min_seq) VALUES ($1, $2, $3, $3) \
              ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = $3, min_seq = $3",
@@ -362,7 +377,14 @@ impl Im {
             .await;
             match inserted {
                 Ok(row) => {
-                    self.add_member(row.id, me, "owner").await?;
+                    if let Err(e) = self.add_member(row.id, me, "owner").await {
+                        // No group without its owner.
+                        sqlx::query("DELETE FROM chat_groups WHERE id = $1")
+                            .bind(row.id)
+                            .execute(&self.db.pool)
+                            .await?;
+                        return Err(e);
+                    }
                     return Ok(Reply::created(self.group_view(row, me).await?));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
@@ -453,8 +475,7 @@ impl Im {
     pub(crate) async fn dismiss_group(&self, me: i64, a: &Args) -> ImResult {
         let id = a.id("id")?;
         let row = self.group_row(id).await?;
-        if row.owner_id != me {
-            self.role_or_403(id, me).await?;
+        if self.role_or_403(id, me).await? != "owner" {
             return Err(ImError::forbidden("only the owner may dismiss the group"));
         }
         let event = self.group_event(id, "dismissed", json!({})).await?;
@@ -494,9 +515,8 @@ impl Im {
 
     pub(crate) async fn transfer_group(&self, me: i64, a: &Args) -> ImResult {
         let id = a.id("id")?;
-        let row = self.group_row(id).await?;
-        if row.owner_id != me {
-            self.role_or_403(id, me).await?;
+        self.group_row(id).await?;
+        if self.role_or_403(id, me).await? != "owner" {
             return Err(ImError::forbidden("only the owner may transfer the group"));
         }
         let req: TransferReq = a.body()?;
@@ -509,22 +529,37 @@ impl Im {
                 req.user_id
             )));
         }
+        // Each step must change exactly one row, or nothing changes: a racing transfer, leave or dismiss
+        // cannot leave the group with no owner or two.
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("UPDATE chat_groups SET owner_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(req.user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE group_members SET role = 'owner', muted_until = 0 WHERE group_id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(req.user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(me)
-            .execute(&mut *tx)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE chat_groups SET owner_id = $2 WHERE id = $1 AND owner_id = $3 AND dismissed = 0",
+        )
+        .bind(id)
+        .bind(req.user_id)
+        .bind(me)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let promoted = sqlx::query(
+            "UPDATE group_members SET role = 'owner', muted_until = 0 WHERE group_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(req.user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let stepped_down = sqlx::query(
+            "UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2 AND role = 'owner'",
+        )
+        .bind(id)
+        .bind(me)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if (moved, promoted, stepped_down) != (1, 1, 1) {
+            return Err(ImError::conflict("the group changed meanwhile; retry"));
+        }
         tx.commit().await?;
         let event = self
             .group_event(
@@ -540,25 +575,40 @@ impl Im {
         let id = a.id("id")?;
         self.group_row(id).await?;
         self.role_or_403(id, me).await?;
-        let rows = sqlx::query_as::<_, (i64, String, i64, i64)>(
-            "SELECT user_id, role, muted_until, joined_at FROM group_members WHERE group_id = $1 \
-             ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, joined_at, user_id",
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            role: String,
+            muted_until: i64,
+            joined_at: i64,
+            is_friend: i64,
+            #[sqlx(flatten)]
+            user: User,
+        }
+        // One query for the whole list (a group may have thousands of members).
+        let rows = sqlx::query_as::<_, Row>(
+            "SELECT m.role, m.muted_until, m.joined_at, \
+             (SELECT COUNT(*) FROM friendships f WHERE f.user_id = $2 AND f.friend_id = m.user_id) AS is_friend, \
+             u.id, u.account_no, u.email, u.nickname, u.avatar, u.signature, u.sex, u.birthday, u.location, u.created_at \
+             FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 \
+             ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, m.user_id",
         )
         .bind(id)
+        .bind(me)
         .fetch_all(&self.db.pool)
         .await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.user.id).collect();
         let online = self.online(&ids).await;
-        let users = self.public_users(me, &ids).await?;
         let members: Vec<Member> = rows
             .into_iter()
-            .zip(users)
-            .map(|((uid, role, muted_until, joined_at), user)| Member {
-                user,
-                role,
-                muted_until,
-                joined_at,
-                online: online.contains(&uid),
+            .map(|r| Member {
+                online: online.contains(&r.user.id),
+                user: {
+                    let show_email = r.is_friend > 0 || r.user.id == me;
+                    r.user.public(show_email)
+                },
+                role: r.role,
+                muted_until: r.muted_until,
+                joined_at: r.joined_at,
             })
             .collect();
         Ok(Reply::ok(json!({"members": members})))
@@ -758,26 +808,36 @@ impl Im {
         }
         let mut reply_events = Vec::new();
         if let Some(role) = &req.role {
-            sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(target)
-                .bind(role)
-                .execute(&self.db.pool)
-                .await?;
+            let n = sqlx::query(
+                "UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2",
+            )
+            .bind(id)
+            .bind(target)
+            .bind(role)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(ImError::not_found(format!("user {target} is not a member")));
+            }
             reply_events.push(
                 self.group_event(id, "role", json!({"user_id": target, "role": role}))
                     .await?,
             );
         }
         if let Some(until) = req.muted_until {
-            sqlx::query(
+            let n = sqlx::query(
                 "UPDATE group_members SET muted_until = $3 WHERE group_id = $1 AND user_id = $2",
             )
             .bind(id)
             .bind(target)
             .bind(until)
             .execute(&self.db.pool)
-            .await?;
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(ImError::not_found(format!("user {target} is not a member")));
+            }
             reply_events.push(
                 self.group_event(
                     id,

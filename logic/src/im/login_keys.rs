@@ -22,6 +22,15 @@ pub fn is_login_key(key: &str) -> bool {
     key.split(':').count() == 3
 }
 
+/// The login (jti) a login connection's key names.
+pub fn login_of(key: &str) -> Option<&str> {
+    let mut parts = key.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(jti), Some(_), None) => Some(jti),
+        _ => None,
+    }
+}
+
 /// The key of a connection opened with a login token: `<platform>:<login id>:<uuid>`.
 pub fn login_key(platform: &str, jti: &str) -> String {
     format!("{platform}:{jti}:{}", uuid::Uuid::new_v4().simple())
@@ -41,5 +50,7 @@ mod tests {
         assert_ne!(k, login_key("ios", "j1"));
         assert!(is_login_key(&k));
         assert!(!is_login_key("7f3c2a"));
+        assert_eq!(login_of(&k), Some("j1"));
+        assert_eq!(login_of("plain"), None);
     }
 }

@@ -252,6 +252,14 @@ impl Im {
     }
 
     async fn command_inner(&self, mid: i64, key: &str, body: &[u8]) -> ImResult {
+        // A login connection acts only while its login lasts (a logout's close may not have landed yet).
+        if let Some(jti) = login_keys::login_of(key)
+            && !self.login_session_live(jti, mid).await?
+        {
+            return Err(ImError::unauthenticated(
+                "this login has ended; log in again",
+            ));
+        }
         let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
             ImError::invalid(format!("body must be a JSON command {{\"cmd\": ...}}: {e}"))
         })?;
