@@ -35,10 +35,10 @@ ensure_protoc() {
 # PostgreSQL normally runs on 127.0.0.1:5432 already (trust auth, user postgres); start (and if need be
 # install) it when it does not. The IM tests create and drop their own databases in it.
 ensure_postgres() {
+  # The client tools (pg_isready, and psql, with which the tests drop their databases) in any case.
+  command -v psql >/dev/null 2>&1 && command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
-  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-    apt_install postgresql postgresql-client
-  fi
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
   local version
   version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
   if [ -z "$version" ]; then
