@@ -148,9 +148,12 @@ impl Im {
                     return Err(ImError::not_found("no such conversation"));
                 }
                 let peer = if me == a { b } else { a };
-                self.user_or_404(peer).await?;
-                if self.settings.private_chat_friends_only && !self.are_friends(me, peer).await? {
-                    return Err(ImError::forbidden("you can only message your friends"));
+                // A friend exists (the friendship references them): one query on the usual path.
+                if !self.are_friends(me, peer).await? {
+                    self.user_or_404(peer).await?;
+                    if self.settings.private_chat_friends_only {
+                        return Err(ImError::forbidden("you can only message your friends"));
+                    }
                 }
                 Ok(vec![a, b])
             }
@@ -237,35 +240,22 @@ impl Im {
     ) -> Result<(Message, bool), ImError> {
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("INSERT INTO conversations (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(cid_str)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        // Locks the counter row until commit: concurrent senders to this conversation queue here.
+        // Takes the next seq and locks the counter row until commit: concurrent senders to this
+        // conversation queue here, so seqs are gapless and increasing.
         let seq = sqlx::query_scalar::<_, i64>(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 RETURNING last_seq",
+            "INSERT INTO conversations (id, last_seq, updated_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $2 \
+             RETURNING last_seq",
         )
         .bind(cid_str)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let existing = sqlx::query_as::<_, Message>(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+        let inserted = sqlx::query_as::<_, Message>(concat!(
+            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, kind, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            message_columns!()
         ))
-        .bind(cid_str)
-        .bind(me)
-        .bind(client_msg_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(m) = existing {
-            tx.rollback().await?;
-            return Ok((m, false));
-        }
-        let inserted = sqlx::query_as::<_, Message>(concat!("INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, kind, content, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", message_columns!()))
         .bind(cid_str)
         .bind(seq)
         .bind(me)
@@ -277,9 +267,14 @@ impl Im {
         .await;
         let message = match inserted {
             Ok(m) => m,
+            // A resend: this client_msg_id is stored. Rolling back returns the seq, so no gap.
             Err(e) if is_unique_violation(&e) => {
-                drop(tx);
-                let m = sqlx::query_as::<_, Message>(concat!("SELECT ", message_columns!(), " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"))
+                tx.rollback().await?;
+                let m = sqlx::query_as::<_, Message>(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+                ))
                 .bind(cid_str)
                 .bind(me)
                 .bind(client_msg_id)
@@ -289,27 +284,35 @@ impl Im {
             }
             Err(e) => return Err(e.into()),
         };
-        if let Cid::Private(a, b) = cid {
-            for u in [a, b] {
+        // Sending reads everything before it; a private chat's two views exist from its first message.
+        match cid {
+            Cid::Private(a, b) => {
+                let peer = if me == a { b } else { a };
                 sqlx::query(
-                    "INSERT INTO user_conversations (user_id, conversation_id) VALUES ($1, $2) \
-                     ON CONFLICT (user_id, conversation_id) DO NOTHING",
+                    "INSERT INTO user_conversations (user_id, conversation_id, read_seq) VALUES ($1, $3, $4), ($2, $3, 0) \
+                     ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = \
+                     CASE WHEN excluded.read_seq > user_conversations.read_seq THEN excluded.read_seq \
+                     ELSE user_conversations.read_seq END",
                 )
-                .bind(u)
+                .bind(me)
+                .bind(peer)
                 .bind(cid_str)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Cid::Group(_) => {
+                sqlx::query(
+                    "UPDATE user_conversations SET read_seq = $3 \
+                     WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
+                )
+                .bind(me)
+                .bind(cid_str)
+                .bind(seq)
                 .execute(&mut *tx)
                 .await?;
             }
         }
-        // Sending reads everything before it.
-        sqlx::query(
-            "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
-        )
-        .bind(me)
-        .bind(cid_str)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok((message, true))
     }
