@@ -630,6 +630,16 @@ async fn group_lifecycle_with_roles_approval_mutes_kick_and_dismiss(store: Store
         )
         .await;
     assert!(seqs(&h).is_empty(), "{h}");
+    let convs = im.ok(200, "GET", "/v1/conversations", &bob, None).await;
+    let group_conv = convs["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .find(|c| c["id"] == cid.as_str())
+        .expect("the group's conversation")
+        .clone();
+    assert!(group_conv["last_message"].is_null(), "{group_conv}");
+    assert_eq!(group_conv["unread"], 0, "{group_conv}");
     // Cat's request is refused; then approval is turned off and Cat joins directly.
     let (_, p) = im
         .call(

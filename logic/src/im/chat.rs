@@ -434,31 +434,63 @@ impl Im {
     }
 
     pub(crate) async fn conversations(&self, me: i64) -> ImResult {
-        let rows = sqlx::query_as::<_, (String, i64, i64, i64, i64)>(
-            "SELECT c.id, c.last_seq, uc.read_seq, uc.min_seq, c.updated_at FROM user_conversations uc \
-             JOIN conversations c ON c.id = uc.conversation_id WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
+        #[derive(FromRow)]
+        struct Row {
+            id: String,
+            last_seq: i64,
+            read_seq: i64,
+            updated_at: i64,
+            m_id: Option<i64>,
+            m_sender: Option<i64>,
+            m_client_id: Option<String>,
+            m_kind: Option<String>,
+            m_content: Option<String>,
+            m_created: Option<i64>,
+        }
+        // Each conversation with its last message in one query (a group member does not see messages
+        // from before they joined).
+        let rows = sqlx::query_as::<_, Row>(
+            "SELECT c.id, c.last_seq, uc.read_seq, c.updated_at, m.id AS m_id, m.sender_id AS m_sender, \
+             m.client_msg_id AS m_client_id, m.kind AS m_kind, m.content AS m_content, m.created_at AS m_created \
+             FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id \
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq AND c.last_seq > uc.min_seq \
+             WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
         )
         .bind(me)
         .fetch_all(&self.db.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut peers = Vec::new();
-        for (id, last_seq, read_seq, min_seq, updated_at) in rows {
-            let Ok(cid) = Cid::parse(&id) else { continue };
-            // A group member does not see messages from before they joined.
-            let last_message = if last_seq > min_seq {
-                sqlx::query_as::<_, Message>(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE conversation_id = $1 AND seq = $2"
-                ))
-                .bind(&id)
-                .bind(last_seq)
-                .fetch_optional(&self.db.pool)
-                .await?
-            } else {
-                None
+        for r in rows {
+            let Ok(cid) = Cid::parse(&r.id) else { continue };
+            let last_message = match (
+                r.m_id,
+                r.m_sender,
+                r.m_client_id,
+                r.m_kind,
+                r.m_content,
+                r.m_created,
+            ) {
+                (
+                    Some(id),
+                    Some(sender_id),
+                    Some(client_msg_id),
+                    Some(kind),
+                    Some(content),
+                    Some(created_at),
+                ) => Some(Message {
+                    id,
+                    conversation_id: r.id.clone(),
+                    seq: r.last_seq,
+                    sender_id,
+                    client_msg_id,
+                    kind,
+                    content,
+                    created_at,
+                }),
+                _ => None,
             };
+            let (id, last_seq, read_seq, updated_at) = (r.id, r.last_seq, r.read_seq, r.updated_at);
             let (kind, peer, group) = match cid {
                 Cid::Private(a, b) => {
                     let other = if a == me { b } else { a };
