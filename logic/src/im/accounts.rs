@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::args::{Args, text};
+use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
 use super::login_keys::is_login_key;
@@ -387,26 +387,14 @@ impl Im {
 
     pub(crate) async fn update_me(&self, me: i64, a: &Args, token: &str) -> ImResult {
         let req: UpdateMeReq = a.body()?;
-        let nickname = req
-            .nickname
-            .as_deref()
-            .map(|v| text("nickname", v, 1, 32))
-            .transpose()?;
+        let nickname = opt_text("nickname", req.nickname.as_deref(), 1, 32)?;
         let avatar = req
             .avatar
             .as_deref()
             .map(|v| check_image_ref("avatar", v))
             .transpose()?;
-        let signature = req
-            .signature
-            .as_deref()
-            .map(|v| text("signature", v, 0, 200))
-            .transpose()?;
-        let location = req
-            .location
-            .as_deref()
-            .map(|v| text("location", v, 0, 64))
-            .transpose()?;
+        let signature = opt_text("signature", req.signature.as_deref(), 0, 200)?;
+        let location = opt_text("location", req.location.as_deref(), 0, 64)?;
         if let Some(s) = &req.sex
             && !matches!(s.as_str(), "unknown" | "male" | "female")
         {

@@ -95,6 +95,16 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
     Ok(v.to_string())
 }
 
+/// [`text`] for an optional field: `None` stays `None`.
+pub fn opt_text(
+    field: &str,
+    value: Option<&str>,
+    min: usize,
+    max: usize,
+) -> Result<Option<String>, ImError> {
+    value.map(|v| text(field, v, min, max)).transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
-use super::args::{Args, text};
+use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
 use super::events::{Event, OP_FRIEND};
@@ -376,18 +376,8 @@ impl Im {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut done = row.clone();
-        done.status = "accepted".into();
-        done.handled_at = Some(now);
-        let for_them = self.request_view(row.from_id, done.clone()).await?;
-        let notice = self
-            .notify(
-                row.from_id,
-                "friend_request_result",
-                serde_json::to_value(&for_them).unwrap_or_default(),
-            )
-            .await?;
-        Ok(Reply::ok(self.request_view(me, done).await?)
+        let (view, notice) = self.settled(me, &row, "accepted", now).await?;
+        Ok(Reply::ok(view)
             .event(notice)
             .event(Event::new(
                 vec![row.from_id],
@@ -401,6 +391,28 @@ impl Im {
                 "friend",
                 json!({"user_id": row.from_id, "change": "added"}),
             )))
+    }
+
+    /// A request just settled as `status`: how I see it, and the result in the requester's message box.
+    async fn settled(
+        &self,
+        me: i64,
+        row: &RequestRow,
+        status: &str,
+        now: i64,
+    ) -> Result<(FriendRequest, Event), ImError> {
+        let mut done = row.clone();
+        done.status = status.into();
+        done.handled_at = Some(now);
+        let for_them = self.request_view(row.from_id, done.clone()).await?;
+        let notice = self
+            .notify(
+                row.from_id,
+                "friend_request_result",
+                serde_json::to_value(&for_them).unwrap_or_default(),
+            )
+            .await?;
+        Ok((self.request_view(me, done).await?, notice))
     }
 
     pub(crate) async fn refuse_friend(&self, me: i64, a: &Args) -> ImResult {
@@ -417,18 +429,8 @@ impl Im {
         if claimed == 0 {
             return Err(ImError::conflict("the request was handled meanwhile"));
         }
-        let mut done = row.clone();
-        done.status = "refused".into();
-        done.handled_at = Some(now);
-        let for_them = self.request_view(row.from_id, done.clone()).await?;
-        let notice = self
-            .notify(
-                row.from_id,
-                "friend_request_result",
-                serde_json::to_value(&for_them).unwrap_or_default(),
-            )
-            .await?;
-        Ok(Reply::ok(self.request_view(me, done).await?).event(notice))
+        let (view, notice) = self.settled(me, &row, "refused", now).await?;
+        Ok(Reply::ok(view).event(notice))
     }
 
     pub(crate) async fn friends(&self, me: i64) -> ImResult {
@@ -484,11 +486,7 @@ impl Im {
             )));
         }
         let req: UpdateFriendReq = a.body()?;
-        let remark = req
-            .remark
-            .as_deref()
-            .map(|r| text("remark", r, 0, 32))
-            .transpose()?;
+        let remark = opt_text("remark", req.remark.as_deref(), 0, 32)?;
         let group = match req.friend_group_id {
             Some(g) => Some(self.my_friend_group(me, Some(g)).await?),
             None => None,

@@ -8,7 +8,7 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 
 use super::accounts::check_image_ref;
-use super::args::{Args, text};
+use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
 use super::events::{Event, OP_GROUP};
@@ -424,16 +424,8 @@ impl Im {
         self.group_row(id).await?;
         self.manager_or_403(id, me).await?;
         let req: UpdateGroupReq = a.body()?;
-        let name = req
-            .name
-            .as_deref()
-            .map(|v| text("name", v, 1, 32))
-            .transpose()?;
-        let description = req
-            .description
-            .as_deref()
-            .map(|v| text("description", v, 0, 200))
-            .transpose()?;
+        let name = opt_text("name", req.name.as_deref(), 1, 32)?;
+        let description = opt_text("description", req.description.as_deref(), 0, 200)?;
         let avatar = req
             .avatar
             .as_deref()
