@@ -38,11 +38,10 @@ fn bearer(headers: &HeaderMap) -> String {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string())
+        .and_then(|v| v.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110), as for the API key.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
         .unwrap_or_default()
 }
 
@@ -223,6 +222,11 @@ mod tests {
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer abc.def"),
+        );
+        assert_eq!(bearer(&h), "abc.def");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("BEARER abc.def"),
         );
         assert_eq!(bearer(&h), "abc.def");
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
