@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::auth_body::AuthBody;
 use crate::im::Im;
 use crate::im::events::Event;
-use crate::im::login_keys::{is_login_key, login_key, platform_tag};
+use crate::im::login_keys::{is_login_key, login_key, parse_login_key, platform_tag};
 use crate::nodes;
 use crate::online::{Online, OnlineError, top_rooms};
 use crate::push::{PushError, Pusher, room_id};
@@ -156,7 +156,7 @@ impl Logic for LogicService {
                 .await?
                 .into_iter()
                 .map(|s| s.key)
-                .filter(|k| is_login_key(k) && k.starts_with(&format!("{platform}:")))
+                .filter(|k| parse_login_key(k).is_some_and(|(p, _)| p == platform))
                 .collect();
             let reason = format!("belogin: logged in on another {platform} device");
             if let Err(e) = self.pusher.kick_keys(&older, &reason).await {

@@ -14,7 +14,7 @@ use imcloud_proto::{Frame, op};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{API_KEY, SECRET, WAIT, free_ports};
+use super::{API_KEY, SECRET, WAIT, free_ports, send_for_json};
 
 pub fn etcd_endpoints() -> String {
     std::env::var("IMCLOUD_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
@@ -340,20 +340,13 @@ impl Cluster {
     }
 
     async fn request(&self, method: reqwest::Method, path: &str, body: String) -> (u16, Value) {
-        let resp = self
+        let req = self
             .http_client
             .request(method, format!("{}{path}", self.http))
             .bearer_auth(API_KEY)
             .body(body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("HTTP body");
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
-        (status, json)
+            .timeout(Duration::from_secs(30));
+        send_for_json(req, path).await
     }
 
     /// The sum of a metric (all label sets) on a node's /metrics; 0 when it was never recorded.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use imcloud::client::{ClientError, GoimClient, auth_body};
 use serde_json::{Value, json};
 
-use super::{Standalone, WAIT, cluster::unique};
+use super::{Standalone, WAIT, cluster::unique, send_for_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -144,12 +144,7 @@ impl ImApi {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("HTTP body");
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
-        (status, json)
+        send_for_json(req, path).await
     }
 
     /// A call that must answer `status`; returns the body.

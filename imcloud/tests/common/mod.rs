@@ -221,12 +221,7 @@ impl Standalone {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().await.expect("HTTP request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("HTTP body");
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
-        (status, json)
+        send_for_json(req, path).await
     }
 
     /// The Prometheus text of `/metrics` (every role's metrics, in one process).
@@ -264,6 +259,16 @@ impl Drop for Standalone {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Sends a request; returns the HTTP status and the JSON answer (which it must be).
+pub async fn send_for_json(req: reqwest::RequestBuilder, path: &str) -> (u16, Value) {
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("HTTP body");
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
+    (status, json)
 }
 
 /// The next application message (skipping heartbeat replies).

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
-use super::login_keys::is_login_key;
+use super::login_keys::login_of;
 use super::users::{User, user_columns};
 use super::{Im, ImResult, Reply};
 use crate::token::TokenError;
@@ -175,9 +175,6 @@ impl Im {
         }
         let hash = hash_password(req.password).await?;
         for _ in 0..5 {
-            if self.user_id_by_email(&email).await?.is_some() {
-                return Err(ImError::conflict("email is already registered"));
-            }
             let account_no = rand::rng()
                 .random_range(100_000_000..1_000_000_000i64)
                 .to_string();
@@ -197,7 +194,13 @@ impl Im {
             .await;
             let user = match inserted {
                 Ok(u) => u,
-                Err(e) if is_unique_violation(&e) => continue,
+                // The email was taken meanwhile, or the account number is in use: try another.
+                Err(e) if is_unique_violation(&e) => {
+                    if self.user_id_by_email(&email).await?.is_some() {
+                        return Err(ImError::conflict("email is already registered"));
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             sqlx::query(
@@ -286,18 +289,7 @@ impl Im {
                 .await?;
             // This login's open connections close too (their keys name the login).
             if let Ok(mid) = claims.sub.parse::<i64>() {
-                let tag = format!(":{jti}:");
-                kick = match self.sessions.sessions_by_mids(&[mid]).await {
-                    Ok(s) => s
-                        .into_iter()
-                        .map(|s| s.key)
-                        .filter(|k| k.contains(&tag))
-                        .collect(),
-                    Err(e) => {
-                        tracing::warn!(mid, "logout: cannot list connections: {e}");
-                        Vec::new()
-                    }
-                };
+                kick = self.login_connections(mid, |login| login == jti).await;
             }
         }
         // Expired sessions of anyone are swept on the way.
@@ -310,6 +302,21 @@ impl Im {
             reply.kick = Some((kick, "logged out".into()));
         }
         Ok(reply)
+    }
+
+    /// The keys of `mid`'s live connections opened by the logins `pick` chooses (by jti).
+    async fn login_connections(&self, mid: i64, pick: impl Fn(&str) -> bool) -> Vec<String> {
+        match self.sessions.sessions_by_mids(&[mid]).await {
+            Ok(s) => s
+                .into_iter()
+                .map(|s| s.key)
+                .filter(|k| login_of(k).is_some_and(&pick))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(mid, "cannot list the connections to close: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// Ends every login of `me` but the one `token` belongs to (after a password change); returns
@@ -330,18 +337,7 @@ impl Im {
             .bind(&current)
             .execute(&self.db.pool)
             .await?;
-        let keep = format!(":{current}:");
-        let keys: Vec<String> = match self.sessions.sessions_by_mids(&[me]).await {
-            Ok(s) => s
-                .into_iter()
-                .map(|s| s.key)
-                .filter(|k| is_login_key(k) && !k.contains(&keep))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(mid = me, "password change: cannot list connections: {e}");
-                Vec::new()
-            }
-        };
+        let keys = self.login_connections(me, |login| login != current).await;
         Ok((!keys.is_empty()).then(|| (keys, "password changed: log in again".to_string())))
     }
 

@@ -798,38 +798,29 @@ impl Im {
                 return Err(ImError::forbidden("you may not mute this member"));
             }
         }
+        // Both changes in one statement: either the member takes them both, or (gone meanwhile) neither.
+        let n = sqlx::query(
+            "UPDATE group_members SET role = COALESCE($3, role), muted_until = COALESCE($4, muted_until) \
+             WHERE group_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(target)
+        .bind(req.role.as_deref())
+        .bind(req.muted_until)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(ImError::not_found(format!("user {target} is not a member")));
+        }
         let mut reply_events = Vec::new();
         if let Some(role) = &req.role {
-            let n = sqlx::query(
-                "UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2",
-            )
-            .bind(id)
-            .bind(target)
-            .bind(role)
-            .execute(&self.db.pool)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(ImError::not_found(format!("user {target} is not a member")));
-            }
             reply_events.push(
                 self.group_event(id, "role", json!({"user_id": target, "role": role}))
                     .await?,
             );
         }
         if let Some(until) = req.muted_until {
-            let n = sqlx::query(
-                "UPDATE group_members SET muted_until = $3 WHERE group_id = $1 AND user_id = $2",
-            )
-            .bind(id)
-            .bind(target)
-            .bind(until)
-            .execute(&self.db.pool)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(ImError::not_found(format!("user {target} is not a member")));
-            }
             reply_events.push(
                 self.group_event(
                     id,

@@ -17,18 +17,23 @@ pub fn platform_tag(platform: &str) -> String {
     }
 }
 
+/// The platform and the login (jti) a login connection's key names; `None` for other keys.
+pub fn parse_login_key(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(platform), Some(jti), Some(_), None) => Some((platform, jti)),
+        _ => None,
+    }
+}
+
 /// Whether a key is a login connection's (see [`login_key`]).
 pub fn is_login_key(key: &str) -> bool {
-    key.split(':').count() == 3
+    parse_login_key(key).is_some()
 }
 
 /// The login (jti) a login connection's key names.
 pub fn login_of(key: &str) -> Option<&str> {
-    let mut parts = key.split(':');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some(jti), Some(_), None) => Some(jti),
-        _ => None,
-    }
+    parse_login_key(key).map(|(_, jti)| jti)
 }
 
 /// The key of a connection opened with a login token: `<platform>:<login id>:<uuid>`.
@@ -51,6 +56,7 @@ mod tests {
         assert!(is_login_key(&k));
         assert!(!is_login_key("7f3c2a"));
         assert_eq!(login_of(&k), Some("j1"));
+        assert_eq!(parse_login_key(&k).map(|(p, _)| p), Some("ios"));
         assert_eq!(login_of("plain"), None);
     }
 }
