@@ -94,6 +94,25 @@ impl LogicService {
         }
     }
 
+    /// Refuses a client-chosen `key` that a live session of another user holds.
+    async fn check_key_owner(&self, key: &str, mid: i64, client_ip: &str) -> Result<(), Status> {
+        let owner = self
+            .sessions
+            .sessions_by_keys(&[key.to_string()])
+            .await?
+            .pop()
+            .flatten();
+        match owner.filter(|o| o.mid != mid) {
+            Some(owner) => {
+                tracing::info!(mid, owner = owner.mid, client = %client_ip, "auth refused: key in use");
+                Err(Status::permission_denied(
+                    "key belongs to another user's connection",
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// How many live connections `mid` has.
     async fn connections_of(&self, mid: i64) -> Result<usize, Status> {
         Ok(self.sessions.sessions_by_mids(&[mid]).await?.len())
@@ -134,21 +153,14 @@ impl Logic for LogicService {
             // the one-device-per-platform policy) can find and close them.
             Some(jti) => login_key(&platform, jti),
             None if auth.key.is_empty() => uuid::Uuid::new_v4().to_string(),
-            None => auth.key,
+            None => {
+                // A client-chosen key must not take over another user's connection (and its key
+                // pushes). Keys made here are fresh UUIDs and need no lookup.
+                self.check_key_owner(&auth.key, auth.mid, &req.client_ip)
+                    .await?;
+                auth.key
+            }
         };
-        // A client-chosen key must not take over another user's connection (and its key pushes).
-        let owner = self
-            .sessions
-            .sessions_by_keys(std::slice::from_ref(&key))
-            .await?
-            .pop()
-            .flatten();
-        if let Some(owner) = owner.filter(|o| o.mid != auth.mid) {
-            tracing::info!(mid = auth.mid, owner = owner.mid, client = %req.client_ip, "auth refused: key in use");
-            return Err(Status::permission_denied(
-                "key belongs to another user's connection",
-            ));
-        }
         if claims.jti.is_some() && self.im.settings.one_device_per_platform {
             let older: Vec<String> = self
                 .sessions
