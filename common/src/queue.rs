@@ -3,6 +3,8 @@
 //! Payloads are encoded `imcloud.queue.PushMsg`s. Messages with the same key keep their order.
 //! A consumer commits a delivery only after it has been handled (at-least-once).
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +24,20 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     pub partition: i32,
     pub offset: i64,
+    /// When the producer handed the message over (Kafka: the record's timestamp, in milliseconds), if
+    /// known: the consumer reports how long messages waited in the queue.
+    pub produced_at: Option<SystemTime>,
 }
 
 #[async_trait]
 pub trait QueueProducer: Send + Sync + 'static {
     /// Returns once the queue has accepted the message (for Kafka: acknowledged by the broker).
     async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError>;
+    /// How many partitions messages spread over by key (the embedded queue is one FIFO). Producers use
+    /// it to split a target's traffic over several keys, so that every consumer gets a share.
+    fn partitions(&self) -> u32 {
+        1
+    }
 }
 
 #[async_trait]

@@ -9,7 +9,7 @@
 //!   in between makes the next owner of its partitions deliver the uncommitted tail again (at-least-once).
 //! - [`ensure_topic`] creates the push topic at start-up when it is missing.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
@@ -57,6 +57,9 @@ pub struct KafkaSettings {
 fn base(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
+        // librdkafka leaves Nagle on by default: a small produce or fetch request sent while an earlier
+        // one is unacknowledged waits for that ACK.
+        .set("socket.nagle.disable", "true")
         // librdkafka logs through its own callback; keep it to warnings.
         .set("log_level", "4");
     // Extra librdkafka debug contexts (e.g. `cgrp,topic`), for troubleshooting a deployment.
@@ -94,6 +97,7 @@ pub async fn ensure_topic(s: &KafkaSettings) -> Result<(), KafkaSetupError> {
 pub struct KafkaProducer {
     producer: FutureProducer,
     topic: String,
+    partitions: u32,
 }
 
 impl KafkaProducer {
@@ -107,6 +111,7 @@ impl KafkaProducer {
         Ok(KafkaProducer {
             producer,
             topic: s.topic.clone(),
+            partitions: u32::try_from(s.partitions).unwrap_or(1).max(1),
         })
     }
 }
@@ -126,6 +131,12 @@ impl QueueProducer for KafkaProducer {
             Ok(_) => Ok(()),
             Err((e, _)) => Err(QueueError::Unavailable(format!("Kafka: {e}"))),
         }
+    }
+
+    /// The configured partition count (`IMCLOUD_KAFKA_PARTITIONS`); an existing topic may have another,
+    /// which only makes the spread less even.
+    fn partitions(&self) -> u32 {
+        self.partitions
     }
 }
 
@@ -224,6 +235,11 @@ impl QueueConsumer for KafkaConsumer {
             payload: m.payload().unwrap_or_default().to_vec(),
             partition: m.partition(),
             offset: m.offset(),
+            produced_at: m
+                .timestamp()
+                .to_millis()
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
         })
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
@@ -14,13 +14,16 @@ use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
 /// How long a producer waits for room in a full queue.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A message as it waits in the queue: key, payload, and when it was sent.
+type Queued = (String, Vec<u8>, SystemTime);
+
 pub struct MemoryProducer {
-    tx: mpsc::Sender<(String, Vec<u8>)>,
+    tx: mpsc::Sender<Queued>,
     timeout: Duration,
 }
 
 pub struct MemoryConsumer {
-    rx: Mutex<mpsc::Receiver<(String, Vec<u8>)>>,
+    rx: Mutex<mpsc::Receiver<Queued>>,
     next_offset: AtomicI64,
     committed: Arc<AtomicI64>,
 }
@@ -60,7 +63,7 @@ impl QueueProducer for MemoryProducer {
     async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
         match self
             .tx
-            .send_timeout((key.to_string(), payload), self.timeout)
+            .send_timeout((key.to_string(), payload, SystemTime::now()), self.timeout)
             .await
         {
             Ok(()) => Ok(()),
@@ -74,13 +77,14 @@ impl QueueProducer for MemoryProducer {
 impl QueueConsumer for MemoryConsumer {
     async fn recv(&self) -> Result<Delivery, QueueError> {
         let mut rx = self.rx.lock().await;
-        let (key, payload) = rx.recv().await.ok_or(QueueError::Closed)?;
+        let (key, payload, sent) = rx.recv().await.ok_or(QueueError::Closed)?;
         let offset = self.next_offset.fetch_add(1, Ordering::AcqRel);
         Ok(Delivery {
             key,
             payload,
             partition: 0,
             offset,
+            produced_at: Some(sent),
         })
     }
 

@@ -93,6 +93,9 @@ impl Consumer {
                 return true;
             }
         };
+        if let Some(waited) = d.produced_at.and_then(|t| t.elapsed().ok()) {
+            metrics::histogram!("imcloud_job_queue_wait_seconds").record(waited.as_secs_f64());
+        }
         let done = self.dispatch(&d).await;
         inflight.send((d, done)).await.is_ok()
     }
@@ -181,6 +184,7 @@ mod tests {
             payload: Vec::new(),
             partition: 0,
             offset,
+            produced_at: None,
         }
     }
 
