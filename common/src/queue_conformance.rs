@@ -26,6 +26,13 @@ pub async fn run(producer: &dyn QueueProducer, consumer: &dyn QueueConsumer) {
         let text = String::from_utf8(d.payload.clone()).expect("utf8 payload");
         let (k, i) = text.split_once(':').expect("key:index");
         assert_eq!(k, d.key, "key travels with the message");
+        // When it was produced (whole milliseconds on Kafka): within the run, and not in the future.
+        let waited = d
+            .produced_at
+            .expect("production time travels with the message")
+            .elapsed()
+            .expect("produced in the past");
+        assert!(waited < Duration::from_secs(60), "produced {waited:?} ago");
         seen.entry(k.to_string())
             .or_default()
             .push(i.parse().expect("index"));
