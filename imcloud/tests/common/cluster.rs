@@ -33,7 +33,10 @@ pub fn unique(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{tag}-{}-{nanos}", std::process::id())
+    // Two tests of one binary can read the same clock value; the counter keeps their names apart.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{tag}-{}-{nanos}-{n}", std::process::id())
 }
 
 /// One process of the cluster.
