@@ -16,6 +16,8 @@ pub mod registry_conformance;
 pub mod registry_etcd;
 pub mod registry_memory;
 pub mod shutdown;
+#[doc(hidden)]
+pub mod test_name;
 
 pub use config::{Config, ConfigArgs, ConfigError};
 pub use node::{NodeInfo, Role};

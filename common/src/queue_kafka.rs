@@ -266,6 +266,7 @@ impl QueueConsumer for KafkaConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_name::unique_test_name;
 
     /// Brokers for the tests: IMCLOUD_TEST_KAFKA_BROKERS (`.ci/run` starts Tansu), else 127.0.0.1:9092.
     fn brokers() -> String {
@@ -275,20 +276,11 @@ mod tests {
     fn settings(partitions: i32) -> KafkaSettings {
         KafkaSettings {
             brokers: brokers(),
-            topic: format!("imcloud-test-{}", uuid_like()),
+            topic: unique_test_name("imcloud-test"),
             partitions,
             replication: 1,
             fetch_wait_ms: 10,
         }
-    }
-
-    fn uuid_like() -> String {
-        use std::time::{SystemTime, UNIX_EPOCH};
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        format!("{}-{nanos}", std::process::id())
     }
 
     #[tokio::test]
@@ -297,7 +289,7 @@ mod tests {
         ensure_topic(&s).await.expect("create topic");
         ensure_topic(&s).await.expect("an existing topic is fine");
         let producer = KafkaProducer::new(&s).expect("producer");
-        let group = format!("conformance-{}", uuid_like());
+        let group = unique_test_name("conformance");
         let consumer = KafkaConsumer::new(&s, &group, 6000).expect("consumer");
         crate::queue_conformance::run(&producer, &consumer).await;
         consumer.close().await;
@@ -314,7 +306,7 @@ mod tests {
                 .await
                 .expect("send");
         }
-        let group = format!("redeliver-{}", uuid_like());
+        let group = unique_test_name("redeliver");
         let first = KafkaConsumer::new(&s, &group, 6000).expect("consumer");
         let mut got = Vec::new();
         for _ in 0..6 {

@@ -7,7 +7,7 @@ use crate::registry::Registry;
 
 /// Runs the suite against a registry that holds no nodes of the ids used here.
 pub async fn run(reg: &dyn Registry) {
-    let suffix = format!("{}-{}", std::process::id(), rand_suffix());
+    let suffix = crate::test_name::unique_test_name("conf");
     let a = NodeInfo::new(Role::Comet, format!("conf-a-{suffix}"));
     let mut b = NodeInfo::new(Role::Comet, format!("conf-b-{suffix}"));
     let mut watch = reg.watch(Role::Comet);
@@ -61,11 +61,4 @@ async fn wait_for(
         matches!(res, Ok(Ok(_))),
         "watch did not reach the expected state"
     );
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
 }

@@ -514,11 +514,10 @@ mod tests {
 
     /// A prefix no other test run uses.
     fn unique_prefix() -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("/imcloud-test-{}-{nanos}/nodes/", std::process::id())
+        format!(
+            "/{}/nodes/",
+            crate::test_name::unique_test_name("imcloud-test")
+        )
     }
 
     /// Connects or fails the test: these tests need a running etcd.

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use imcloud_common::test_name::unique_test_name;
 use imcloud_proto::op;
 
 fn etcd_endpoints() -> String {
@@ -13,14 +14,6 @@ fn etcd_endpoints() -> String {
 
 fn redis_url() -> String {
     std::env::var("IMCLOUD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
 }
 
 async fn etcd_entries(client: &mut etcd_client::Client, prefix: &str) -> Vec<(String, i64)> {
@@ -50,8 +43,8 @@ async fn flush_redis(prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush() {
-    let etcd_prefix = format!("/{}/nodes/", unique("imcloud-it"));
-    let redis_prefix = format!("{}:", unique("imcloud-it"));
+    let etcd_prefix = format!("/{}/nodes/", unique_test_name("imcloud-it"));
+    let redis_prefix = format!("{}:", unique_test_name("imcloud-it"));
     let mut etcd = etcd_client::Client::connect([etcd_endpoints()], None)
         .await
         .unwrap_or_else(|e| panic!("etcd at {} is needed for this test: {e}", etcd_endpoints()));
@@ -139,7 +132,7 @@ async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush()
 async fn standalone_on_kafka_delivers_every_push_kind_through_the_topic() {
     let brokers =
         std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let topic = unique("imcloud-it");
+    let topic = unique_test_name("imcloud-it");
     let s = Standalone::start_with(&[
         ("IMCLOUD_KAFKA_BROKERS", &brokers),
         ("IMCLOUD_KAFKA_TOPIC", &topic),

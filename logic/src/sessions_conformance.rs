@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::sessions::{ServerOnline, Session, SessionStore};
 
 pub async fn run(store: &dyn SessionStore, ttl: Duration) {
-    let tag = format!("{}-{}", std::process::id(), crate::token::unix_now());
+    let tag = imcloud_common::test_name::unique_test_name("s");
     let mid = (crate::token::unix_now() as i64 % 1_000_000) * 1000 + 7;
     let s = |key: &str, server: &str| Session {
         mid,

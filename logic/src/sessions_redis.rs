@@ -276,11 +276,10 @@ mod tests {
     }
 
     fn test_prefix() -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("imcloud-test-{}-{nanos}:", std::process::id())
+        format!(
+            "{}:",
+            imcloud_common::test_name::unique_test_name("imcloud-test")
+        )
     }
 
     async fn store(prefix: &str, ttl: Duration) -> RedisSessions {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use imcloud::client::{GoimClient, auth_body, sign_token};
+use imcloud_common::test_name::unique_test_name;
 use imcloud_proto::{Frame, op};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -26,17 +27,6 @@ pub fn kafka_brokers() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("IMCLOUD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-pub fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    // Two tests of one binary can read the same clock value; the counter keeps their names apart.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{tag}-{}-{nanos}-{n}", std::process::id())
 }
 
 /// One process of the cluster.
@@ -105,7 +95,7 @@ impl Cluster {
     }
 
     async fn try_start(spec: &ClusterSpec) -> Option<Cluster> {
-        let tag = unique("imcloud-cluster");
+        let tag = unique_test_name("imcloud-cluster");
         let logs = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&logs).expect("log dir");
         let etcd_prefix = format!("/{tag}/nodes/");

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use imcloud::client::{ClientError, GoimClient, auth_body};
 use serde_json::{Value, json};
 
-use super::{Standalone, WAIT, cluster::unique, send_for_json};
+use imcloud_common::test_name::unique_test_name;
+
+use super::{Standalone, WAIT, send_for_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -37,7 +39,7 @@ pub struct ImApi {
 /// A fresh PostgreSQL database url for one test (the server creates it); drop it with
 /// [`drop_test_database`].
 pub fn test_database() -> (String, String) {
-    let name = unique("imcloud_test").replace('-', "_");
+    let name = unique_test_name("imcloud_test").replace('-', "_");
     (format!("{}/{name}", postgres_base()), name)
 }
 
@@ -88,11 +90,8 @@ impl ImServer {
         let pg_database = match store {
             Store::Sqlite => None,
             Store::Postgres => {
-                let name = unique("imcloud_test").replace('-', "_");
-                env.push((
-                    "IMCLOUD_DATABASE_URL",
-                    format!("{}/{name}", postgres_base()),
-                ));
+                let (url, name) = test_database();
+                env.push(("IMCLOUD_DATABASE_URL", url));
                 Some(name)
             }
         };
@@ -191,7 +190,7 @@ impl ImApi {
 
     /// Registers and logs in a user.
     pub async fn user(&self, nickname: &str) -> TestUser {
-        let email = format!("{}@example.com", unique(&nickname.to_lowercase()));
+        let email = format!("{}@example.com", unique_test_name(&nickname.to_lowercase()));
         let (s, v) = self
             .call(
                 "POST",

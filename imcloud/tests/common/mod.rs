@@ -79,7 +79,9 @@ impl Standalone {
         let data_dir = if env.iter().any(|(k, _)| *k == "IMCLOUD_DATABASE_URL") {
             None
         } else {
-            let dir = std::env::temp_dir().join(cluster::unique("imcloud-test-db"));
+            let dir = std::env::temp_dir().join(imcloud_common::test_name::unique_test_name(
+                "imcloud-test-db",
+            ));
             cmd.env(
                 "IMCLOUD_DATABASE_URL",
                 format!("sqlite://{}/im.db", dir.display()),
