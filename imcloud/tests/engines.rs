@@ -4,17 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::cluster::{etcd_endpoints, kafka_brokers, redis_url};
 use common::*;
 use imcloud_common::test_name::unique_test_name;
 use imcloud_proto::op;
-
-fn etcd_endpoints() -> String {
-    std::env::var("IMCLOUD_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("IMCLOUD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
 
 async fn etcd_entries(client: &mut etcd_client::Client, prefix: &str) -> Vec<(String, i64)> {
     let resp = client
@@ -130,8 +123,7 @@ async fn standalone_on_etcd_and_redis_delivers_and_recovers_from_a_redis_flush()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_on_kafka_delivers_every_push_kind_through_the_topic() {
-    let brokers =
-        std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = kafka_brokers();
     let topic = unique_test_name("imcloud-it");
     let s = Standalone::start_with(&[
         ("IMCLOUD_KAFKA_BROKERS", &brokers),

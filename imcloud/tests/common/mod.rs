@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use imcloud::client::{ClientError, GoimClient, auth_body, sign_token};
+use imcloud_common::test_name::unique_test_name;
 use imcloud_proto::Frame;
 use serde_json::Value;
 
@@ -79,9 +80,7 @@ impl Standalone {
         let data_dir = if env.iter().any(|(k, _)| *k == "IMCLOUD_DATABASE_URL") {
             None
         } else {
-            let dir = std::env::temp_dir().join(imcloud_common::test_name::unique_test_name(
-                "imcloud-test-db",
-            ));
+            let dir = std::env::temp_dir().join(unique_test_name("imcloud-test-db"));
             cmd.env(
                 "IMCLOUD_DATABASE_URL",
                 format!("sqlite://{}/im.db", dir.display()),
