@@ -75,11 +75,12 @@ ensure_redis() {
   return 1
 }
 
-# wait_until NAME LOG COMMAND...: polls COMMAND for up to 20 s; when it never succeeds, prints LOG.
+# wait_until NAME LOG COMMAND...: polls COMMAND for up to WAIT_SECS (default 20) seconds; when it never
+# succeeds, prints LOG.
 wait_until() {
   local name=$1 logfile=$2
   shift 2
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 $((${WAIT_SECS:-20} * 10))); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
@@ -90,11 +91,17 @@ wait_until() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A private etcd for the tests, on its own ports and data dir; stopped by stop_etcd.
+# start_etcd [CLIENT_PORT PEER_PORT]: a private etcd for the tests, on its own ports (default 23791, 23801)
+# and data dir; stopped by stop_etcd. An etcd that already answers on CLIENT_PORT is reused and left running.
 ETCD_PID=
 start_etcd() {
   command -v etcd >/dev/null 2>&1 || apt_install etcd-server etcd-client
   local client_port=${1:-23791} peer_port=${2:-23801}
+  if env ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$client_port" --dial-timeout 1s endpoint health >/dev/null 2>&1; then
+    echo "reusing the etcd that answers on 127.0.0.1:$client_port"
+    export IMCLOUD_TEST_ETCD_ENDPOINTS="127.0.0.1:$client_port"
+    return 0
+  fi
   ETCD_DIR=$(mktemp -d /tmp/imcloud-etcd.XXXXXX)
   etcd --name imcloud-test --data-dir "$ETCD_DIR/data" \
     --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
@@ -115,38 +122,82 @@ stop_etcd() {
   fi
 }
 
-# A Kafka-compatible broker: Tansu (Apache-2.0, Kafka protocol, in Rust). Apache Kafka itself is not
-# installable here. Installed once with cargo (about 15 minutes on 2 cores), reused when already on PATH.
-ensure_tansu() {
-  local bin="${CARGO_HOME:-$HOME/.cargo}/bin"
-  if command -v tansu >/dev/null 2>&1; then return 0; fi
-  if [ ! -x "$bin/tansu" ]; then
-    log "installing Tansu (cargo install tansu; about 15 minutes on 2 cores, once per machine)"
-    cargo install tansu --locked --features dynostore
+# Apache Kafka for the tests, the local cluster and the benchmark: the broker's jars come from Maven Central
+# through the pom in scripts/kafka (Maven, with Java 17, both on the machine), copied once into the ignored
+# folder .cache/kafka-<version>/libs. Maven's own cache (~/.m2) makes later copies local.
+KAFKA_VERSION=4.4.0
+KAFKA_HOME=
+ensure_kafka() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  KAFKA_HOME="$root/.cache/kafka-$KAFKA_VERSION"
+  if [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then return 0; fi
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  log "fetching Apache Kafka $KAFKA_VERSION from Maven Central (once per clone)"
+  rm -rf "$KAFKA_HOME.tmp"
+  mkdir -p "$KAFKA_HOME.tmp"
+  if ! mvn -B -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_HOME.tmp/libs" >"$KAFKA_HOME.tmp/mvn.log" 2>&1; then
+    echo "could not fetch Apache Kafka with Maven; its log:" >&2
+    tail -40 "$KAFKA_HOME.tmp/mvn.log" >&2
+    return 1
   fi
-  export PATH="$bin:$PATH"
-  command -v tansu >/dev/null 2>&1 || { echo "tansu is not on PATH after installing it into $bin" >&2; return 1; }
+  rm -rf "$KAFKA_HOME"
+  mv "$KAFKA_HOME.tmp" "$KAFKA_HOME"
 }
 
-# A private in-memory Tansu broker on its own port; stopped by stop_tansu. Sets IMCLOUD_TEST_KAFKA_BROKERS.
-TANSU_PID=
-start_tansu() {
-  ensure_tansu
+# start_kafka [PORT]: a private single-node KRaft broker (broker and controller in one JVM, 512 MiB heap) on
+# 127.0.0.1:PORT (default 19092; its controller on PORT+1), with its own log dir, formatted at start. When a
+# broker already answers on PORT it is reused and left running. Exports IMCLOUD_TEST_KAFKA_BROKERS; stopped
+# by stop_kafka.
+KAFKA_PID=
+start_kafka() {
   local port=${1:-19092}
-  TANSU_DIR=$(mktemp -d /tmp/imcloud-tansu.XXXXXX)
-  tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$TANSU_DIR/tansu.log" 2>&1 &
-  TANSU_PID=$!
-  wait_until "Tansu" "$TANSU_DIR/tansu.log" port_open "$port" || return 1
   export IMCLOUD_TEST_KAFKA_BROKERS="127.0.0.1:$port"
+  if port_open "$port"; then
+    echo "reusing the Kafka broker that answers on 127.0.0.1:$port"
+    return 0
+  fi
+  ensure_kafka || return 1
+  KAFKA_DIR=$(mktemp -d /tmp/imcloud-kafka.XXXXXX)
+  cat >"$KAFKA_DIR/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$((port + 1))
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$((port + 1))
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  local java=(java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    "-Dlog4j2.configurationFile=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/log4j2.properties"
+    -cp "$KAFKA_HOME/libs/*")
+  "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
+    -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 ||
+    { echo "formatting Kafka's log dir failed:" >&2; cat "$KAFKA_DIR/format.log" >&2; return 1; }
+  "${java[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/kafka.log" 2>&1 &
+  KAFKA_PID=$!
+  # A JVM on two busy cores can take a while.
+  WAIT_SECS=90 wait_until "Kafka" "$KAFKA_DIR/kafka.log" grep -q "Kafka Server started" "$KAFKA_DIR/kafka.log" || return 1
 }
 
-stop_tansu() {
-  if [ -n "$TANSU_PID" ]; then
-    kill "$TANSU_PID" 2>/dev/null || true
-    wait "$TANSU_PID" 2>/dev/null || true
-    rm -rf "$TANSU_DIR"
-    TANSU_PID=
+stop_kafka() {
+  if [ -n "$KAFKA_PID" ]; then
+    kill "$KAFKA_PID" 2>/dev/null || true
+    wait "$KAFKA_PID" 2>/dev/null || true
+    rm -rf "$KAFKA_DIR"
+    KAFKA_PID=
   fi
 }
 
@@ -157,7 +208,7 @@ ensure_nats() {
   command -v nats-server >/dev/null 2>&1 || export PATH="$PATH:/usr/sbin"
 }
 
-# start_cluster BIN LOGDIR: etcd (23791), Tansu (19092), then logic, 2 comets, 2 jobs and 1 api as separate
+# start_cluster BIN LOGDIR: etcd (23791), Kafka (19092), then logic, 2 comets, 2 jobs and 1 api as separate
 # processes of BIN, configured only through IMCLOUD_* variables (given to each process, not exported here).
 # Ports: api 3111; comet1 ws 3102 / tcp 3101 / grpc 3109 / metrics 9101; comet2 ws 3202 / tcp 3201 /
 # grpc 3209 / metrics 9102; logic grpc 3119 / metrics 9103; jobs' metrics 9104, 9105. Sets CLUSTER_PIDS
@@ -166,7 +217,7 @@ CLUSTER_PIDS=()
 start_cluster() {
   local bin=$1 logs=$2
   start_etcd 23791 23801
-  start_tansu 19092
+  start_kafka 19092
   mkdir -p "$logs"
   CLUSTER_SECRET=${IMCLOUD_AUTH_SECRET:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   CLUSTER_API_KEY=${IMCLOUD_API_KEY:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
@@ -208,6 +259,6 @@ stop_cluster() {
   for pid in "${CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   CLUSTER_PIDS=()
-  stop_tansu
+  stop_kafka
   stop_etcd
 }

@@ -73,8 +73,6 @@ settings! {
     kafka_group: String = "imcloud-job".into(), "IMCLOUD_KAFKA_GROUP";
     /// Milliseconds without a job's heartbeat before Kafka gives its partitions to the other jobs
     kafka_session_timeout_ms: u32 = 10000, "IMCLOUD_KAFKA_SESSION_TIMEOUT_MS";
-    /// Longest a job's fetch may wait for data (Kafka answers as soon as data arrives; Tansu holds every fetch this long)
-    kafka_fetch_wait_ms: u32 = 10, "IMCLOUD_KAFKA_FETCH_WAIT_MS";
     /// Redis URL; unset = embedded session store
     redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
     /// Prefix of every Redis key this deployment writes (several deployments can share one Redis)
@@ -183,7 +181,6 @@ impl Config {
                 "kafka_session_timeout_ms",
                 self.kafka_session_timeout_ms as u64,
             ),
-            ("kafka_fetch_wait_ms", self.kafka_fetch_wait_ms as u64),
         ];
         for (name, v) in positive {
             if v == 0 {

@@ -43,6 +43,4 @@ pub trait QueueConsumer: Send + Sync + 'static {
     async fn commit(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Makes the commits durable and leaves the group, so other consumers take over at once.
     async fn close(&self) {}
-    /// Makes the commits durable, then leaves and rejoins the group so its partitions are assigned afresh.
-    async fn rejoin(&self) {}
 }

@@ -50,8 +50,6 @@ pub struct KafkaSettings {
     pub topic: String,
     pub partitions: i32,
     pub replication: i32,
-    /// The consumer's `fetch.wait.max.ms`.
-    pub fetch_wait_ms: u32,
 }
 
 fn base(brokers: &str) -> ClientConfig {
@@ -188,9 +186,6 @@ impl KafkaConsumer {
             .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // A fetch returns at once when data is there on Kafka; brokers that hold it for the full wait
-            // (Tansu) add up to this much latency to every push.
-            .set("fetch.wait.max.ms", s.fetch_wait_ms.to_string())
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set(
                 "heartbeat.interval.ms",
@@ -248,19 +243,6 @@ impl QueueConsumer for KafkaConsumer {
         self.consumer.unsubscribe();
     }
 
-    /// Tansu 0.6 keeps a dead group leader after its session times out, and the surviving members then get
-    /// only their old partitions back: the dead job's partitions would stay unconsumed. Leaving and joining
-    /// again makes the broker pick a live leader, which assigns every partition. On Apache Kafka this is
-    /// one extra rebalance.
-    async fn rejoin(&self) {
-        self.commit_stored();
-        self.consumer.unsubscribe();
-        if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
-            tracing::error!("rejoining the Kafka group: {e}");
-        } else {
-            tracing::info!("rejoined the Kafka consumer group");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -268,7 +250,7 @@ mod tests {
     use super::*;
     use crate::test_name::unique_test_name;
 
-    /// Brokers for the tests: IMCLOUD_TEST_KAFKA_BROKERS (`.ci/run` starts Tansu), else 127.0.0.1:9092.
+    /// Brokers for the tests: IMCLOUD_TEST_KAFKA_BROKERS (`.ci/run` starts Apache Kafka), else 127.0.0.1:9092.
     fn brokers() -> String {
         std::env::var("IMCLOUD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
     }
@@ -279,7 +261,6 @@ mod tests {
             topic: unique_test_name("imcloud-test"),
             partitions,
             replication: 1,
-            fetch_wait_ms: 10,
         }
     }
 
@@ -341,7 +322,6 @@ mod tests {
             topic: "imcloud-nowhere".into(),
             partitions: 1,
             replication: 1,
-            fetch_wait_ms: 10,
         };
         let producer = KafkaProducer::new(&s).expect("producer");
         let started = std::time::Instant::now();

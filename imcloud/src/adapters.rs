@@ -25,7 +25,6 @@ pub fn kafka(cfg: &Config) -> KafkaSettings {
         topic: cfg.kafka_topic.clone(),
         partitions: cfg.kafka_partitions,
         replication: cfg.kafka_replication,
-        fetch_wait_ms: cfg.kafka_fetch_wait_ms,
     }
 }
 

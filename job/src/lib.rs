@@ -5,7 +5,6 @@ pub mod comet_pool;
 pub mod consumer;
 pub mod room_batcher;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,13 +43,6 @@ pub async fn run(
         cfg.room_batch_max,
         Duration::from_millis(cfg.room_flush_ms),
     );
-    let rejoiner = tokio::spawn(rejoin_on_job_loss(
-        registry.clone(),
-        queue.clone(),
-        me.id.clone(),
-        Duration::from_millis(u64::from(cfg.kafka_session_timeout_ms) + 2000),
-        watch_stop.clone(),
-    ));
     tracing::info!(id = %me.id, "job consuming");
     Consumer {
         queue: queue.clone(),
@@ -60,48 +52,11 @@ pub async fn run(
     .run(shutdown)
     .await;
     let _ = batcher.await;
-    // No rejoin may follow the close.
     watch_stop.cancel();
-    let _ = rejoiner.await;
     queue.close().await;
     if let Err(e) = registry.deregister(Role::Job, &me.id).await {
         tracing::warn!("deregister: {e}");
     }
     tracing::info!("job stopped");
     Ok(())
-}
-
-/// When another job leaves the registry (killed: its lease expired), the live job with the lowest id waits
-/// out the broker's session timeout, by which time the broker has dropped the dead member, and rejoins the
-/// consumer group so the dead job's partitions are assigned again (see [`QueueConsumer::rejoin`]).
-async fn rejoin_on_job_loss(
-    registry: Arc<dyn Registry>,
-    queue: Arc<dyn QueueConsumer>,
-    me: String,
-    delay: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut rx = registry.watch(Role::Job);
-    let ids =
-        |nodes: &[NodeInfo]| -> BTreeSet<String> { nodes.iter().map(|n| n.id.clone()).collect() };
-    let mut known = ids(&rx.borrow_and_update());
-    loop {
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = shutdown.cancelled() => return,
-        }
-        let live = ids(&rx.borrow_and_update());
-        let lost: Vec<&String> = known.difference(&live).filter(|id| **id != me).collect();
-        if !lost.is_empty() && live.first() == Some(&me) {
-            tracing::info!(
-                ?lost,
-                "job(s) left the registry; rejoining the consumer group in {delay:?}"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => queue.rejoin().await,
-                _ = shutdown.cancelled() => return,
-            }
-        }
-        known = live;
-    }
 }
