@@ -33,6 +33,11 @@ pub struct Delivery {
 pub trait QueueProducer: Send + Sync + 'static {
     /// Returns once the queue has accepted the message (for Kafka: acknowledged by the broker).
     async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError>;
+    /// How many partitions messages spread over by key (the embedded queue is one FIFO). Producers use
+    /// it to split a target's traffic over several keys, so that every consumer gets a share.
+    fn partitions(&self) -> u32 {
+        1
+    }
 }
 
 #[async_trait]

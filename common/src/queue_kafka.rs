@@ -95,6 +95,7 @@ pub async fn ensure_topic(s: &KafkaSettings) -> Result<(), KafkaSetupError> {
 pub struct KafkaProducer {
     producer: FutureProducer,
     topic: String,
+    partitions: u32,
 }
 
 impl KafkaProducer {
@@ -108,6 +109,7 @@ impl KafkaProducer {
         Ok(KafkaProducer {
             producer,
             topic: s.topic.clone(),
+            partitions: u32::try_from(s.partitions).unwrap_or(1).max(1),
         })
     }
 }
@@ -127,6 +129,12 @@ impl QueueProducer for KafkaProducer {
             Ok(_) => Ok(()),
             Err((e, _)) => Err(QueueError::Unavailable(format!("Kafka: {e}"))),
         }
+    }
+
+    /// The configured partition count (`IMCLOUD_KAFKA_PARTITIONS`); an existing topic may have another,
+    /// which only makes the spread less even.
+    fn partitions(&self) -> u32 {
+        self.partitions
     }
 }
 

@@ -1,8 +1,10 @@
-//! Pushes from backends become queue messages: one per comet for keys/mids, one for a room or for all.
+//! Pushes from backends become queue messages: one per comet (and key shard, on Kafka) for keys/mids, one
+//! for a room or for all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures_util::future::try_join_all;
 use imcloud_common::queue::{QueueError, QueueProducer};
 use imcloud_proto::op;
 use imcloud_proto::queue::{PushMsg, push_msg};
@@ -27,6 +29,21 @@ pub struct Pusher {
     sessions: Arc<dyn SessionStore>,
     queue: Arc<dyn QueueProducer>,
     max_msg: usize,
+}
+
+/// The queue key of a push to connection `key` on comet `server`. With one partition it is the comet's
+/// node id. With several it is the node id and a shard of the connection key (`comet1#5`), so that one
+/// comet's pushes spread over the partitions, and so over the jobs, while each connection's pushes keep one
+/// key and therefore their order.
+pub fn queue_key(server: &str, key: &str, partitions: u32) -> String {
+    if partitions <= 1 {
+        return server.to_string();
+    }
+    // FNV-1a: stable across processes and versions, so every logic node picks the same shard.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{server}#{}", hash % u64::from(partitions))
 }
 
 /// goim's room id: `type://room`.
@@ -71,25 +88,38 @@ impl Pusher {
         Ok(())
     }
 
+    /// One queue message per comet and key shard (see [`queue_key`]), produced concurrently: they
+    /// address different connections, so their relative order does not matter.
     async fn produce_per_server(
         &self,
         operation: i32,
         by_server: BTreeMap<String, Vec<String>>,
         msg: &[u8],
     ) -> Result<u32, PushError> {
-        let mut queued = 0;
+        let shards = self.queue.partitions();
+        let mut by_queue_key: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
         for (server, keys) in by_server {
+            for key in keys {
+                by_queue_key
+                    .entry(queue_key(&server, &key, shards))
+                    .or_insert_with(|| (server.clone(), Vec::new()))
+                    .1
+                    .push(key);
+            }
+        }
+        let queued = by_queue_key.len() as u32;
+        try_join_all(by_queue_key.into_iter().map(|(queue_key, (server, keys))| {
             let m = PushMsg {
                 r#type: push_msg::Type::Push as i32,
                 operation,
-                server: server.clone(),
+                server,
                 keys,
                 msg: msg.to_vec(),
                 ..Default::default()
             };
-            self.produce(&server, m).await?;
-            queued += 1;
-        }
+            async move { self.produce(&queue_key, m).await }
+        }))
+        .await?;
         Ok(queued)
     }
 
@@ -245,6 +275,68 @@ mod tests {
             (m.r#type(), m.room.as_str()),
             (push_msg::Type::Room, "live://7")
         );
+    }
+
+    /// The embedded queue, claiming several partitions as Kafka would.
+    struct Partitioned(imcloud_common::queue_memory::MemoryProducer, u32);
+
+    #[async_trait::async_trait]
+    impl QueueProducer for Partitioned {
+        async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+            self.0.send(key, payload).await
+        }
+        fn partitions(&self) -> u32 {
+            self.1
+        }
+    }
+
+    #[test]
+    fn a_connection_keeps_one_queue_key() {
+        assert_eq!(queue_key("comet1", "k", 1), "comet1");
+        assert_eq!(queue_key("comet1", "k", 8), queue_key("comet1", "k", 8));
+        let shards: std::collections::BTreeSet<String> = (0..64)
+            .map(|i| queue_key("comet1", &format!("key-{i}"), 8))
+            .collect();
+        assert_eq!(shards.len(), 8, "{shards:?}");
+        assert!(shards.iter().all(|k| k.starts_with("comet1#")));
+    }
+
+    #[tokio::test]
+    async fn a_comets_pushes_spread_over_the_partitions() {
+        let sessions = MemorySessions::new(Duration::from_secs(60), Duration::from_secs(60));
+        let keys: Vec<String> = (0..32).map(|i| format!("key-{i}")).collect();
+        for (i, key) in keys.iter().enumerate() {
+            sessions
+                .add(&Session {
+                    mid: i as i64,
+                    key: key.clone(),
+                    server: "c1".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let (p, c) = memory_queue(64);
+        let pusher = Pusher::new(sessions, Arc::new(Partitioned(p, 4)), 1024);
+        let queued = pusher.push_keys(1000, &keys, b"hi").await.unwrap();
+        assert_eq!(queued, 4);
+        let mut seen = Vec::new();
+        for _ in 0..queued {
+            let d = c.recv().await.unwrap();
+            let m = PushMsg::decode(&d.payload[..]).unwrap();
+            assert_eq!(m.server, "c1");
+            for k in &m.keys {
+                assert_eq!(
+                    queue_key("c1", k, 4),
+                    d.key,
+                    "{k} under the wrong queue key"
+                );
+            }
+            seen.extend(m.keys);
+        }
+        seen.sort();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(seen, want, "every key exactly once");
     }
 
     #[tokio::test]
