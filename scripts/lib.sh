@@ -75,6 +75,54 @@ ensure_redis() {
   return 1
 }
 
+# start_redis_cluster [FIRST_PORT]: a private Redis Cluster of three masters (no replicas, no persistence)
+# on 127.0.0.1:FIRST_PORT..FIRST_PORT+2 (default 7001-7003), for the session store's cluster tests. One that
+# already answers with cluster_state:ok is reused. Exports IMCLOUD_TEST_REDIS_CLUSTER_URLS; stopped by
+# stop_redis_cluster.
+REDIS_CLUSTER_DIR=
+start_redis_cluster() {
+  local first=${1:-7001} port ports=()
+  for port in "$first" $((first + 1)) $((first + 2)); do ports+=("$port"); done
+  export IMCLOUD_TEST_REDIS_CLUSTER_URLS="redis://127.0.0.1:${ports[0]}/,redis://127.0.0.1:${ports[1]}/,redis://127.0.0.1:${ports[2]}/"
+  if redis-cli -h 127.0.0.1 -p "${ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+    echo "reusing the Redis Cluster that answers on 127.0.0.1:${ports[0]}"
+    return 0
+  fi
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server redis-tools
+  REDIS_CLUSTER_DIR=$(mktemp -d /tmp/imcloud-redis-cluster.XXXXXX)
+  for port in "${ports[@]}"; do
+    mkdir -p "$REDIS_CLUSTER_DIR/$port"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+      --cluster-config-file "$REDIS_CLUSTER_DIR/$port/nodes.conf" --cluster-node-timeout 5000 \
+      --save "" --appendonly no --dir "$REDIS_CLUSTER_DIR/$port" --logfile "$REDIS_CLUSTER_DIR/$port/redis.log" \
+      --pidfile "$REDIS_CLUSTER_DIR/$port/redis.pid"
+  done
+  for port in "${ports[@]}"; do
+    wait_until "redis-server :$port" "$REDIS_CLUSTER_DIR/$port/redis.log" redis-cli -h 127.0.0.1 -p "$port" ping || return 1
+  done
+  redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$REDIS_CLUSTER_DIR/create.log" 2>&1 ||
+    { echo "creating the Redis Cluster failed:" >&2; cat "$REDIS_CLUSTER_DIR/create.log" >&2; return 1; }
+  cluster_ok() {
+    local p
+    for p in "${ports[@]}"; do
+      redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+    done
+  }
+  wait_until "Redis Cluster" "$REDIS_CLUSTER_DIR/create.log" cluster_ok || return 1
+}
+
+stop_redis_cluster() {
+  if [ -n "$REDIS_CLUSTER_DIR" ]; then
+    local pidfile
+    for pidfile in "$REDIS_CLUSTER_DIR"/*/redis.pid; do
+      [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    sleep 0.5
+    rm -rf "$REDIS_CLUSTER_DIR"
+    REDIS_CLUSTER_DIR=
+  fi
+}
+
 # wait_until NAME LOG COMMAND...: polls COMMAND for up to WAIT_SECS (default 20) seconds; when it never
 # succeeds, prints LOG.
 wait_until() {

@@ -108,10 +108,23 @@ pub async fn sessions(cfg: &Config) -> Result<Arc<dyn SessionStore>> {
     if cfg.redis_url.is_empty() {
         return Ok(MemorySessions::new(ttl, online_ttl(cfg)));
     }
-    let store = RedisSessions::connect(&cfg.redis_url, &cfg.redis_prefix, ttl, online_ttl(cfg))
-        .await
-        .with_context(|| format!("Redis at {}", redact_url(&cfg.redis_url)))?;
+    let store = if cfg.redis_cluster {
+        let nodes = Config::list(&cfg.redis_url);
+        RedisSessions::connect_cluster(&nodes, &cfg.redis_prefix, ttl, online_ttl(cfg)).await
+    } else {
+        RedisSessions::connect(&cfg.redis_url, &cfg.redis_prefix, ttl, online_ttl(cfg)).await
+    };
+    let store = store.with_context(|| format!("Redis at {}", redis_urls(cfg)))?;
     Ok(Arc::new(store))
+}
+
+/// The Redis URL(s), passwords masked.
+fn redis_urls(cfg: &Config) -> String {
+    Config::list(&cfg.redis_url)
+        .iter()
+        .map(|u| redact_url(u))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One line per adapter, for the start-up banner.
@@ -125,8 +138,9 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         "embedded (in-memory)".to_string()
     } else {
         format!(
-            "Redis {} with prefix {}",
-            redact_url(&cfg.redis_url),
+            "Redis{} {} with prefix {}",
+            if cfg.redis_cluster { " Cluster" } else { "" },
+            redis_urls(cfg),
             cfg.redis_prefix
         )
     };

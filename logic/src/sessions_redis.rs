@@ -1,5 +1,5 @@
-//! The Redis session store. Key scheme (all under a configurable prefix, default `imcloud:`, so several
-//! deployments can share one Redis):
+//! The Redis session store, on a single Redis or on Redis Cluster. Key scheme (all under a configurable
+//! prefix, default `imcloud:`, so several deployments can share one Redis):
 //!
 //! | key | type | value | TTL |
 //! |---|---|---|---|
@@ -9,68 +9,91 @@
 //!
 //! A key's string is the source of truth: a hash field whose key string is missing or names another
 //! session is stale (a hash has one TTL for all its fields) and is ignored and cleaned up on read.
-//! Add, renew, remove and stale-field cleanup are Lua scripts, so each is atomic and touches exactly one
-//! (mid, key, server). The add script touches the previous owner's hash by name, so this store needs a
-//! single Redis (primary), not Redis Cluster.
+//!
+//! Cluster-safe by construction: every script and every pipeline touches one key, so no command ever
+//! spans two hash slots, and multi-key reads (`MGET`) are split by slot by the cluster client. The
+//! price is that add, renew and remove are each two single-key steps sent together rather than one
+//! atomic script; the string always decides, so a reader between the two steps sees at worst a
+//! connection missing from its user's list for a moment, and a renew puts a lost hash field back.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use futures_util::future::try_join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::sessions::{ServerOnline, Session, SessionError, SessionStore};
 
 /// Key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "imcloud:";
 
-const ADD: &str = r"
-local prev = redis.call('GET', KEYS[1])
-if prev then
-  local pmid = string.match(prev, '^(-?%d+):')
-  if pmid and pmid ~= ARGV[2] then redis.call('HDEL', ARGV[5] .. 'mid:' .. pmid, ARGV[1]) end
-end
-redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[3], 'PX', ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+/// Extends a key string's TTL if it still names this session.
+const RENEW_KEY: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[2] .. ':' .. ARGV[3] then return 0 end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+/// Deletes a key string if it still names this session.
+const DEL_KEY_IF: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
 return 1
 ";
 
-/// Drops a hash field whose key string no longer names that session (re-checked inside the script).
-const CLEAN: &str = r"
-if redis.call('GET', KEYS[2]) == ARGV[3] .. ':' .. ARGV[2] then return 0 end
+/// Deletes a hash field if it still holds this server.
+const HDEL_IF: &str = r"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 ";
 
-const REMOVE: &str = r"
-local removed = 0
-if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[3] then
-  redis.call('DEL', KEYS[1])
-  removed = 1
-end
-if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[1]) end
-return removed
-";
+/// Where the sessions live: one Redis, or a Redis Cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 pub struct RedisSessions {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     ttl: Duration,
     online_ttl: Duration,
-    add: Script,
-    renew: Script,
-    remove: Script,
-    clean: Script,
+    renew_key: Script,
+    del_key_if: Script,
+    hdel_if: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> SessionError {
@@ -81,8 +104,13 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().max(1) as u64
 }
 
+/// Bounded waits: a Redis that is down fails calls within seconds instead of stalling handshakes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl RedisSessions {
-    /// Connects to `url` (redis://…); the connection reconnects by itself after Redis restarts.
+    /// Connects to one Redis at `url` (redis://…); the connection reconnects by itself after Redis
+    /// restarts.
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -90,24 +118,44 @@ impl RedisSessions {
         online_ttl: Duration,
     ) -> Result<RedisSessions, SessionError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        // Bounded waits: a Redis that is down fails calls within seconds instead of stalling handshakes.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unavailable)?;
-        Ok(RedisSessions {
+        Ok(Self::with(Conn::Single(conn), prefix, ttl, online_ttl))
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes` (redis://…); the client learns the slot
+    /// map from them and follows it as it changes.
+    pub async fn connect_cluster(
+        nodes: &[String],
+        prefix: &str,
+        ttl: Duration,
+        online_ttl: Duration,
+    ) -> Result<RedisSessions, SessionError> {
+        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(2)
+            .build()
+            .map_err(unavailable)?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        Ok(Self::with(Conn::Cluster(conn), prefix, ttl, online_ttl))
+    }
+
+    fn with(conn: Conn, prefix: &str, ttl: Duration, online_ttl: Duration) -> RedisSessions {
+        RedisSessions {
             conn,
             prefix: prefix.to_string(),
             ttl,
             online_ttl,
-            add: Script::new(ADD),
-            renew: Script::new(RENEW),
-            remove: Script::new(REMOVE),
-            clean: Script::new(CLEAN),
-        })
+            renew_key: Script::new(RENEW_KEY),
+            del_key_if: Script::new(DEL_KEY_IF),
+            hdel_if: Script::new(HDEL_IF),
+        }
     }
 
     fn key_key(&self, key: &str) -> String {
@@ -122,19 +170,8 @@ impl RedisSessions {
         format!("{}online:{server}", self.prefix)
     }
 
-    async fn run(&self, script: &Script, s: &Session) -> Result<i64, SessionError> {
-        let mut conn = self.conn.clone();
-        script
-            .key(self.key_key(&s.key))
-            .key(self.mid_key(s.mid))
-            .arg(&s.key)
-            .arg(s.mid)
-            .arg(&s.server)
-            .arg(millis(self.ttl))
-            .arg(&self.prefix)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)
+    fn owner(s: &Session) -> String {
+        format!("{}:{}", s.mid, s.server)
     }
 
     /// `(mid, server)` from a key string.
@@ -142,20 +179,91 @@ impl RedisSessions {
         let (mid, server) = v.split_once(':')?;
         Some((mid.parse().ok()?, server))
     }
+
+    /// Writes `s`'s field in its user's hash and gives the hash a full TTL (one key, so one slot).
+    async fn index(&self, s: &Session) -> Result<(), SessionError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .hset(self.mid_key(s.mid), &s.key, &s.server)
+            .ignore()
+            .pexpire(self.mid_key(s.mid), millis(self.ttl) as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Drops `key`'s field from `mid`'s hash if it still holds `server`.
+    async fn unindex(&self, mid: i64, key: &str, server: &str) -> Result<bool, SessionError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .hdel_if
+            .key(self.mid_key(mid))
+            .arg(key)
+            .arg(server)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait]
 impl SessionStore for RedisSessions {
     async fn add(&self, s: &Session) -> Result<(), SessionError> {
-        self.run(&self.add, s).await.map(|_| ())
+        let mut conn = self.conn.clone();
+        let set = async {
+            redis::cmd("SET")
+                .arg(self.key_key(&s.key))
+                .arg(Self::owner(s))
+                .arg("PX")
+                .arg(millis(self.ttl))
+                .arg("GET")
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(unavailable)
+        };
+        let (prev, ()) = tokio::try_join!(set, self.index(s))?;
+        // The key belonged to another user: leave that user's list.
+        if let Some((pmid, pserver)) = prev.as_deref().and_then(Self::parse_owner)
+            && pmid != s.mid
+        {
+            self.unindex(pmid, &s.key, pserver).await?;
+        }
+        Ok(())
     }
 
     async fn renew(&self, s: &Session) -> Result<bool, SessionError> {
-        Ok(self.run(&self.renew, s).await? == 1)
+        let mut conn = self.conn.clone();
+        let renewed: i64 = self
+            .renew_key
+            .key(self.key_key(&s.key))
+            .arg(Self::owner(s))
+            .arg(millis(self.ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if renewed != 1 {
+            return Ok(false);
+        }
+        // The string proves the session live: (re)write its field, which also repairs one that a
+        // reader's cleanup dropped while the session was being re-added.
+        self.index(s).await?;
+        Ok(true)
     }
 
     async fn remove(&self, s: &Session) -> Result<bool, SessionError> {
-        Ok(self.run(&self.remove, s).await? == 1)
+        let mut conn = self.conn.clone();
+        let del = async {
+            self.del_key_if
+                .key(self.key_key(&s.key))
+                .arg(Self::owner(s))
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(unavailable)
+        };
+        let (removed, _) = tokio::try_join!(del, self.unindex(s.mid, &s.key, &s.server))?;
+        Ok(removed == 1)
     }
 
     async fn sessions_by_keys(
@@ -191,13 +299,18 @@ impl SessionStore for RedisSessions {
         if mids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for &mid in mids {
-            pipe.hgetall(self.mid_key(mid));
-        }
-        let hashes: Vec<Vec<(String, String)>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        // One HGETALL per user, sent together: on a multiplexed connection they share round trips,
+        // and on a cluster each goes to its own slot's node.
+        let hashes = try_join_all(mids.iter().map(|&mid| {
+            let mut conn = self.conn.clone();
+            let name = self.mid_key(mid);
+            async move {
+                conn.hgetall::<_, Vec<(String, String)>>(name)
+                    .await
+                    .map_err(unavailable)
+            }
+        }))
+        .await?;
         let candidates: Vec<Session> = mids
             .iter()
             .zip(hashes)
@@ -215,17 +328,12 @@ impl SessionStore for RedisSessions {
                 live.push(candidate);
                 continue;
             }
-            // Best effort, and atomic: the script re-checks, so a session re-added meanwhile is kept.
-            let cleaned = self
-                .clean
-                .key(self.mid_key(candidate.mid))
-                .key(self.key_key(&candidate.key))
-                .arg(&candidate.key)
-                .arg(&candidate.server)
-                .arg(candidate.mid)
-                .invoke_async::<i64>(&mut conn)
-                .await;
-            if let Err(e) = cleaned {
+            // Best effort: the field is dropped only if it still holds that server. A session re-added
+            // in between gets its field back at its next renew.
+            if let Err(e) = self
+                .unindex(candidate.mid, &candidate.key, &candidate.server)
+                .await
+            {
                 tracing::debug!("cleaning a stale session field: {e}");
             }
         }
@@ -275,6 +383,19 @@ mod tests {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
     }
 
+    /// The Redis Cluster the tests use: the comma-separated seed nodes in
+    /// `IMCLOUD_TEST_REDIS_CLUSTER_URLS` (`.ci/run` starts a 3-master cluster), else 127.0.0.1:7001-7003.
+    pub fn test_cluster_urls() -> Vec<String> {
+        std::env::var("IMCLOUD_TEST_REDIS_CLUSTER_URLS")
+            .unwrap_or_else(|_| {
+                "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/".into()
+            })
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
     fn test_prefix() -> String {
         format!(
             "{}:",
@@ -282,33 +403,68 @@ mod tests {
         )
     }
 
-    async fn store(prefix: &str, ttl: Duration) -> RedisSessions {
-        RedisSessions::connect(&test_url(), prefix, ttl, ttl)
-            .await
-            .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", test_url()))
+    /// Both stores the tests run on.
+    #[derive(Clone, Copy, Debug)]
+    enum Deployment {
+        Single,
+        Cluster,
     }
 
-    async fn clean(prefix: &str) {
-        let client = redis::Client::open(test_url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = conn.keys(format!("{prefix}*")).await.unwrap();
-        if !keys.is_empty() {
-            let _: () = conn.del(keys).await.unwrap();
+    async fn store(on: Deployment, prefix: &str, ttl: Duration) -> RedisSessions {
+        match on {
+            Deployment::Single => RedisSessions::connect(&test_url(), prefix, ttl, ttl)
+                .await
+                .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", test_url())),
+            Deployment::Cluster => {
+                RedisSessions::connect_cluster(&test_cluster_urls(), prefix, ttl, ttl)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "a Redis Cluster at {:?} is needed for this test: {e}",
+                            test_cluster_urls()
+                        )
+                    })
+            }
         }
     }
 
-    #[tokio::test]
-    async fn conformance() {
+    /// Deletes the test's keys, on every node it may have written to.
+    async fn clean(on: Deployment, prefix: &str) {
+        let urls = match on {
+            Deployment::Single => vec![test_url()],
+            Deployment::Cluster => test_cluster_urls(),
+        };
+        for url in urls {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = conn.keys(format!("{prefix}*")).await.unwrap();
+            for key in keys {
+                // One at a time: on a cluster node, a DEL of keys in several slots is refused.
+                let _: () = conn.del(key).await.unwrap();
+            }
+        }
+    }
+
+    async fn conformance(on: Deployment) {
         let prefix = test_prefix();
-        let s = store(&prefix, Duration::from_secs(2)).await;
+        let s = store(on, &prefix, Duration::from_secs(2)).await;
         crate::sessions_conformance::run(&s, Duration::from_secs(2)).await;
-        clean(&prefix).await;
+        clean(on, &prefix).await;
     }
 
     #[tokio::test]
-    async fn stale_hash_fields_are_not_returned() {
+    async fn conformance_on_a_single_redis() {
+        conformance(Deployment::Single).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_on_a_redis_cluster() {
+        conformance(Deployment::Cluster).await;
+    }
+
+    async fn stale_hash_fields_are_not_returned(on: Deployment) {
         let prefix = test_prefix();
-        let s = store(&prefix, Duration::from_secs(60)).await;
+        let s = store(on, &prefix, Duration::from_secs(60)).await;
         let a = Session {
             mid: 1,
             key: "a".into(),
@@ -330,6 +486,8 @@ mod tests {
         })
         .await
         .unwrap();
+        let left: Vec<(String, String)> = conn.hgetall(s.mid_key(1)).await.unwrap();
+        assert!(left.is_empty(), "the old owner's field is gone: {left:?}");
         assert!(s.sessions_by_mids(&[1]).await.unwrap().is_empty());
         assert_eq!(
             s.sessions_by_keys(&["a".into()]).await.unwrap()[0]
@@ -337,21 +495,23 @@ mod tests {
                 .map(|x| x.mid),
             Some(2)
         );
-        clean(&prefix).await;
-    }
-
-    /// Runs the cleanup script on one hash field.
-    async fn clean_field(s: &RedisSessions, mid: i64, key: &str, server: &str) -> i64 {
-        let mut conn = s.conn.clone();
-        let mut invocation = s.clean.key(s.mid_key(mid));
-        invocation.key(s.key_key(key)).arg(key).arg(server).arg(mid);
-        invocation.invoke_async(&mut conn).await.unwrap()
+        clean(on, &prefix).await;
     }
 
     #[tokio::test]
-    async fn cleanup_keeps_a_field_whose_session_came_back() {
+    async fn stale_hash_fields_are_not_returned_on_a_single_redis() {
+        stale_hash_fields_are_not_returned(Deployment::Single).await;
+    }
+
+    #[tokio::test]
+    async fn stale_hash_fields_are_not_returned_on_a_redis_cluster() {
+        stale_hash_fields_are_not_returned(Deployment::Cluster).await;
+    }
+
+    #[tokio::test]
+    async fn a_field_lost_to_a_racing_cleanup_comes_back_at_the_next_renew() {
         let prefix = test_prefix();
-        let s = store(&prefix, Duration::from_secs(60)).await;
+        let s = store(Deployment::Single, &prefix, Duration::from_secs(60)).await;
         let a = Session {
             mid: 1,
             key: "a".into(),
@@ -359,28 +519,49 @@ mod tests {
         };
         s.add(&a).await.unwrap();
         // A reader saw the field as stale, but the session was re-added before its cleanup ran.
-        let mut conn = s.conn.clone();
-        assert_eq!(
-            clean_field(&s, 1, "a", "c1").await,
-            0,
-            "live session's field is kept"
-        );
+        assert!(s.unindex(1, "a", "c1").await.unwrap());
+        assert!(s.sessions_by_mids(&[1]).await.unwrap().is_empty());
+        assert!(s.renew(&a).await.unwrap(), "the key string is live");
         assert_eq!(s.sessions_by_mids(&[1]).await.unwrap(), vec![a.clone()]);
-        let _: () = conn.del(s.key_key("a")).await.unwrap();
-        assert_eq!(
-            clean_field(&s, 1, "a", "c1").await,
-            1,
-            "a really stale field is dropped"
+        assert!(
+            !s.unindex(1, "a", "c2").await.unwrap(),
+            "a field holding another server is kept"
         );
-        clean(&prefix).await;
+        clean(Deployment::Single, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn users_and_keys_spread_over_the_cluster_slots_and_all_come_back() {
+        let prefix = test_prefix();
+        let s = store(Deployment::Cluster, &prefix, Duration::from_secs(60)).await;
+        let sessions: Vec<Session> = (0..200)
+            .map(|i| Session {
+                mid: i % 50,
+                key: format!("key-{i}"),
+                server: format!("c{}", i % 3),
+            })
+            .collect();
+        for x in &sessions {
+            s.add(x).await.unwrap();
+        }
+        let keys: Vec<String> = sessions.iter().map(|x| x.key.clone()).collect();
+        let got = s.sessions_by_keys(&keys).await.unwrap();
+        assert_eq!(got, sessions.iter().cloned().map(Some).collect::<Vec<_>>());
+        let mids: Vec<i64> = (0..50).collect();
+        let mut by_mids = s.sessions_by_mids(&mids).await.unwrap();
+        by_mids.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut want = sessions.clone();
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(by_mids, want);
+        clean(Deployment::Cluster, &prefix).await;
     }
 
     #[tokio::test]
     async fn deployments_with_different_prefixes_do_not_see_each_other() {
         let (p1, p2) = (test_prefix(), format!("{}other:", test_prefix()));
         let (s1, s2) = (
-            store(&p1, Duration::from_secs(60)).await,
-            store(&p2, Duration::from_secs(60)).await,
+            store(Deployment::Single, &p1, Duration::from_secs(60)).await,
+            store(Deployment::Single, &p2, Duration::from_secs(60)).await,
         );
         s1.add(&Session {
             mid: 1,
@@ -393,7 +574,7 @@ mod tests {
             s2.sessions_by_keys(&["k".into()]).await.unwrap(),
             vec![None]
         );
-        clean(&p1).await;
-        clean(&p2).await;
+        clean(Deployment::Single, &p1).await;
+        clean(Deployment::Single, &p2).await;
     }
 }
