@@ -1,22 +1,22 @@
-//! A push as it reaches a comet: one or more frames, encoded once as an op 9 raw batch and shared by every
-//! recipient. A connection whose op filter rejects some of the frames gets its own smaller batch.
+//! A push as it reaches a comet: one or more frames, encoded once as an op 9 raw batch inside a websocket
+//! frame ([`OutFrame`]) and shared by every recipient. A connection whose op filter rejects some of the
+//! frames gets its own smaller batch.
 
-use bytes::Bytes;
 use imcloud_proto::Frame;
-use imcloud_proto::frame::encode_raw_batch;
 use imcloud_proto::protocol::Proto;
 
 use crate::op_filter::OpFilter;
+use crate::out_frame::OutFrame;
 
 pub struct Batch {
     frames: Vec<Frame>,
-    shared: Bytes,
+    shared: OutFrame,
 }
 
 impl Batch {
     pub fn new(protos: Vec<Proto>) -> Batch {
         let frames: Vec<Frame> = protos.into_iter().map(Frame::from).collect();
-        let shared = encode_raw_batch(&frames);
+        let shared = OutFrame::raw_batch(&frames);
         Batch { frames, shared }
     }
 
@@ -33,14 +33,14 @@ impl Batch {
     }
 
     /// What to send to a connection with `filter`: the shared bytes, a filtered copy, or nothing.
-    pub fn for_filter(&self, filter: &OpFilter) -> Option<Bytes> {
+    pub fn for_filter(&self, filter: &OpFilter) -> Option<OutFrame> {
         let accepted = self.frames.iter().filter(|f| filter.accepts(f.op)).count();
         if accepted == self.frames.len() {
             Some(self.shared.clone())
         } else if accepted == 0 {
             None
         } else {
-            Some(encode_raw_batch(
+            Some(OutFrame::raw_batch(
                 self.frames.iter().filter(|f| filter.accepts(f.op)),
             ))
         }
@@ -67,12 +67,12 @@ mod tests {
         let b = Batch::new(vec![proto(1000, "a"), proto(1001, "b")]);
         let all = b.for_filter(&OpFilter::from_accepts(&[])).unwrap();
         assert_eq!(
-            all.as_ptr(),
-            b.shared.as_ptr(),
+            all.websocket().as_ptr(),
+            b.shared.websocket().as_ptr(),
             "same allocation for every unfiltered recipient"
         );
         let only = b.for_filter(&OpFilter::from_accepts(&[1001])).unwrap();
-        let inner = split_raw_batch(&only.slice(16..), 1024).unwrap();
+        let inner = split_raw_batch(&only.goim().slice(16..), 1024).unwrap();
         assert_eq!(inner.len(), 1);
         assert_eq!(inner[0].body, "b");
         assert!(b.for_filter(&OpFilter::from_accepts(&[7])).is_none());

@@ -167,6 +167,7 @@ mod tests {
     use super::*;
     use crate::channel::ChannelState;
     use crate::op_filter::OpFilter;
+    use crate::outbox::{Outbox, OutboxBudget};
 
     fn channel(id: u64, key: &str, room: Option<&str>) -> Arc<Channel> {
         let state = ChannelState {
@@ -174,12 +175,13 @@ mod tests {
             rooms: room.iter().map(|r| r.to_string()).collect(),
             auth_room: room.map(str::to_string),
         };
+        let outbox = Outbox::new(1 << 20, OutboxBudget::new(1 << 30));
         Arc::new(Channel::new(
             id,
             1,
             key.into(),
             [127, 0, 0, 1].into(),
-            8,
+            outbox,
             state,
         ))
     }

@@ -2,14 +2,14 @@
 //! The connection task owns the socket; everything else reaches the client through [`Channel::send`].
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::batch::Batch;
 use crate::op_filter::OpFilter;
+use crate::out_frame::OutFrame;
 use crate::outbox::{Outbox, PushError};
 
 /// Most rooms one connection may be in.
@@ -48,6 +48,8 @@ pub struct Channel {
     pub outbox: Outbox,
     state: Mutex<ChannelState>,
     kicked: AtomicU8,
+    /// Op 4 commands waiting for logic ([`crate::command`]).
+    commands: AtomicU32,
     kick: Notify,
     /// Why the server closed it ([`Kick::ByServer`]), told to the client.
     kick_message: std::sync::OnceLock<String>,
@@ -59,7 +61,7 @@ impl Channel {
         mid: i64,
         key: String,
         ip: IpAddr,
-        queue_capacity: usize,
+        outbox: Outbox,
         state: ChannelState,
     ) -> Channel {
         Channel {
@@ -67,9 +69,10 @@ impl Channel {
             mid,
             key,
             ip,
-            outbox: Outbox::new(queue_capacity),
+            outbox,
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
+            commands: AtomicU32::new(0),
             kick: Notify::new(),
             kick_message: std::sync::OnceLock::new(),
         }
@@ -81,7 +84,7 @@ impl Channel {
     }
 
     /// Queues an encoded frame; a full queue closes the connection as a slow consumer. `false` if not queued.
-    pub fn send(&self, frame: Bytes) -> bool {
+    pub fn send(&self, frame: OutFrame) -> bool {
         match self.outbox.push(frame) {
             Ok(()) => true,
             Err(PushError::Full) => {
@@ -99,6 +102,19 @@ impl Channel {
             Some(b) => self.send(b),
             None => false,
         }
+    }
+
+    /// Counts one more command in flight, unless `max` already are.
+    pub fn begin_command(&self, max: u32) -> bool {
+        self.commands
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn end_command(&self) {
+        self.commands.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Asks the connection task to close the connection (first reason wins).
@@ -162,20 +178,30 @@ pub fn valid_room(room: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn channel(cap: usize) -> Channel {
+    use bytes::Bytes;
+    use imcloud_proto::Frame;
+
+    use crate::outbox::OutboxBudget;
+
+    fn channel(limit: usize) -> Channel {
         let state = ChannelState {
             filter: OpFilter::from_accepts(&[]),
             rooms: vec![],
             auth_room: None,
         };
-        Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), cap, state)
+        let outbox = Outbox::new(limit, OutboxBudget::new(1 << 20));
+        Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), outbox, state)
+    }
+
+    fn frame() -> OutFrame {
+        OutFrame::frame(&Frame::new(1000, 0, Bytes::from_static(b"a")))
     }
 
     #[tokio::test]
     async fn full_queue_kicks_as_slow_consumer() {
         let ch = channel(1);
-        assert!(ch.send(Bytes::from_static(b"a")));
-        assert!(!ch.send(Bytes::from_static(b"b")));
+        assert!(ch.send(frame()));
+        assert!(!ch.send(frame()));
         assert_eq!(ch.kicked().await, Kick::SlowConsumer);
         ch.kick(Kick::Replaced);
         assert_eq!(ch.kick_reason(), Kick::SlowConsumer, "first reason wins");

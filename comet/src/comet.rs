@@ -12,6 +12,7 @@ use tonic::transport::Channel as GrpcChannel;
 
 use crate::batch::Batch;
 use crate::bucket::Bucket;
+use crate::outbox::{Outbox, OutboxBudget};
 
 /// Settings of the connection path, from [`Config`].
 #[derive(Debug, Clone)]
@@ -19,7 +20,10 @@ pub struct CometSettings {
     pub handshake_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub heartbeat_max_misses: u32,
-    pub conn_queue_capacity: usize,
+    /// Bytes one connection's outbox may hold (see [`crate::outbox`]).
+    pub conn_queue_bytes: usize,
+    /// Bytes all outboxes together may hold.
+    pub outbox_budget_bytes: usize,
     pub max_client_body: usize,
 }
 
@@ -29,7 +33,8 @@ impl CometSettings {
             handshake_timeout: Duration::from_millis(cfg.handshake_timeout_ms),
             heartbeat_interval: Duration::from_secs(cfg.heartbeat_secs),
             heartbeat_max_misses: cfg.heartbeat_max_misses,
-            conn_queue_capacity: cfg.conn_queue_capacity,
+            conn_queue_bytes: cfg.conn_queue_bytes,
+            outbox_budget_bytes: cfg.comet_outbox_budget_bytes,
             max_client_body: cfg.max_client_body,
         }
     }
@@ -44,6 +49,7 @@ pub struct Comet {
     hasher: RandomState,
     next_conn_id: AtomicU64,
     room_online: RwLock<Arc<HashMap<String, i32>>>,
+    outbox_budget: Arc<OutboxBudget>,
 }
 
 /// What a comet holds, for online reports.
@@ -63,6 +69,7 @@ impl Comet {
     ) -> Comet {
         Comet {
             id,
+            outbox_budget: OutboxBudget::new(settings.outbox_budget_bytes),
             settings,
             logic,
             buckets: (0..buckets.max(1)).map(|_| Bucket::default()).collect(),
@@ -82,6 +89,16 @@ impl Comet {
 
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An empty outbox for a new connection, under this comet's budget.
+    pub fn new_outbox(&self) -> Outbox {
+        Outbox::new(self.settings.conn_queue_bytes, self.outbox_budget.clone())
+    }
+
+    /// Bytes queued in all outboxes.
+    pub fn outbox_bytes(&self) -> usize {
+        self.outbox_budget.used()
     }
 
     /// Queues a push to the given keys; returns how many connections got it.

@@ -7,20 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq, ReceiveReq};
+use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq};
 use imcloud_proto::{Frame, op};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Channel, ChannelState, Kick, valid_room};
 use crate::comet::Comet;
+use crate::command;
 use crate::op_filter::{OpFilter, parse_ops};
-use crate::transport::{CloseReason, ReadError, Transport};
+use crate::out_frame::OutFrame;
+use crate::transport::{CloseReason, Incoming, ReadError, Transport};
 
 /// Most queued frames written before one flush.
 const WRITE_BATCH: usize = 64;
-/// Longest wait for logic on behalf of one client request.
-const LOGIC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for logic on behalf of the connection (disconnect, heartbeat renewal).
+const LOGIC_TIMEOUT: Duration = command::LOGIC_TIMEOUT;
 
 /// Runs a connection to its end. `deadline` bounds the handshake (upgrade and auth).
 pub async fn serve<T: Transport>(
@@ -82,10 +84,15 @@ async fn authenticate<T: Transport>(
     t: &mut T,
     ip: IpAddr,
 ) -> Result<Arc<Channel>, CloseReason> {
-    let frame = match t.read_frame().await {
-        Ok(f) => f,
-        Err(ReadError::Gone) => return Err(CloseReason::AuthFailed("closed before auth".into())),
-        Err(ReadError::Close(r)) => return Err(r),
+    let frame = loop {
+        match t.next().await {
+            Ok(Incoming::Frame(f)) => break f,
+            Ok(Incoming::Written) => {}
+            Err(ReadError::Gone) => {
+                return Err(CloseReason::AuthFailed("closed before auth".into()));
+            }
+            Err(ReadError::Close(r)) => return Err(r),
+        }
     };
     if frame.op != op::AUTH {
         return Err(CloseReason::Protocol(format!(
@@ -119,16 +126,16 @@ async fn authenticate<T: Transport>(
         reply.mid,
         reply.key,
         ip,
-        comet.settings.conn_queue_capacity,
+        comet.new_outbox(),
         state,
     ));
     comet.bucket(&ch.key).put(ch.clone());
-    let ok = Frame::new(op::AUTH_REPLY, frame.seq, Bytes::new()).encode();
-    let written = async {
-        t.feed(ok).await?;
-        t.flush().await
-    };
-    if written.await.is_err() {
+    t.feed(&OutFrame::frame(&Frame::new(
+        op::AUTH_REPLY,
+        frame.seq,
+        Bytes::new(),
+    )));
+    if t.flush().await.is_err() {
         comet.bucket(&ch.key).remove(&ch);
         disconnect(comet, ch.mid, &ch.key).await;
         return Err(CloseReason::AuthFailed(
@@ -139,6 +146,12 @@ async fn authenticate<T: Transport>(
 }
 
 /// The authenticated loop. Returns the reason to tell the client, or `None` when the client left.
+///
+/// No branch blocks: writes progress inside `t.next()` while it waits for the client, and the outbox is
+/// drained into the transport only once what was fed before has been written, so a client that stops
+/// reading fills its outbox (and is closed as a slow consumer) while kicks, shutdown and the heartbeat
+/// deadline are still seen. Every branch is cancel-safe: `outbox.pop`, `t.next`, `kicked` and the
+/// timers keep their state outside the futures `select!` drops.
 async fn run<T: Transport>(
     comet: &Arc<Comet>,
     t: &mut T,
@@ -150,16 +163,14 @@ async fn run<T: Transport>(
     let mut deadline = Instant::now() + hb_deadline;
     let mut last_renew = Instant::now();
     loop {
+        let can_feed = t.unwritten() == 0;
         tokio::select! {
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
             _ = shutdown.cancelled() => {
-                // Flush what is already queued for this client, then say goodbye.
-                while let Some(b) = ch.outbox.try_pop() {
-                    if t.feed(b).await.is_err() {
-                        return None;
-                    }
+                // What is already queued for this client goes out before the goodbye (`close`).
+                while let Some(f) = ch.outbox.try_pop() {
+                    t.feed(&f);
                 }
-                let _ = t.flush().await;
                 return Some(CloseReason::Shutdown);
             }
             why = ch.kicked() => {
@@ -167,34 +178,27 @@ async fn run<T: Transport>(
                     Kick::Replaced => CloseReason::Replaced,
                     Kick::ByServer => {
                         // Deliver what was queued before the kick, then say why.
-                        while let Some(b) = ch.outbox.try_pop() {
-                            if t.feed(b).await.is_err() {
-                                return None;
-                            }
+                        while let Some(f) = ch.outbox.try_pop() {
+                            t.feed(&f);
                         }
-                        let _ = t.flush().await;
                         CloseReason::ByServer(ch.kick_message().to_string())
                     }
                     _ => CloseReason::SlowConsumer,
                 });
             }
-            first = ch.outbox.pop() => {
-                let mut more = Some(first);
-                let mut n = 0;
-                while let Some(b) = more {
-                    if t.feed(b).await.is_err() {
-                        return None;
+            first = ch.outbox.pop(), if can_feed => {
+                t.feed(&first);
+                for _ in 1..WRITE_BATCH {
+                    match ch.outbox.try_pop() {
+                        Some(f) => t.feed(&f),
+                        None => break,
                     }
-                    n += 1;
-                    more = if n < WRITE_BATCH { ch.outbox.try_pop() } else { None };
-                }
-                if t.flush().await.is_err() {
-                    return None;
                 }
             }
-            frame = t.read_frame() => {
-                let frame = match frame {
-                    Ok(f) => f,
+            io = t.next() => {
+                let frame = match io {
+                    Ok(Incoming::Frame(f)) => f,
+                    Ok(Incoming::Written) => continue,
                     Err(ReadError::Gone) => return None,
                     Err(ReadError::Close(r)) => return Some(r),
                 };
@@ -205,18 +209,12 @@ async fn run<T: Transport>(
                         renew_session(comet, ch);
                     }
                 }
-                let reply = match Box::pin(handle(comet, ch, frame)).await {
+                let reply = match handle(comet, ch, frame) {
                     Ok(r) => r,
                     Err(reason) => return Some(reason),
                 };
                 if let Some(reply) = reply {
-                    let written = async {
-                        t.feed(reply.encode()).await?;
-                        t.flush().await
-                    };
-                    if written.await.is_err() {
-                        return None;
-                    }
+                    t.feed(&OutFrame::frame(&reply));
                 }
             }
             _ = sleep_until(deadline) => return Some(CloseReason::HeartbeatTimeout),
@@ -261,9 +259,10 @@ fn rooms_reply(ch: &Channel, error: Option<String>) -> Bytes {
     serde_json::to_vec(&v).unwrap_or_default().into()
 }
 
-/// Handles one client frame after auth; returns the reply to send, if any.
-async fn handle(
-    comet: &Comet,
+/// Handles one client frame after auth; returns the reply to send, if any. Never waits: op 4 goes to
+/// logic on a task of its own ([`command::dispatch`]).
+fn handle(
+    comet: &Arc<Comet>,
     ch: &Arc<Channel>,
     frame: Frame,
 ) -> Result<Option<Frame>, CloseReason> {
@@ -278,22 +277,7 @@ async fn handle(
                 Bytes::copy_from_slice(&online.to_be_bytes()),
             )
         }
-        op::SEND_MSG => {
-            let req = ReceiveReq {
-                mid: ch.mid,
-                key: ch.key.clone(),
-                proto: Some((&frame).into()),
-            };
-            let body = match timeout(LOGIC_TIMEOUT, comet.logic.clone().receive(req)).await {
-                Ok(Ok(r)) => r.into_inner().body,
-                Ok(Err(s)) => {
-                    serde_json::to_vec(&serde_json::json!({"code": -500, "message": s.message()}))
-                        .unwrap_or_default()
-                }
-                Err(_) => br#"{"code":-500,"message":"logic timed out"}"#.to_vec(),
-            };
-            reply(op::SEND_MSG_REPLY, body.into())
-        }
+        op::SEND_MSG => Ok(command::dispatch(comet, ch, frame)),
         op::CHANGE_ROOM => {
             let room = room_body(&frame.body)?;
             let target = if room.is_empty() {
@@ -346,11 +330,12 @@ mod tests {
     /// A transport that never yields, to size the connection task.
     struct Idle;
     impl Transport for Idle {
-        async fn read_frame(&mut self) -> Result<Frame, ReadError> {
+        async fn next(&mut self) -> Result<Incoming, ReadError> {
             std::future::pending().await
         }
-        async fn feed(&mut self, _frame: Bytes) -> std::io::Result<()> {
-            Ok(())
+        fn feed(&mut self, _frame: &OutFrame) {}
+        fn unwritten(&self) -> usize {
+            0
         }
         async fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
@@ -364,7 +349,8 @@ mod tests {
             handshake_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_max_misses: 1,
-            conn_queue_capacity: 1,
+            conn_queue_bytes: 1,
+            outbox_budget_bytes: 1,
             max_client_body: 16,
         };
         let comet = Arc::new(Comet::new(

@@ -1,92 +1,82 @@
 //! The websocket listener (`ws://host:3102/sub`): one goim frame per binary message.
+//!
+//! The handshake ([`crate::ws_handshake`]) and the framing ([`crate::ws_codec`]) are imcloud's own, so
+//! that a push is framed once for every recipient ([`OutFrame`]) and written with vectored writes straight
+//! from its shared bytes ([`WriteQueue`]). An idle connection holds no read or write buffer.
+//!
+//! Generic over the byte stream, so the same code serves plain TCP and TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use imcloud_proto::{Frame, FrameError, op};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::comet::Comet;
 use crate::connection;
-use crate::transport::{CloseReason, ReadError, Transport};
+use crate::out_frame::OutFrame;
+use crate::socket_io::Progress;
+use crate::socket_io::{WriteQueue, read_while_writing};
+use crate::transport::{CloseReason, Incoming, ReadError, Transport};
+use crate::ws_codec::{self, WsError, WsEvent, WsReader, close_code};
+use crate::ws_handshake::{self, HandshakeError};
 
 /// The websocket path clients connect to.
 pub const PATH: &str = "/sub";
-/// Initial read buffer per connection (tungstenite's default is 128 KiB); it grows for larger frames.
-const READ_BUFFER: usize = 256;
-
-pub fn ws_config(max_body: usize) -> WebSocketConfig {
-    let max_frame = max_body + imcloud_proto::frame::HEADER_LEN;
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(4 * 1024 * 1024)
-        .max_message_size(Some(max_frame))
-        .max_frame_size(Some(max_frame))
-}
 
 /// Serves one accepted connection.
-pub async fn handle(
+pub async fn handle<S>(
     comet: Arc<Comet>,
-    stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     shutdown: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let deadline = Instant::now() + comet.settings.handshake_timeout;
+    // Boxed: the handshake's buffers and state must not size the long-lived connection task.
+    let upgraded =
+        match timeout_at(deadline, Box::pin(ws_handshake::accept(&mut stream, PATH))).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(HandshakeError::Refused { status, detail, .. })) => {
+                tracing::debug!(%peer, status, "websocket upgrade refused: {detail}");
+                metrics::counter!("imcloud_comet_handshake_refused_total").increment(1);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "websocket upgrade failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "websocket upgrade timed out");
+                return;
+            }
+        };
     let max_body = comet.settings.max_client_body;
-    // The error type is tungstenite's callback contract, not ours to shrink.
-    #[allow(clippy::result_large_err)]
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == PATH {
-            Ok(resp)
-        } else {
-            let mut err =
-                ErrorResponse::new(Some(format!("not found: websocket endpoint is {PATH}")));
-            *err.status_mut() = StatusCode::NOT_FOUND;
-            Err(err)
-        }
-    };
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+    let t = WsTransport {
         stream,
-        check_path,
-        Some(ws_config(max_body)),
-    );
-    let ws = match timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, "websocket upgrade failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "websocket upgrade timed out");
-            return;
-        }
+        reader: WsReader::new(
+            upgraded.leftover,
+            max_body + imcloud_proto::frame::HEADER_LEN,
+        ),
+        out: WriteQueue::default(),
+        max_body,
+        peer_closed: false,
     };
-    connection::serve(
-        comet,
-        WsTransport { ws, max_body },
-        peer.ip(),
-        deadline,
-        shutdown,
-    )
-    .await;
+    connection::serve(comet, t, peer.ip(), deadline, shutdown).await;
 }
 
-pub struct WsTransport {
-    ws: WebSocketStream<TcpStream>,
+pub struct WsTransport<S> {
+    stream: S,
+    reader: WsReader,
+    out: WriteQueue,
     max_body: usize,
+    /// The client sent a close frame (answered); nothing more will be read.
+    peer_closed: bool,
 }
 
 pub(crate) fn frame_error(e: FrameError) -> ReadError {
@@ -96,80 +86,97 @@ pub(crate) fn frame_error(e: FrameError) -> ReadError {
     }
 }
 
-impl Transport for WsTransport {
-    async fn read_frame(&mut self) -> Result<Frame, ReadError> {
+fn ws_error(e: WsError) -> ReadError {
+    match e {
+        WsError::TooBig { .. } => ReadError::Close(CloseReason::TooBig(e.to_string())),
+        WsError::InvalidUtf8 => ReadError::Close(CloseReason::InvalidPayload(e.to_string())),
+        WsError::Protocol(_) => ReadError::Close(CloseReason::Protocol(e.to_string())),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WsTransport<S> {
+    async fn next(&mut self) -> Result<Incoming, ReadError> {
         loop {
-            let msg = match self.ws.next().await {
-                None => return Err(ReadError::Gone),
-                Some(Ok(m)) => m,
-                Some(Err(WsError::Capacity(e))) => {
-                    return Err(ReadError::Close(CloseReason::TooBig(e.to_string())));
+            if self.peer_closed {
+                // Our answer to its close frame may still be on its way out.
+                let _ = self.out.flush(&mut self.stream).await;
+                return Err(ReadError::Gone);
+            }
+            match self.reader.next_event().map_err(ws_error)? {
+                Some(WsEvent::Binary(b)) => {
+                    return Frame::decode(&b, self.max_body)
+                        .map(Incoming::Frame)
+                        .map_err(frame_error);
                 }
-                // A peer that drops the TCP connection without a close frame has simply gone.
-                Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
-                    return Err(ReadError::Gone);
-                }
-                Some(Err(WsError::Protocol(e))) => {
-                    return Err(ReadError::Close(CloseReason::Protocol(e.to_string())));
-                }
-                Some(Err(_)) => return Err(ReadError::Gone),
-            };
-            match msg {
-                Message::Binary(b) => {
-                    return Frame::decode(&b, self.max_body).map_err(frame_error);
-                }
-                Message::Text(_) => {
-                    return Err(ReadError::Close(CloseReason::Protocol(
+                Some(WsEvent::Text(_)) => {
+                    return Err(ReadError::Close(CloseReason::Unsupported(
                         "text messages are not supported: send goim frames as binary messages"
                             .into(),
                     )));
                 }
-                Message::Close(_) => return Err(ReadError::Gone),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                Some(WsEvent::Ping(payload)) => {
+                    // Written by the next wait below (or the next flush), in order with the rest.
+                    self.out
+                        .push(ws_codec::control_frame(ws_codec::OPCODE_PONG, &payload));
+                }
+                Some(WsEvent::Pong) => {}
+                Some(WsEvent::Close(code)) => {
+                    // Answer the closing handshake with the client's own code (RFC 6455 §5.5.1).
+                    let code = code.unwrap_or(close_code::NORMAL);
+                    self.out.push(ws_codec::close_frame(code, ""));
+                    self.peer_closed = true;
+                }
+                None => {
+                    let reader = &mut self.reader;
+                    let got = read_while_writing(&mut self.stream, &mut self.out, |s, cx| {
+                        reader.poll_fill(s, cx)
+                    })
+                    .await;
+                    match got {
+                        Ok(Progress::Written) => return Ok(Incoming::Written),
+                        Ok(Progress::Read(n)) if n > 0 => {}
+                        _ => return Err(ReadError::Gone),
+                    }
+                }
             }
         }
     }
 
-    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
-        self.ws
-            .feed(Message::Binary(frame))
-            .await
-            .map_err(std::io::Error::other)
+    fn feed(&mut self, frame: &OutFrame) {
+        self.out.push(frame.websocket().clone());
+    }
+
+    fn unwritten(&self) -> usize {
+        self.out.unwritten()
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        self.ws.flush().await.map_err(std::io::Error::other)
+        self.out.flush(&mut self.stream).await
     }
 
     async fn close(&mut self, reason: &CloseReason) {
         let text = reason.text();
         let code = match reason {
-            CloseReason::Protocol(_) => CloseCode::Protocol,
-            CloseReason::TooBig(_) => CloseCode::Size,
-            CloseReason::Shutdown => CloseCode::Away,
-            CloseReason::SlowConsumer => CloseCode::Again,
-            _ => CloseCode::Policy,
+            CloseReason::Protocol(_) => close_code::PROTOCOL,
+            CloseReason::TooBig(_) => close_code::TOO_BIG,
+            CloseReason::InvalidPayload(_) => close_code::INVALID_PAYLOAD,
+            CloseReason::Unsupported(_) => close_code::UNSUPPORTED_DATA,
+            CloseReason::Shutdown => close_code::GOING_AWAY,
+            CloseReason::SlowConsumer => close_code::TRY_AGAIN,
+            _ => close_code::POLICY,
         };
         let goodbye = Frame::new(
             op::DISCONNECT_REPLY,
             0,
             Bytes::from(text.clone().into_bytes()),
-        )
-        .encode();
-        // A close reason is at most 123 bytes in a websocket close frame.
-        let mut short = text;
-        while short.len() > 123 {
-            short.pop();
+        );
+        if !self.peer_closed {
+            self.out.push(OutFrame::frame(&goodbye).websocket().clone());
+            self.out.push(ws_codec::close_frame(code, &text));
         }
         let _ = timeout(Duration::from_secs(1), async {
-            let _ = self.ws.feed(Message::Binary(goodbye)).await;
-            let _ = self
-                .ws
-                .close(Some(CloseFrame {
-                    code,
-                    reason: short.into(),
-                }))
-                .await;
+            let _ = self.out.flush(&mut self.stream).await;
+            let _ = self.stream.shutdown().await;
         })
         .await;
     }

@@ -71,10 +71,12 @@ settings! {
     kafka_replication: i32 = 1, "IMCLOUD_KAFKA_REPLICATION";
     /// Kafka consumer group of the job workers
     kafka_group: String = "imcloud-job".into(), "IMCLOUD_KAFKA_GROUP";
-    /// Milliseconds without a job's heartbeat before Kafka gives its partitions to the other jobs
-    kafka_session_timeout_ms: u32 = 10000, "IMCLOUD_KAFKA_SESSION_TIMEOUT_MS";
-    /// Redis URL; unset = embedded session store
+    /// Milliseconds without a job's heartbeat before Kafka gives its partitions to the other jobs (the broker's group.min.session.timeout.ms, 6000 by default, is the floor)
+    kafka_session_timeout_ms: u32 = 6000, "IMCLOUD_KAFKA_SESSION_TIMEOUT_MS";
+    /// Redis URL; unset = embedded session store. With IMCLOUD_REDIS_CLUSTER, a comma-separated list of cluster nodes to start from
     redis_url: String = String::new(), "IMCLOUD_REDIS_URL";
+    /// The Redis URLs are nodes of a Redis Cluster (the client follows its slot map)
+    redis_cluster: bool = false, "IMCLOUD_REDIS_CLUSTER";
     /// Prefix of every Redis key this deployment writes (several deployments can share one Redis)
     redis_prefix: String = "imcloud:".into(), "IMCLOUD_REDIS_PREFIX";
     /// etcd key prefix nodes register under (`<prefix><role>/<node_id>`)
@@ -124,8 +126,10 @@ settings! {
     heartbeat_max_misses: u32 = 3, "IMCLOUD_HEARTBEAT_MAX_MISSES";
     /// Comet: milliseconds a new connection has to upgrade and authenticate
     handshake_timeout_ms: u64 = 5000, "IMCLOUD_HANDSHAKE_TIMEOUT_MS";
-    /// Comet: outbound frames queued per connection; a connection whose queue is full is closed as a slow consumer
-    conn_queue_capacity: usize = 256, "IMCLOUD_CONN_QUEUE_CAPACITY";
+    /// Comet: bytes of outbound frames queued per connection (plus one frame); a connection over it is closed as a slow consumer
+    conn_queue_bytes: usize = 1 << 20, "IMCLOUD_CONN_QUEUE_BYTES";
+    /// Comet: bytes queued over all connections; beyond it, connections already behind are closed as slow consumers
+    comet_outbox_budget_bytes: usize = 512 << 20, "IMCLOUD_COMET_OUTBOX_BUDGET_BYTES";
     /// Comet: largest client-to-server frame body in bytes (goim: 4096)
     max_client_body: usize = 4096, "IMCLOUD_MAX_CLIENT_BODY";
     /// Comet: seconds between room-count reports to logic
@@ -168,7 +172,11 @@ impl Config {
             ("heartbeat_secs", self.heartbeat_secs),
             ("heartbeat_max_misses", self.heartbeat_max_misses as u64),
             ("handshake_timeout_ms", self.handshake_timeout_ms),
-            ("conn_queue_capacity", self.conn_queue_capacity as u64),
+            ("conn_queue_bytes", self.conn_queue_bytes as u64),
+            (
+                "comet_outbox_budget_bytes",
+                self.comet_outbox_budget_bytes as u64,
+            ),
             ("max_client_body", self.max_client_body as u64),
             ("online_renew_secs", self.online_renew_secs),
             ("queue_capacity", self.queue_capacity as u64),

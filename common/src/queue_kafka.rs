@@ -194,6 +194,9 @@ impl KafkaConsumer {
             .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Incremental rebalancing: when a job joins or leaves, only the partitions that move stop,
+            // and the other jobs keep delivering from theirs (the eager assignors stop every member).
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set(
                 "heartbeat.interval.ms",
@@ -250,7 +253,6 @@ impl QueueConsumer for KafkaConsumer {
         self.commit_stored();
         self.consumer.unsubscribe();
     }
-
 }
 
 #[cfg(test)]
