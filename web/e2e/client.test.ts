@@ -21,6 +21,8 @@ import {
   startServer,
   trap,
 } from "./harness";
+// @ts-expect-error: a plain ESM script without type declarations
+import { API_KEY } from "../../sdk/js/scripts/standalone.mjs";
 
 let server: Server;
 let browser: Browser;
@@ -144,7 +146,13 @@ describe("web client", () => {
     await convRow.click();
     await expect.poll(() => textOf(a.locator(".msg.theirs .msg-text").last()), W).toBe("ping");
     await expect.poll(() => convRow.locator("[data-test=unread]").count(), W).toBe(0);
-    // The read state is the server's: it stays cleared after a reload.
+    // The read state is the server's: once it has it, it stays cleared after a reload.
+    const token = await a.evaluate(() => localStorage.getItem("imcloud.token"));
+    const unread = async () => {
+      const r = await fetch(`${server.http}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } });
+      return ((await r.json()) as { conversations: { unread: number }[] }).conversations.map((c) => c.unread);
+    };
+    await expect.poll(unread, W).toEqual([0]);
     await a.reload();
     await connected(a);
     await a.getByRole("tab", { name: /Chats/ }).click();
@@ -188,10 +196,56 @@ describe("web client", () => {
     await b2.locator(".conn-banner").first().waitFor({ state: "visible", timeout: W.timeout });
     const missed = ["while you were away 1", "while you were away 2", "while you were away 3"];
     for (const t of missed) await send(alice.page, t);
+    // Bob types while offline, and the HTTP fallback cannot get through either: the send fails, in words.
+    await b2.route("**/v1/conversations/*/messages", (r) => (r.request().method() === "POST" ? r.abort() : r.continue()));
+    await send(b2, "typed while offline");
+    const failed = b2.locator(".msg.pending [data-state=failed]");
+    await expect.poll(() => textOf(failed), W).toContain("the server cannot be reached");
+    // The aborted request is the one console error this step expects.
+    const expected = bob.errors.filter((e) => e.includes("net::ERR_FAILED"));
+    expect(expected.length).toBeGreaterThan(0);
+    bob.errors.splice(0, bob.errors.length, ...bob.errors.filter((e) => !e.includes("net::ERR_FAILED")));
+    await b2.unroute("**/v1/conversations/*/messages");
     cut = false;
     await connected(b2);
     await expect.poll(() => shownTexts(b2), W).toEqual([...before, ...missed]);
+    // Retry sends it with the same client_msg_id: it shows once, as sent, on both sides.
+    await b2.locator(".msg.pending").getByRole("button", { name: "Retry" }).click();
+    await expect.poll(() => shownTexts(b2), W).toEqual([...before, ...missed, "typed while offline"]);
+    await expect.poll(() => b2.locator(".msg.pending").count(), W).toBe(0);
+    await expect.poll(() => textOf(alice.page.locator(".msg.theirs .msg-text").last()), W).toBe("typed while offline");
     await b2.close();
+  });
+
+  it("older history pages in on scroll-up, each message once, in order", async () => {
+    const token = await alice.page.evaluate(() => localStorage.getItem("imcloud.token"));
+    const conv = await (await fetch(`${server.http}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } })).json();
+    const cid = conv.conversations[0].id as string;
+    for (let i = 1; i <= 40; i++) {
+      const r = await fetch(`${server.http}/v1/conversations/${cid}/messages`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ client_msg_id: `bulk-${i}`, content: `bulk ${i}` }),
+      });
+      expect(r.status).toBe(201);
+    }
+    const last = (await (await fetch(`${server.http}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } })).json()).conversations[0]
+      .last_seq as number;
+    // A fresh page: the chat opens on the newest 30.
+    const b3 = await bob.context.newPage();
+    trap(b3, bob.errors);
+    await b3.goto("/");
+    await connected(b3);
+    await openFriendChat(b3, "Alice");
+    const seqs = () => b3.locator(".messages .msg[data-seq]").evaluateAll((els) => els.map((e) => Number(e.getAttribute("data-seq"))));
+    await expect.poll(async () => (await seqs()).length, W).toBe(30);
+    await b3.getByRole("button", { name: "Load older messages" }).first().waitFor({ state: "visible", timeout: W.timeout });
+    for (let i = 0; i < 5 && (await b3.getByText("Start of the conversation").count()) === 0; i++) {
+      await b3.locator(".messages").evaluate((el) => el.scrollTo(0, 0));
+      await b3.waitForTimeout(300);
+    }
+    await expect.poll(seqs, W).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+    await b3.close();
   });
 
   it("a third person joins a group by request; the owner approves, mutes and kicks, and each step shows on their screen", async () => {
@@ -200,6 +254,15 @@ describe("web client", () => {
     await register(carol);
     const a = alice.page;
     const c = carol.page;
+
+    // Carol sets a signature and an avatar.
+    await c.getByRole("button", { name: "Profile" }).click();
+    await c.getByLabel("Signature").fill("Walking is life");
+    await c.locator("#profile-avatar").setInputFiles({ name: "me.png", mimeType: "image/png", buffer: pngBytes() });
+    await c.locator("#profile .picker img").first().waitFor({ state: "visible", timeout: W.timeout });
+    await c.getByRole("button", { name: "Save" }).click();
+    await expect.poll(() => textOf(c.locator(".me .muted")), W).toBe("Walking is life");
+    await c.locator(".me img").first().waitFor({ state: "visible", timeout: W.timeout });
 
     await a.getByRole("button", { name: "New group" }).click();
     await a.getByLabel("Name", { exact: true }).fill("Hiking club");
@@ -243,9 +306,15 @@ describe("web client", () => {
     await send(c, "hello everyone");
     await expect.poll(() => textOf(a.locator(".msg.theirs .msg-text").last()), W).toBe("hello everyone");
 
-    // Alice mutes Carol: Carol's window says so and her composer is off.
+    // Alice makes Carol an admin, then a member again; the member list follows.
     await a.getByRole("button", { name: "Manage" }).click();
     const row = a.locator("[data-member]", { hasText: "Carol" });
+    await row.getByRole("button", { name: "Make admin" }).click();
+    await expect.poll(() => textOf(row.locator("[data-test=member-state]")), W).toBe("admin");
+    await row.getByRole("button", { name: "Make member" }).click();
+    await expect.poll(() => textOf(row.locator("[data-test=member-state]")), W).toBe("member");
+
+    // Alice mutes Carol: Carol's window says so and her composer is off.
     await row.getByLabel(/Mute Carol for/).selectOption({ label: "1 hour" });
     await row.getByRole("button", { name: "Mute", exact: true }).click();
     await expect.poll(() => textOf(row.locator("[data-test=member-state]")), W).toContain("muted until");
@@ -262,7 +331,48 @@ describe("web client", () => {
     await c.getByRole("tab", { name: /Groups/ }).click();
     await expect.poll(() => c.locator(".row", { hasText: "Hiking club" }).count(), W).toBe(0);
     await expect.poll(() => textOf(c.locator("[data-test=box-unread]")), W).toBe("1");
-    await a.getByRole("button", { name: "Close" }).click();
+
+    // Alice dismisses the group: it leaves her list.
+    await a.getByRole("button", { name: "Dismiss the group" }).click();
+    await a.getByRole("button", { name: "Confirm: dismiss for everyone" }).click();
+    await a.getByRole("button", { name: "Back to the lists" }).click();
+    await expect.poll(() => a.locator(".row", { hasText: "Hiking club" }).count(), W).toBe(0);
+  });
+
+  it("the message box: a refused friend request and a system notice", async () => {
+    const carol = people.find((p) => p.name === "Carol")!;
+    const c = carol.page;
+    const b = bob.page;
+    await c.locator("[data-test=open-box]").click();
+    await expect.poll(() => textOf(c.locator(".box-item[data-kind=group_notice]")), W).toContain("You were removed from the group Hiking club");
+    await c.getByRole("button", { name: "Close" }).click();
+    await c.getByRole("button", { name: "Find" }).click();
+    await c.getByLabel("Account number, email or nickname").fill(bob.email);
+    await c.getByRole("button", { name: "Search" }).click();
+    await c.getByRole("button", { name: "Add friend" }).click();
+    await c.getByRole("button", { name: "Send request" }).click();
+    await c.getByText("Request sent", { exact: true }).first().waitFor({ state: "visible", timeout: W.timeout });
+    await c.getByRole("button", { name: "Close" }).click();
+    await b.locator("[data-test=open-box]").click();
+    const item = b.locator(".box-item[data-kind=friend_request]", { hasText: "Carol" });
+    await item.getByRole("button", { name: "Refuse" }).click();
+    await expect.poll(() => textOf(item.locator("[data-test=request-status]")), W).toBe("Refused");
+    await b.getByRole("button", { name: "Close" }).click();
+    await expect.poll(() => textOf(c.locator("[data-test=box-unread]")), W).toBe("1");
+    // A backend's system notice.
+    const token = await c.evaluate(() => localStorage.getItem("imcloud.token"));
+    const me = (await (await fetch(`${server.http}/v1/me`, { headers: { Authorization: `Bearer ${token}` } })).json()) as { id: number };
+    const r = await fetch(`${server.http}/v1/notices`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ user_ids: [me.id], title: "Maintenance", content: "Tonight at 22:00" }),
+    });
+    expect(r.status).toBe(200);
+    await c.locator("[data-test=open-box]").click();
+    await expect.poll(() => textOf(c.locator(".box-item[data-kind=friend_request_result]")), W).toContain("Bob refused your friend request");
+    await expect.poll(() => textOf(c.locator(".box-item[data-kind=system] strong")), W).toBe("Maintenance");
+    await expect.poll(() => textOf(c.locator(".box-item[data-kind=system]")), W).toContain("Tonight at 22:00");
+    await c.getByRole("button", { name: "Close" }).click();
   });
 
   it("works at phone width: the panel, then the chat full screen with a way back", async () => {
@@ -294,8 +404,13 @@ describe("web client", () => {
 
   it("a presence dot turns grey when the other person's tab closes", async () => {
     const a = alice.page;
-    await a.getByRole("button", { name: "Back to the lists" }).click();
     await a.getByRole("tab", { name: /Friends/ }).click();
+    const head = a.getByRole("button", { name: /My friends/ });
+    await head.click();
+    await expect.poll(() => head.getAttribute("aria-expanded"), W).toBe("false");
+    await expect.poll(() => a.locator(".row", { hasText: "Bob" }).count(), W).toBe(0);
+    await head.click();
+    await expect.poll(() => head.getAttribute("aria-expanded"), W).toBe("true");
     const dot = a.locator(".row", { hasText: "Bob" }).locator(".dot");
     await expect.poll(() => dot.getAttribute("data-presence"), W).toBe("online");
     await bob.context.close();

@@ -134,7 +134,6 @@ export class Store {
 
   private listeners = new Set<() => void>();
   private toastId = 0;
-  private readTimers = new Map<string, ReturnType<typeof setTimeout>>();
 
   constructor(apiBase = "") {
     this.client = new ImClient({ apiBase, platform: "web", backoff: { baseMs: 1000, maxMs: 30_000 } });
@@ -451,13 +450,7 @@ export class Store {
     c.read_seq = newest;
     c.unread = 0;
     this.changed();
-    clearTimeout(this.readTimers.get(cid));
-    this.readTimers.set(
-      cid,
-      setTimeout(() => {
-        void this.run("mark the chat read", () => this.client.markRead(cid, newest));
-      }, 100),
-    );
+    void this.run("mark the chat read", () => this.client.markRead(cid, newest));
   }
 
   sendText(cid: string, text: string): void {

@@ -5,7 +5,7 @@
 
 import { type Frame, bodyText } from "./frame.js";
 import * as op from "./ops.js";
-import type { Group, Message, Notification } from "./types.js";
+import type { FriendRequest, Group, JoinRequest, Message, Notification, PublicUser } from "./types.js";
 
 export interface ReadEvent {
   conversation_id: string;
@@ -67,4 +67,41 @@ export function parseEvent(frame: Frame): ImEvent {
   const { event, data } = v as { event?: unknown; data?: unknown };
   if (event !== kind || typeof data !== "object" || data === null) return unknown;
   return { kind, data } as ImEvent;
+}
+
+/** A message-box item's payload, typed by its kind (docs/im.md, "The message box"). */
+export type NotificationContent =
+  /** For the addressee; `user` is the requester. */
+  | { kind: "friend_request"; payload: FriendRequest }
+  /** For the requester; `user` is the addressee, `status` accepted or refused. */
+  | { kind: "friend_request_result"; payload: FriendRequest }
+  | { kind: "group_join_request"; payload: { request: JoinRequest; group_id: number; group_name: string; user: PublicUser } }
+  | {
+      kind: "group_join_result";
+      payload: { request_id: number; group_id: number; group_name: string; status: "accepted" | "refused" };
+    }
+  | {
+      kind: "group_notice";
+      payload: { group_id: number; name: string; change: "kicked"; by: number } | { group_id: number; name: string; change: "dismissed" };
+    }
+  /** From a trusted backend (`POST /v1/notices`). */
+  | { kind: "system"; payload: { title: string; content: string } }
+  /** A kind this SDK does not know yet. */
+  | { kind: "other"; name: string; payload: unknown };
+
+const NOTIFICATION_KINDS = new Set([
+  "friend_request",
+  "friend_request_result",
+  "group_join_request",
+  "group_join_result",
+  "group_notice",
+  "system",
+]);
+
+/** Types a message-box item's payload by its `kind`. */
+export function notificationContent(n: Notification): NotificationContent {
+  if (NOTIFICATION_KINDS.has(n.kind) && typeof n.payload === "object" && n.payload !== null) {
+    return { kind: n.kind, payload: n.payload } as NotificationContent;
+  }
+  return { kind: "other", name: n.kind, payload: n.payload };
 }

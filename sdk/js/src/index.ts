@@ -19,7 +19,16 @@ export {
 export { discoverComets, type CometDirectory } from "./discovery.js";
 export { Emitter, type Listener } from "./emitter.js";
 export * from "./errors.js";
-export { parseEvent, type FriendEvent, type GroupEvent, type ImEvent, type PresenceEvent, type ReadEvent } from "./events.js";
+export {
+  notificationContent,
+  parseEvent,
+  type FriendEvent,
+  type GroupEvent,
+  type ImEvent,
+  type NotificationContent,
+  type PresenceEvent,
+  type ReadEvent,
+} from "./events.js";
 export { ImApi, type FetchLike, type ImApiOptions } from "./api.js";
 export { MessageSync, type HistoryPage, type SyncMessage, type SyncOptions, type SyncSource } from "./sync.js";
 export { ImClient, newClientMsgId, type ImClientEvents, type ImClientOptions, type SendOptions } from "./client.js";

@@ -2,7 +2,7 @@
 //! for groups I own or run (approve or refuse), the results of my own requests, group notices and
 //! system notices. Opening it marks everything read; what is still pending keeps its buttons.
 
-import type { FriendRequest, JoinRequest, Notification, PublicUser } from "@imcloud/client";
+import { type FriendRequest, type JoinRequest, type Notification, type PublicUser, notificationContent } from "@imcloud/client";
 import { useState } from "preact/hooks";
 import { Modal } from "./Modal";
 import { useStore } from "./context";
@@ -30,51 +30,45 @@ export function MessageBox() {
 }
 
 function Item({ n }: { n: Notification }) {
-  const p = n.payload as Record<string, unknown>;
-  switch (n.kind) {
+  const c = notificationContent(n);
+  switch (c.kind) {
     case "friend_request":
-      return <FriendRequestItem req={p as unknown as FriendRequest} />;
-    case "friend_request_result": {
-      const r = p as unknown as FriendRequest;
+      return <FriendRequestItem req={c.payload} />;
+    case "friend_request_result":
       return (
         <p>
-          <strong>{r.user?.nickname ?? `User ${r.to_user_id}`}</strong> {r.status === "accepted" ? "accepted" : "refused"} your friend
-          request.
+          <strong>{c.payload.user?.nickname ?? `User ${c.payload.to_user_id}`}</strong>{" "}
+          {c.payload.status === "accepted" ? "accepted" : "refused"} your friend request.
         </p>
       );
-    }
     case "group_join_request":
-      return <JoinRequestItem p={p as { request: JoinRequest; group_id: number; group_name: string; user: PublicUser }} />;
+      return <JoinRequestItem p={c.payload} />;
     case "group_join_result":
       return (
         <p>
-          Your request to join <strong>{String(p.group_name)}</strong> was {p.status === "accepted" ? "approved" : "refused"}.
+          Your request to join <strong>{c.payload.group_name}</strong> was {c.payload.status === "accepted" ? "approved" : "refused"}.
         </p>
       );
     case "group_notice":
-      return (
+      return c.payload.change === "kicked" ? (
         <p>
-          {p.change === "kicked" ? (
-            <>
-              You were removed from the group <strong>{String(p.name)}</strong>.
-            </>
-          ) : (
-            <>
-              The group <strong>{String(p.name)}</strong> was dismissed.
-            </>
-          )}
+          You were removed from the group <strong>{c.payload.name}</strong>.
+        </p>
+      ) : (
+        <p>
+          The group <strong>{c.payload.name}</strong> was dismissed.
         </p>
       );
     case "system":
       return (
         <p>
-          <strong>{String(p.title)}</strong>
+          <strong>{c.payload.title}</strong>
           <br />
-          {String(p.content ?? "")}
+          {c.payload.content}
         </p>
       );
-    default:
-      return <p>{n.kind}</p>;
+    case "other":
+      return <p>A notice of a kind this client does not know yet ({c.name}).</p>;
   }
 }
 
