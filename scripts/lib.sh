@@ -32,6 +32,41 @@ ensure_protoc() {
   command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
 }
 
+# Node.js 20+ and npm build the web client and run the SDK's and the browser tests (Debian's nodejs when
+# the machine has none, or one that is too old).
+ensure_node() {
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    [ "$(node -p 'Number(process.versions.node.split(".")[0])')" -ge 20 ]; then
+    return 0
+  fi
+  apt_install nodejs npm
+}
+
+# npm_install DIR: `npm ci` in DIR unless its node_modules already matches its package-lock.json.
+npm_install() {
+  local dir=$1
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# build_web: builds the web client (web/, Vite + TypeScript, using the SDK's sources in sdk/js/src) into
+# web/dist, which the api embeds when cargo compiles it (api/src/web_client.rs). Run it before cargo: a
+# binary compiled without web/dist serves a "web client not built" page at / instead.
+build_web() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  ensure_node
+  npm_install "$root/web"
+  (cd "$root/web" && npm run --silent build)
+}
+
+# Debian's Chromium for the browser tests (driven by playwright-core; the tests pass its path).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
+}
+
 # PostgreSQL normally runs on 127.0.0.1:5432 already (trust auth, user postgres); start (and if need be
 # install) it when it does not. The IM tests create and drop their own databases in it.
 ensure_postgres() {

@@ -8,6 +8,7 @@ pub mod im_api;
 pub mod params;
 pub mod state;
 pub mod tokens;
+pub mod web_client;
 
 use std::sync::Arc;
 
@@ -129,6 +130,7 @@ pub fn router(state: AppState, max_body: usize, upload_max: usize) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(trusted)
         .merge(im_api::routes(upload_max))
+        .merge(web_client::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
