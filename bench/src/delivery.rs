@@ -164,12 +164,7 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
 
 /// Reads until `want` distinct messages (of sequence numbers below `messages`) arrived, or none came for
 /// `patience`.
-pub async fn receive(
-    mut sub: Subscriber,
-    want: usize,
-    messages: usize,
-    patience: Duration,
-) -> Receipt {
+async fn receive(mut sub: Subscriber, want: usize, messages: usize, patience: Duration) -> Receipt {
     let mut seen = vec![0u64; messages.div_ceil(64)];
     let mut r = Receipt {
         delivered: 0,

@@ -18,17 +18,19 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
-use crate::delivery;
+use crate::delivery::Receipt;
 use crate::fleet::{self, Dialing};
 use crate::latency::Latencies;
 use crate::payload;
 use crate::proc_stats::rss_kib;
 use crate::report::Report;
 use crate::scenarios::{Labels, MAX_CONNECTIONS_PER_PROCESS, check_capacity};
-use crate::subscriber::{Endpoint, Topic};
+use crate::subscriber::{Endpoint, Subscriber, Topic};
 
+/// Heartbeat period of the held connections (imcloud's default heartbeat_secs).
+const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The first connection's user id (apart from the other scenarios' ids).
 const FIRST_ID: i64 = 3_000_000;
 /// How long a worker may take to open its connections before the run fails.
@@ -109,6 +111,7 @@ pub async fn run(
         .collect::<Result<Vec<_>>>()?;
 
     // Start the workers, each with every `workers`-th source address (all of them if there are fewer).
+    let per_worker_concurrency = dialing.concurrency.div_ceil(workers).max(8);
     let exe = std::env::current_exe().context("cannot find imcloud-bench's own executable")?;
     let mut procs = Vec::new();
     for w in 0..workers {
@@ -139,7 +142,9 @@ pub async fn run(
                     .flat_map(|(u, _)| ["--url", u.as_str()]),
             )
             .args(["--sources", &sources.join(",")])
-            .args(["--concurrency", &dialing.concurrency.to_string()])
+            // The connection attempts in flight are shared out too: all workers together open as many at
+            // once as one process of the other scenarios (logic authenticates every one of them).
+            .args(["--concurrency", &per_worker_concurrency.to_string()])
             .args(["--first-id", &(FIRST_ID + first as i64).to_string()])
             .args(["-n", &n.to_string()])
             .args(["--messages", &(2 * args.messages).to_string()])
@@ -349,10 +354,16 @@ pub async fn worker(
     patience: Duration,
 ) -> Result<()> {
     check_capacity(n)?;
-    let (subs, took) = fleet::open(endpoint, dialing, first_id, n, Topic::Room(room)).await?;
+    // Each connection is kept alive (heartbeats) from the moment it is up: opening the rest, and the other
+    // workers, may take longer than the comet's heartbeat deadline.
+    let (go_tx, go_rx) = watch::channel(false);
+    let (receivers, took) = fleet::open_then(endpoint, dialing, first_id, n, Topic::Room(room), {
+        move |sub| tokio::spawn(hold_and_receive(sub, messages, patience, go_rx.clone()))
+    })
+    .await?;
     let mut out = tokio::io::stdout();
     let ready = Ready {
-        connections: subs.len(),
+        connections: receivers.len(),
         connect_secs: took.as_secs_f64(),
     };
     out.write_all(format!("{}\n", serde_json::to_string(&ready)?).as_bytes())
@@ -364,10 +375,7 @@ pub async fn worker(
         Some(l) if l.trim() == "go" => {}
         other => bail!("expected `go` from the coordinator, got {other:?}"),
     }
-    let mut receivers = JoinSet::new();
-    for sub in subs {
-        receivers.spawn(delivery::receive(sub, messages, messages, patience));
-    }
+    go_tx.send_replace(true);
     let mut latency = Latencies::new();
     let mut got = Received {
         expected: (n * messages) as u64,
@@ -381,8 +389,8 @@ pub async fn worker(
         error: None,
     };
     let (now, now_us) = (Instant::now(), payload::now_micros());
-    while let Some(r) = receivers.join_next().await {
-        let r = r?;
+    for r in receivers {
+        let r = r.await?;
         got.delivered += r.delivered;
         got.duplicates += r.duplicates;
         got.incomplete += u64::from((r.delivered as usize) < messages);
@@ -407,4 +415,72 @@ pub async fn worker(
         .await?;
     out.flush().await?;
     Ok(())
+}
+
+/// Keeps one connection alive with heartbeats and records the messages (sequence numbers below `want`) it
+/// receives, until it has all `want` or, once `go` turned true, none came for `patience`.
+async fn hold_and_receive(
+    mut sub: Subscriber,
+    want: usize,
+    patience: Duration,
+    mut go: watch::Receiver<bool>,
+) -> Receipt {
+    let mut seen = vec![0u64; want.div_ceil(64)];
+    let mut r = Receipt {
+        delivered: 0,
+        duplicates: 0,
+        latency: Latencies::new(),
+        last: None,
+        error: None,
+    };
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    // Before `go` nothing is published, so there is no deadline; after it, `patience` from the last message.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    while (r.delivered as usize) < want {
+        let expire = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = sub.heartbeat().await {
+                    r.error = Some(format!("{e:#}"));
+                    break;
+                }
+            }
+            changed = go.changed(), if deadline.is_none() => {
+                if changed.is_err() || *go.borrow() {
+                    deadline = Some(tokio::time::Instant::now() + patience);
+                }
+            }
+            _ = expire => break,
+            msg = sub.next_payload() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        r.error = Some(format!("{e:#}"));
+                        break;
+                    }
+                };
+                let Some((seq, age)) = payload::decode(&msg) else { continue };
+                let Some(word) = seen.get_mut(seq as usize / 64) else { continue };
+                let bit = 1u64 << (seq % 64);
+                if *word & bit != 0 {
+                    r.duplicates += 1;
+                    continue;
+                }
+                *word |= bit;
+                r.delivered += 1;
+                r.latency.record(age);
+                r.last = Some(Instant::now());
+                if deadline.is_some() {
+                    deadline = Some(tokio::time::Instant::now() + patience);
+                }
+            }
+        }
+    }
+    r
 }
