@@ -121,6 +121,9 @@ enum Cmd {
         /// Seconds between the last connection and the memory reading.
         #[arg(long, default_value_t = 3)]
         settle_secs: u64,
+        /// Seconds between heartbeats (the comets' IMCLOUD_HEARTBEAT_SECS).
+        #[arg(long, default_value_t = 30)]
+        heartbeat_secs: u64,
     },
     /// One generator process of the scale run (started by `scale`; talks JSON lines on stdin/stdout).
     #[command(hide = true)]
@@ -138,6 +141,8 @@ enum Cmd {
         room: String,
         #[arg(long, default_value_t = 20)]
         patience_secs: u64,
+        #[arg(long, default_value_t = 30)]
+        heartbeat_secs: u64,
     },
     /// Run the bare tokio-tungstenite broadcast server (subscribe on /sub, publish on /pub).
     BareServer {
@@ -342,6 +347,7 @@ fn main() -> Result<()> {
                 comet_pids,
                 patience_secs,
                 settle_secs,
+                heartbeat_secs,
             } => {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 if endpoint.kind != subscriber::Kind::Imcloud {
@@ -358,6 +364,7 @@ fn main() -> Result<()> {
                     comet_pids,
                     patience: Duration::from_secs(patience_secs.max(1)),
                     settle: Duration::from_secs(settle_secs),
+                    heartbeat: Duration::from_secs(heartbeat_secs.max(1)),
                 };
                 scale::run(&endpoint, &dialing, &labels, &target.secret, args).await?
             }
@@ -368,9 +375,11 @@ fn main() -> Result<()> {
                 messages,
                 room,
                 patience_secs,
+                heartbeat_secs,
             } => {
                 let (endpoint, dialing, _) = target.endpoint()?;
                 let patience = Duration::from_secs(patience_secs.max(1));
+                let heartbeat = Duration::from_secs(heartbeat_secs.max(1));
                 scale::worker(
                     &endpoint,
                     &dialing,
@@ -379,6 +388,7 @@ fn main() -> Result<()> {
                     messages,
                     &room,
                     patience,
+                    heartbeat,
                 )
                 .await?;
                 return Ok(());

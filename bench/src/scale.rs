@@ -29,8 +29,6 @@ use crate::report::Report;
 use crate::scenarios::{Labels, MAX_CONNECTIONS_PER_PROCESS, check_capacity};
 use crate::subscriber::{Endpoint, Subscriber, Topic};
 
-/// Heartbeat period of the held connections (imcloud's default heartbeat_secs).
-const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The first connection's user id (apart from the other scenarios' ids).
 const FIRST_ID: i64 = 3_000_000;
 /// How long a worker may take to open its connections before the run fails.
@@ -51,6 +49,8 @@ pub struct Scale {
     pub comet_pids: Vec<u32>,
     pub patience: Duration,
     pub settle: Duration,
+    /// Heartbeat period of the held connections (the comets' heartbeat_secs).
+    pub heartbeat: Duration,
 }
 
 /// What a worker prints once its connections are authenticated and in the room.
@@ -111,7 +111,7 @@ pub async fn run(
         .collect::<Result<Vec<_>>>()?;
 
     // Start the workers, each with every `workers`-th source address (all of them if there are fewer).
-    let per_worker_concurrency = dialing.concurrency.div_ceil(workers).max(8);
+    let per_worker_concurrency = dialing.concurrency.div_ceil(workers).max(4);
     let exe = std::env::current_exe().context("cannot find imcloud-bench's own executable")?;
     let mut procs = Vec::new();
     for w in 0..workers {
@@ -150,6 +150,7 @@ pub async fn run(
             .args(["--messages", &(2 * args.messages).to_string()])
             .args(["--room", &args.room])
             .args(["--patience-secs", &args.patience.as_secs().to_string()])
+            .args(["--heartbeat-secs", &args.heartbeat.as_secs().to_string()])
             .env("IMCLOUD_AUTH_SECRET", secret)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -352,13 +353,17 @@ pub async fn worker(
     messages: usize,
     room: &str,
     patience: Duration,
+    heartbeat: Duration,
 ) -> Result<()> {
     check_capacity(n)?;
     // Each connection is kept alive (heartbeats) from the moment it is up: opening the rest, and the other
     // workers, may take longer than the comet's heartbeat deadline.
     let (go_tx, go_rx) = watch::channel(false);
     let (receivers, took) = fleet::open_then(endpoint, dialing, first_id, n, Topic::Room(room), {
-        move |sub| tokio::spawn(hold_and_receive(sub, messages, patience, go_rx.clone()))
+        move |sub| {
+            let go = go_rx.clone();
+            tokio::spawn(hold_and_receive(sub, messages, patience, heartbeat, go))
+        }
     })
     .await?;
     let mut out = tokio::io::stdout();
@@ -423,6 +428,7 @@ async fn hold_and_receive(
     mut sub: Subscriber,
     want: usize,
     patience: Duration,
+    heartbeat: Duration,
     mut go: watch::Receiver<bool>,
 ) -> Receipt {
     let mut seen = vec![0u64; want.div_ceil(64)];
@@ -433,7 +439,7 @@ async fn hold_and_receive(
         last: None,
         error: None,
     };
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut tick = tokio::time::interval(heartbeat);
     tick.tick().await;
     // Before `go` nothing is published, so there is no deadline; after it, `patience` from the last message.
     let mut deadline: Option<tokio::time::Instant> = None;
