@@ -284,11 +284,34 @@ stop_kafka() {
   fi
 }
 
-# nats-server from Debian's packages (the benchmark's comparison target; a NATS service may already run on
-# 4222, the benchmark starts its own instance on other ports).
-ensure_nats() {
-  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || apt_install nats-server
-  command -v nats-server >/dev/null 2>&1 || export PATH="$PATH:/usr/sbin"
+# The benchmark's peers, built from the Go module proxy with `go install` (Go is on the machine) into the
+# ignored folder .cache/peers/<name>-<version>/, once per clone (a build takes 1.5 to 5 minutes here).
+# ensure_go_peer NAME MODULE VERSION [GO-INSTALL-FLAGS...] sets PEER_BIN; peer_cached NAME VERSION says
+# whether it is built.
+NATS_VERSION=v2.15.3
+CENTRIFUGO_VERSION=v6.9.1
+peer_dir() { echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/peers/$1-$2"; }
+peer_cached() { [ -x "$(peer_dir "$1" "$2")/$1" ]; }
+ensure_go_peer() {
+  local name=$1 module=$2 version=$3 dir
+  shift 3
+  dir=$(peer_dir "$name" "$version")
+  PEER_BIN=$dir/$name
+  if [ -x "$PEER_BIN" ]; then return 0; fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "go not found: the benchmark's peers are built with go install" >&2
+    return 1
+  fi
+  log "building $name $version with go install (once per clone)"
+  mkdir -p "$dir"
+  GOBIN=$dir GOFLAGS=-buildvcs=false go install "$@" "$module@$version" || return 1
+}
+# nats-server 2.x with its websocket listener (the Go module, not Debian's 2.9 package).
+ensure_nats() { ensure_go_peer nats-server github.com/nats-io/nats-server/v2 "$NATS_VERSION"; }
+# Centrifugo's release builds stamp their version with -ldflags; without it the binary calls itself 0.0.0.
+ensure_centrifugo() {
+  ensure_go_peer centrifugo github.com/centrifugal/centrifugo/v6 "$CENTRIFUGO_VERSION" \
+    -ldflags="-X github.com/centrifugal/centrifugo/v6/internal/build.Version=${CENTRIFUGO_VERSION#v}"
 }
 
 # start_cluster BIN LOGDIR: etcd (23791), Kafka (19092), then logic, 2 comets, 2 jobs and 1 api as separate

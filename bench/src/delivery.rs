@@ -75,12 +75,13 @@ impl Outcome {
     }
 }
 
-struct Receipt {
-    delivered: u64,
-    duplicates: u64,
-    latency: Latencies,
-    last: Option<Instant>,
-    error: Option<String>,
+/// What one subscriber received.
+pub struct Receipt {
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub latency: Latencies,
+    pub last: Option<Instant>,
+    pub error: Option<String>,
 }
 
 pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Result<Outcome> {
@@ -161,7 +162,8 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
     Ok(out)
 }
 
-/// Reads until `want` distinct messages arrived, or none came for `patience`.
+/// Reads until `want` distinct messages (of sequence numbers below `messages`) arrived, or none came for
+/// `patience`.
 async fn receive(mut sub: Subscriber, want: usize, messages: usize, patience: Duration) -> Receipt {
     let mut seen = vec![0u64; messages.div_ceil(64)];
     let mut r = Receipt {

@@ -28,6 +28,23 @@ pub async fn open(
     n: usize,
     topic: Topic<'_>,
 ) -> Result<(Vec<Subscriber>, Duration)> {
+    open_then(endpoint, dialing, first_id, n, topic, |sub| sub).await
+}
+
+/// [`open`], handing each subscriber to `then` as soon as it is authenticated (e.g. to a task that keeps it
+/// alive while the others connect); returns what `then` made of them.
+pub async fn open_then<T, F>(
+    endpoint: &Endpoint,
+    dialing: &Dialing,
+    first_id: i64,
+    n: usize,
+    topic: Topic<'_>,
+    then: F,
+) -> Result<(Vec<T>, Duration)>
+where
+    T: Send + 'static,
+    F: Fn(Subscriber) -> T + Clone + Send + 'static,
+{
     let mut work = Vec::with_capacity(n);
     for i in 0..n {
         let id = first_id + i as i64;
@@ -39,7 +56,7 @@ pub async fn open(
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..dialing.concurrency.clamp(1, n.max(1)) {
-        let (work, endpoint) = (work.clone(), endpoint.clone());
+        let (work, endpoint, then) = (work.clone(), endpoint.clone(), then.clone());
         workers.push(tokio::spawn(async move {
             let mut opened = Vec::new();
             loop {
@@ -51,7 +68,7 @@ pub async fn open(
                     .connect(prepared, source)
                     .await
                     .with_context(|| format!("connection {} of {n} (from {source})", i + 1))?;
-                opened.push(sub);
+                opened.push(then(sub));
             }
         }));
     }

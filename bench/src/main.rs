@@ -1,15 +1,19 @@
-//! `imcloud-bench`: the load generator. It drives imcloud, NATS's websocket listener or the bare
-//! tokio-tungstenite server with the same client code, and prints a result table (or a JSON line with
-//! --json). `scripts/bench` runs the whole comparison; docs/benchmarks.md has the results.
+//! `imcloud-bench`: the load generator. It drives imcloud (and any goim-protocol server), Centrifugo's and
+//! NATS's websocket listeners or the bare tokio-tungstenite server with the same scenarios, and prints a
+//! result table (or a JSON line with --json). `scripts/bench` runs the whole comparison; docs/benchmarks.md
+//! has the results.
 
 mod bare_server;
+mod centrifugo_ws;
 mod delivery;
 mod fleet;
 mod latency;
 mod nats_ws;
 mod payload;
+mod proc_stats;
 mod publisher;
 mod report;
+mod scale;
 mod scenarios;
 mod subscriber;
 mod ws;
@@ -30,7 +34,8 @@ use crate::subscriber::{Endpoint, Kind};
 #[derive(Parser)]
 #[command(
     version,
-    about = "imcloud's load generator: idle, fanout and push against imcloud, NATS websocket or a bare server"
+    about = "imcloud's load generator: idle, fanout, cost, push and scale against imcloud, Centrifugo, NATS \
+             websocket or a bare server"
 )]
 struct Cli {
     /// Print the result as one JSON line instead of a table.
@@ -65,13 +70,79 @@ enum Cmd {
         #[command(flatten)]
         delivery: DeliveryArgs,
     },
-    /// Single-user pushes through imcloud's push API (HTTP or gRPC), or NATS PUBs to per-user subjects,
-    /// at a fixed rate or flat out; end-to-end latency from the call to the client's receipt.
+    /// The fanout scenario that also reads the target's processes (--server-pid): memory per subscriber and
+    /// CPU time per 1,000 deliveries, one point of the cost curve.
+    Cost {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// Single-user pushes through imcloud's push API (HTTP or gRPC), NATS PUBs to per-user subjects or
+    /// Centrifugo publications to per-user channels, at a fixed rate or flat out; end-to-end latency from
+    /// the call to the client's receipt.
     Push {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
         delivery: DeliveryArgs,
+    },
+    /// imcloud only: N connections over several comets (one --url each), held by several generator
+    /// processes; broadcasts and room pushes alternate, and every connection must get every one.
+    Scale {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections in all.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        connections: usize,
+        /// Generator processes (0 = as few as hold N, 19,900 connections each).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Broadcasts, and as many room pushes.
+        #[arg(short = 'm', long, default_value_t = 1)]
+        messages: usize,
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// imcloud api service, http://HOST:PORT.
+        #[arg(long)]
+        api: String,
+        #[arg(
+            long,
+            env = "IMCLOUD_API_KEY",
+            default_value = "",
+            hide_env_values = true
+        )]
+        api_key: String,
+        /// One per comet, in the order of the --url values: each comet's memory per connection.
+        #[arg(long = "server-pid")]
+        comet_pids: Vec<u32>,
+        #[arg(long, default_value_t = 20)]
+        patience_secs: u64,
+        /// Seconds between the last connection and the memory reading.
+        #[arg(long, default_value_t = 3)]
+        settle_secs: u64,
+        /// Seconds between heartbeats (the comets' IMCLOUD_HEARTBEAT_SECS).
+        #[arg(long, default_value_t = 30)]
+        heartbeat_secs: u64,
+    },
+    /// One generator process of the scale run (started by `scale`; talks JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    ScaleWorker {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long)]
+        first_id: i64,
+        #[arg(short = 'n', long)]
+        connections: usize,
+        /// Messages every connection expects.
+        #[arg(long)]
+        messages: usize,
+        #[arg(long)]
+        room: String,
+        #[arg(long, default_value_t = 20)]
+        patience_secs: u64,
+        #[arg(long, default_value_t = 30)]
+        heartbeat_secs: u64,
     },
     /// Run the bare tokio-tungstenite broadcast server (subscribe on /sub, publish on /pub).
     BareServer {
@@ -86,11 +157,12 @@ enum Cmd {
 struct TargetArgs {
     #[arg(long, value_enum)]
     target: Kind,
-    /// Websocket URL(s): imcloud ws://HOST:PORT/sub, NATS ws://HOST:PORT, bare ws://HOST:PORT/sub. Several
-    /// spread the subscribers (one per comet).
+    /// Websocket URL(s): imcloud ws://HOST:PORT/sub, NATS ws://HOST:PORT, Centrifugo
+    /// ws://HOST:PORT/connection/websocket, bare ws://HOST:PORT/sub. Several spread the subscribers (one per
+    /// comet).
     #[arg(long = "url", required = true)]
     urls: Vec<String>,
-    /// imcloud's IMCLOUD_AUTH_SECRET (tokens are minted as a backend would).
+    /// imcloud's IMCLOUD_AUTH_SECRET, or Centrifugo's HMAC token key (tokens are minted as a backend would).
     #[arg(
         long,
         env = "IMCLOUD_AUTH_SECRET",
@@ -135,9 +207,10 @@ struct DeliveryArgs {
     /// imcloud push API to use.
     #[arg(long, value_enum, default_value_t = Via::Http)]
     via: Via,
-    /// imcloud api service, http://HOST:PORT.
+    /// imcloud api service, or Centrifugo's HTTP server, http://HOST:PORT.
     #[arg(long, default_value = "")]
     api: String,
+    /// imcloud's IMCLOUD_API_KEY, or Centrifugo's http_api key.
     #[arg(
         long,
         env = "IMCLOUD_API_KEY",
@@ -151,6 +224,9 @@ struct DeliveryArgs {
     /// Seconds a subscriber waits for its next message before the rest count as lost.
     #[arg(long, default_value_t = 10)]
     patience_secs: u64,
+    /// The target's process(es): memory per subscriber and CPU time per 1,000 deliveries (summed).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
 }
 
 impl TargetArgs {
@@ -191,6 +267,7 @@ impl DeliveryArgs {
             inflight: self.inflight,
             via: self.via,
             patience: Duration::from_secs(self.patience_secs.max(1)),
+            server_pids: self.server_pids.clone(),
         };
         (api, delivery)
     }
@@ -241,13 +318,80 @@ fn main() -> Result<()> {
             Cmd::Fanout { target, delivery } => {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 let (api, args) = delivery.split();
-                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, Some("fanout"))
+                let room = Some("fanout");
+                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, "fanout", room)
                     .await?
+            }
+            Cmd::Cost { target, delivery } => {
+                let (endpoint, dialing, labels) = target.endpoint()?;
+                let (api, args) = delivery.split();
+                if args.server_pids.is_empty() {
+                    anyhow::bail!("cost needs the target's --server-pid");
+                }
+                let room = Some("fanout");
+                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, "cost", room).await?
             }
             Cmd::Push { target, delivery } => {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 let (api, args) = delivery.split();
-                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, None).await?
+                scenarios::delivery(&endpoint, &dialing, &api, &labels, args, "push", None).await?
+            }
+            Cmd::Scale {
+                target,
+                connections,
+                workers,
+                messages,
+                payload,
+                api,
+                api_key,
+                comet_pids,
+                patience_secs,
+                settle_secs,
+                heartbeat_secs,
+            } => {
+                let (endpoint, dialing, labels) = target.endpoint()?;
+                if endpoint.kind != subscriber::Kind::Imcloud {
+                    anyhow::bail!("the scale run is for imcloud (goim protocol, push API)");
+                }
+                let args = scale::Scale {
+                    connections,
+                    workers,
+                    messages: messages.max(1),
+                    payload,
+                    room: "scale".into(),
+                    api,
+                    api_key,
+                    comet_pids,
+                    patience: Duration::from_secs(patience_secs.max(1)),
+                    settle: Duration::from_secs(settle_secs),
+                    heartbeat: Duration::from_secs(heartbeat_secs.max(1)),
+                };
+                scale::run(&endpoint, &dialing, &labels, &target.secret, args).await?
+            }
+            Cmd::ScaleWorker {
+                target,
+                first_id,
+                connections,
+                messages,
+                room,
+                patience_secs,
+                heartbeat_secs,
+            } => {
+                let (endpoint, dialing, _) = target.endpoint()?;
+                let patience = Duration::from_secs(patience_secs.max(1));
+                let heartbeat = Duration::from_secs(heartbeat_secs.max(1));
+                scale::worker(
+                    &endpoint,
+                    &dialing,
+                    first_id,
+                    connections,
+                    messages,
+                    &room,
+                    patience,
+                    heartbeat,
+                )
+                .await?;
+                return Ok(());
             }
         };
         if cli.json {

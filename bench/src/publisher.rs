@@ -1,5 +1,5 @@
-//! How messages enter each target: imcloud's push API (HTTP or gRPC), a NATS PUB, or a message to the bare
-//! server's publish socket.
+//! How messages enter each target: imcloud's push API (HTTP or gRPC), a NATS PUB, Centrifugo's server HTTP
+//! API (`POST /api/publish`), or a message to the bare server's publish socket.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::nats_ws::NatsWs;
-use crate::subscriber::{Endpoint, Kind, Topic, nats_subject};
+use crate::subscriber::{Endpoint, Kind, Topic, channel_name};
 use crate::ws::{self, WsStream};
 
 /// The op imcloud pushes carry (the first application op).
@@ -40,6 +40,9 @@ pub struct PushApi {
     pub grpc: String,
 }
 
+/// How long a publish call may take before the run fails.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub enum Publisher {
     Http {
         client: reqwest::Client,
@@ -52,6 +55,12 @@ pub enum Publisher {
         bearer: MetadataValue<Ascii>,
     },
     Nats(NatsWs),
+    /// Centrifugo's server API: `POST {base}/api/publish` with `X-API-Key`.
+    Centrifugo {
+        client: reqwest::Client,
+        base: String,
+        api_key: String,
+    },
     Bare(WsStream),
 }
 
@@ -63,9 +72,7 @@ impl Publisher {
                     bail!("imcloud over HTTP needs --api and --api-key");
                 }
                 Publisher::Http {
-                    client: reqwest::Client::builder()
-                        .timeout(Duration::from_secs(30))
-                        .build()?,
+                    client: reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?,
                     base: api.http.trim_end_matches('/').to_string(),
                     api_key: api.api_key.clone(),
                 }
@@ -94,6 +101,18 @@ impl Publisher {
                 let ws = ws::connect(url, *server, IpAddr::from([127, 0, 0, 1])).await?;
                 Publisher::Nats(NatsWs::handshake(ws, endpoint.nats_token.as_deref()).await?)
             }
+            (Kind::Centrifugo, _) => {
+                if api.http.is_empty() || api.api_key.is_empty() {
+                    bail!(
+                        "Centrifugo needs --api (its HTTP server) and --api-key (its http_api key)"
+                    );
+                }
+                Publisher::Centrifugo {
+                    client: reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?,
+                    base: api.http.trim_end_matches('/').to_string(),
+                    api_key: api.api_key.clone(),
+                }
+            }
             (Kind::Bare, _) => {
                 let (url, server) = &endpoint.urls[0];
                 let url = url.replace("/sub", "/pub");
@@ -105,7 +124,10 @@ impl Publisher {
     /// Whether several copies may publish at once (request/response APIs), or one socket carries every
     /// message (NATS, bare), where writes are pipelined anyway.
     pub fn can_clone(&self) -> bool {
-        matches!(self, Publisher::Http { .. } | Publisher::Grpc { .. })
+        matches!(
+            self,
+            Publisher::Http { .. } | Publisher::Grpc { .. } | Publisher::Centrifugo { .. }
+        )
     }
 
     pub fn try_clone(&self) -> Option<Publisher> {
@@ -122,6 +144,15 @@ impl Publisher {
             Publisher::Grpc { client, bearer } => Some(Publisher::Grpc {
                 client: client.clone(),
                 bearer: bearer.clone(),
+            }),
+            Publisher::Centrifugo {
+                client,
+                base,
+                api_key,
+            } => Some(Publisher::Centrifugo {
+                client: client.clone(),
+                base: base.clone(),
+                api_key: api_key.clone(),
             }),
             Publisher::Nats(_) | Publisher::Bare(_) => None,
         }
@@ -179,7 +210,29 @@ impl Publisher {
                 result
                     .map_err(|s| anyhow::anyhow!("push refused: {} {}", s.code(), s.message()))?;
             }
-            Publisher::Nats(c) => c.publish(&nats_subject(topic, id), &payload).await?,
+            Publisher::Nats(c) => c.publish(&channel_name(topic, id), &payload).await?,
+            Publisher::Centrifugo {
+                client,
+                base,
+                api_key,
+            } => {
+                let body = serde_json::json!({
+                    "channel": channel_name(topic, id),
+                    "data": crate::payload::to_text(&payload),
+                });
+                let resp = client
+                    .post(format!("{base}/api/publish"))
+                    .header("X-API-Key", &*api_key)
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                // The API answers 200 with {"error": {...}} when it refuses a publication.
+                if !status.is_success() || text.contains("\"error\"") {
+                    bail!("publication refused: {status} {text}");
+                }
+            }
             Publisher::Bare(ws) => {
                 if let Topic::User = topic {
                     bail!("the bare server only broadcasts: it has no per-user push");

@@ -53,15 +53,15 @@ impl Report {
 
     pub fn text(&self) -> String {
         let mut out = format!("{} against {}\n", self.scenario, self.target);
-        let _ = writeln!(out, "  {:<26}{}", "machine", self.machine);
+        let _ = writeln!(out, "  {:<36}{}", "machine", self.machine);
         if !self.about.is_empty() {
-            let _ = writeln!(out, "  {:<26}{}", "target", self.about);
+            let _ = writeln!(out, "  {:<36}{}", "target", self.about);
         }
         for (k, v) in &self.params {
-            let _ = writeln!(out, "  {k:<26}{v}");
+            let _ = writeln!(out, "  {k:<36}{v}");
         }
         for f in &self.figures {
-            let _ = writeln!(out, "  {:<26}{} {}", f.name, number(f.value), f.unit);
+            let _ = writeln!(out, "  {:<36}{} {}", f.name, number(f.value), f.unit);
         }
         out
     }

@@ -1,5 +1,7 @@
-//! The three scenarios: idle (memory per connection and connect rate), and [`delivery`]: fanout (one room,
-//! many subscribers) or push (one user per message through the push API). Each returns a [`Report`].
+//! The scenarios: idle (memory per connection and connect rate), and [`delivery`]: fanout (one room, many
+//! subscribers), cost (a fanout that also reads the target's memory and CPU time: the cost curve) or push
+//! (one user per message through the push API). Each returns a [`Report`]. (The multi-process scale run is
+//! in `scale.rs`.)
 
 use std::time::Duration;
 
@@ -7,12 +9,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::delivery::{self, Outcome, Plan};
 use crate::fleet::{self, Dialing};
+use crate::proc_stats::{cpu_secs, cpu_sum_secs, rss_kib, rss_sum_kib};
 use crate::publisher::{Publisher, PushApi, Via};
 use crate::report::Report;
 use crate::subscriber::{Endpoint, Topic};
 
 /// One client process can hold about this many sockets here (20,000 open files, minus its own).
-const MAX_CONNECTIONS_PER_PROCESS: usize = 19_900;
+pub const MAX_CONNECTIONS_PER_PROCESS: usize = 19_900;
 
 /// The target as the report names it.
 pub struct Labels {
@@ -83,19 +86,22 @@ pub struct Delivery {
     pub inflight: usize,
     pub via: Via,
     pub patience: Duration,
+    /// The target's processes: their memory growth per subscriber and CPU time per delivery are reported.
+    pub server_pids: Vec<u32>,
 }
 
-/// fanout (`room` set: every subscriber in that room) or push (`room` None: one user per message).
+/// fanout and cost (`room` set: every subscriber in that room) or push (`room` None: one user per message).
 pub async fn delivery(
     endpoint: &Endpoint,
     dialing: &Dialing,
     api: &PushApi,
     labels: &Labels,
     args: Delivery,
+    scenario: &str,
     room: Option<&str>,
 ) -> Result<Report> {
-    let scenario = if room.is_some() { "fanout" } else { "push" };
     check_capacity(args.subscribers)?;
+    let rss_before = rss_sum_kib(&args.server_pids)?;
     // Ids apart from the idle scenario's, so a run right after it never meets a lingering session.
     let first_id = if room.is_some() { 1_000_000 } else { 2_000_000 };
     let topic = room.map_or(Topic::User, Topic::Room);
@@ -103,6 +109,12 @@ pub async fn delivery(
     let publisher = Publisher::connect(endpoint, args.via, api)
         .await
         .context("connecting the publisher")?;
+    if !args.server_pids.is_empty() {
+        // As in the idle scenario: let the target settle its new connections before reading its memory.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let rss_subscribed = rss_sum_kib(&args.server_pids)?;
+    let (server_cpu0, own_cpu0) = (cpu_sum_secs(&args.server_pids)?, cpu_secs(None)?);
     let inflight = if publisher.can_clone() {
         args.inflight.max(1)
     } else {
@@ -119,6 +131,10 @@ pub async fn delivery(
         patience: args.patience,
     };
     let out = delivery::run(subs, publisher, plan).await?;
+    let (server_cpu, own_cpu) = (
+        cpu_sum_secs(&args.server_pids)? - server_cpu0,
+        cpu_secs(None)? - own_cpu0,
+    );
 
     let mut r = Report::new(scenario, &labels.target, &labels.about);
     r.param("subscribers", args.subscribers)
@@ -137,6 +153,27 @@ pub async fn delivery(
         r.param("via", format!("{:?}", args.via).to_lowercase());
     }
     add_outcome(&mut r, &out, args.messages);
+    if !args.server_pids.is_empty() {
+        let thousands = (out.delivered as f64 / 1000.0).max(1e-9);
+        r.param("server processes", args.server_pids.len())
+            .figure(
+                "server RSS per subscriber",
+                rss_subscribed.saturating_sub(rss_before) as f64 / args.subscribers.max(1) as f64,
+                "KiB",
+            )
+            .figure("server RSS subscribed", rss_subscribed as f64, "KiB")
+            .figure("server CPU", server_cpu, "s")
+            .figure(
+                "server CPU per 1,000 deliveries",
+                server_cpu * 1000.0 / thousands,
+                "ms",
+            )
+            .figure(
+                "generator CPU per 1,000 deliveries",
+                own_cpu * 1000.0 / thousands,
+                "ms",
+            );
+    }
     if let Some(e) = &out.receive_error {
         eprintln!("a subscriber failed: {e}");
     }
@@ -166,7 +203,7 @@ fn add_outcome(r: &mut Report, out: &Outcome, messages: usize) {
     .figure("publish call p99", out.call.ms(0.99), "ms");
 }
 
-fn check_capacity(n: usize) -> Result<()> {
+pub fn check_capacity(n: usize) -> Result<()> {
     if n > MAX_CONNECTIONS_PER_PROCESS {
         bail!(
             "{n} connections do not fit in one generator process (at most {MAX_CONNECTIONS_PER_PROCESS} \
@@ -174,16 +211,4 @@ fn check_capacity(n: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Resident memory of a process, in KiB (VmRSS from /proc).
-pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("no process {pid}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc status")
 }

@@ -1,4 +1,4 @@
-//! One receiving connection to any target, with the same calls for all three: connect and authenticate,
+//! One receiving connection to any target, with the same calls for all of them: connect and authenticate,
 //! wait for the next application message, send a heartbeat.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +11,7 @@ use imcloud::client::{GoimClient, auth_body, sign_token};
 use imcloud_proto::op;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::centrifugo_ws::CentrifugoWs;
 use crate::nats_ws::{NatsEvent, NatsWs};
 use crate::ws::{self, WsStream};
 
@@ -22,6 +23,8 @@ pub enum Kind {
     Imcloud,
     /// nats-server's websocket listener (NATS text protocol, token auth).
     Nats,
+    /// Centrifugo's websocket transport (its JSON client protocol, connection JWT).
+    Centrifugo,
     /// `imcloud-bench bare-server`: tokio-tungstenite broadcasting to every connection, no protocol.
     Bare,
 }
@@ -41,9 +44,11 @@ pub struct Endpoint {
 /// What a subscriber listens to.
 #[derive(Clone, Copy)]
 pub enum Topic<'a> {
-    /// The fan-out room (imcloud room `bench://<name>`, NATS subject `bench.<name>`, bare: everything).
+    /// The fan-out room (imcloud room `bench://<name>`, NATS subject and Centrifugo channel `bench.<name>`,
+    /// bare: everything).
     Room(&'a str),
-    /// Messages for this subscriber's own user id (imcloud mid, NATS subject `user.<id>`).
+    /// Messages for this subscriber's own user id (imcloud mid, NATS subject and Centrifugo channel
+    /// `user.<id>`).
     User,
 }
 
@@ -77,8 +82,11 @@ impl Endpoint {
         if urls.is_empty() {
             bail!("no websocket URL given (--url)");
         }
-        if kind == Kind::Imcloud && secret.is_empty() {
-            bail!("imcloud needs --secret (its IMCLOUD_AUTH_SECRET) to mint connection tokens");
+        if matches!(kind, Kind::Imcloud | Kind::Centrifugo) && secret.is_empty() {
+            bail!(
+                "imcloud and Centrifugo need --secret (IMCLOUD_AUTH_SECRET, Centrifugo's HMAC key) to mint \
+                 connection tokens"
+            );
         }
         Ok(Endpoint {
             kind,
@@ -98,7 +106,12 @@ impl Endpoint {
                 };
                 (auth_body(id, "", &room, &[], &token), String::new())
             }
-            Kind::Nats => (Vec::new(), nats_subject(topic, id)),
+            Kind::Nats => (Vec::new(), channel_name(topic, id)),
+            Kind::Centrifugo => {
+                // Centrifugo's connection JWT has the same claims (sub = user id, exp, HS256).
+                let token = sign_token(&self.secret, id, 24 * 3600).map_err(anyhow::Error::msg)?;
+                (token.into_bytes(), channel_name(topic, id))
+            }
             Kind::Bare => (Vec::new(), String::new()),
         };
         let url = id.unsigned_abs() as usize % self.urls.len();
@@ -126,13 +139,20 @@ impl Endpoint {
                 c.subscribe(&p.subject, p.id as u64).await?;
                 Subscriber::Nats(c)
             }
+            Kind::Centrifugo => {
+                let ws = ws::connect(url, server, source).await?;
+                let token = String::from_utf8(p.auth).context("a token is text")?;
+                let mut c = CentrifugoWs::connect(ws, &token).await?;
+                c.subscribe(&p.subject).await?;
+                Subscriber::Centrifugo(c)
+            }
             Kind::Bare => Subscriber::Bare(ws::connect(url, server, source).await?),
         })
     }
 }
 
-/// The NATS subject for a topic.
-pub fn nats_subject(topic: Topic, id: i64) -> String {
+/// The NATS subject, or Centrifugo channel, of a topic.
+pub fn channel_name(topic: Topic, id: i64) -> String {
     match topic {
         Topic::Room(name) => format!("bench.{name}"),
         Topic::User => format!("user.{id}"),
@@ -142,11 +162,13 @@ pub fn nats_subject(topic: Topic, id: i64) -> String {
 pub enum Subscriber {
     Goim(Box<GoimClient>),
     Nats(NatsWs),
+    Centrifugo(CentrifugoWs),
     Bare(WsStream),
 }
 
 impl Subscriber {
-    /// The body of the next application message (imcloud ops ≥ 1000, NATS MSG, bare binary message).
+    /// The body of the next application message (imcloud ops ≥ 1000, NATS MSG, Centrifugo publication in
+    /// the binary form, bare binary message).
     pub async fn next_payload(&mut self) -> Result<Bytes> {
         match self {
             Subscriber::Goim(c) => loop {
@@ -160,6 +182,7 @@ impl Subscriber {
                     return Ok(payload);
                 }
             },
+            Subscriber::Centrifugo(c) => Ok(c.next_publication().await?),
             Subscriber::Bare(ws) => loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => return Ok(b),
@@ -177,6 +200,8 @@ impl Subscriber {
                 c.send(op::HEARTBEAT, Vec::new()).await?;
             }
             Subscriber::Nats(c) => c.ping().await?,
+            // Centrifugo's server pings and the client only answers (in `next_payload`).
+            Subscriber::Centrifugo(_) => {}
             Subscriber::Bare(ws) => ws.send(Message::Ping(Bytes::new())).await?,
         }
         Ok(())
