@@ -53,7 +53,7 @@ fn bearer(headers: &HeaderMap) -> String {
 }
 
 /// Decodes `value` as `T`, naming the field that is wrong (`body.nickname: must be 1 to 32 characters`).
-fn decode<T: serde::de::DeserializeOwned>(part: &str, value: Value) -> Result<T, Response> {
+fn decode<T: serde::de::DeserializeOwned>(part: &str, value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
@@ -61,35 +61,33 @@ fn decode<T: serde::de::DeserializeOwned>(part: &str, value: Value) -> Result<T,
         } else {
             format!("{part}.{path}")
         };
-        invalid(format!("{at}: {}", e.into_inner()))
+        format!("{at}: {}", e.into_inner())
     })
 }
 
-/// The typed request of operation `O` from the HTTP parts.
+/// The typed request of operation `O` from the HTTP parts, or what is wrong with them.
 fn request<O: Operation>(
     path: Result<RawPathParams, RawPathParamsRejection>,
     query: Result<Query<O::Query>, QueryRejection>,
     body: &[u8],
-) -> Result<O, Response> {
+) -> Result<O, String> {
     let params: Map<String, Value> = match path {
         Ok(p) => p
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect(),
         Err(_) if !O::ROUTE.path.contains('{') => Map::new(),
-        Err(e) => return Err(invalid(format!("path: {}", e.body_text()))),
+        Err(e) => return Err(format!("path: {}", e.body_text())),
     };
     let path: O::Path = decode("path", Value::Object(params))?;
-    let Ok(Query(query)) = query.map_err(|e| invalid(format!("query: {}", e.body_text()))) else {
-        return Err(invalid("malformed query string"));
-    };
+    let Query(query) = query.map_err(|e| format!("query: {}", e.body_text()))?;
     let body_value = if O::ROUTE.raw_body || body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
         match serde_json::from_slice::<Value>(body) {
             Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return Err(invalid("request body must be a JSON object")),
-            Err(e) => return Err(invalid(format!("request body is not valid JSON: {e}"))),
+            Ok(_) => return Err("request body must be a JSON object".into()),
+            Err(e) => return Err(format!("request body is not valid JSON: {e}")),
         }
     };
     let body: O::Body = decode("body", body_value)?;
@@ -129,11 +127,15 @@ async fn forward<O: Operation>(
             return error(status, code, e.body_text());
         }
     };
-    let op: O = match request::<O>(path, query, &body) {
-        Ok(op) => op,
-        Err(r) => return r,
+    // An invalid request to a login route still goes to logic, which checks the login first: a caller
+    // without a valid login learns nothing about the request but 401.
+    let args = match request::<O>(path, query, &body) {
+        Ok(op) => serde_json::to_vec(&Into::<ImRequest>::into(op)).unwrap_or_default(),
+        Err(why) if route.access == Access::Login => {
+            serde_json::to_vec(&json!({"invalid": why})).unwrap_or_default()
+        }
+        Err(why) => return invalid(why),
     };
-    let req: ImRequest = op.into();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -148,7 +150,7 @@ async fn forward<O: Operation>(
         } else {
             String::new()
         },
-        args: serde_json::to_vec(&req).unwrap_or_default(),
+        args,
         raw: if route.raw_body {
             body.to_vec()
         } else {

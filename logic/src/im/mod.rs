@@ -37,7 +37,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use imcloud_common::im::command::Command;
-use imcloud_common::im::operations::{Access, Document, ImRequest, Operation};
+use imcloud_common::im::operations::{Access, Document, ImRequest, Operation, route_of};
 use serde_json::{Value, json};
 
 use crate::sessions::SessionStore;
@@ -176,17 +176,10 @@ impl Im {
         content_type: &str,
         client: &str,
     ) -> Reply {
-        let req: ImRequest = match serde_json::from_slice(args) {
-            Ok(r) => r,
-            Err(e) => return Reply::error(&ImError::invalid(format!("request: {e}"))),
+        let Some(route) = route_of(op) else {
+            return Reply::error(&ImError::not_found(format!("unknown operation {op:?}")));
         };
-        let route = req.route();
-        if route.op != op {
-            return Reply::error(&ImError::invalid(format!(
-                "the call names {op:?} but carries {:?}",
-                route.op
-            )));
-        }
+        // The login first: an invalid request from someone without a login is a 401, not a 400.
         let me = if route.access == Access::Login {
             match self.authenticate(token).await {
                 Ok(me) => me,
@@ -195,6 +188,23 @@ impl Im {
         } else {
             0
         };
+        let req: ImRequest = match serde_json::from_slice(args) {
+            Ok(r) => r,
+            Err(e) => {
+                // The api sends `{"invalid": why}` for a request it could not decode.
+                let why = serde_json::from_slice::<Value>(args)
+                    .ok()
+                    .and_then(|v| v["invalid"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("request: {e}"));
+                return Reply::error(&ImError::invalid(why));
+            }
+        };
+        if req.route().op != op {
+            return Reply::error(&ImError::invalid(format!(
+                "the call names {op:?} but carries {:?}",
+                req.route().op
+            )));
+        }
         let caller = Caller {
             me,
             token,
