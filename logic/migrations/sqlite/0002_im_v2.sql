@@ -13,13 +13,13 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(content, content = 'messages', cont
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.kind = 'text' AND new.recalled = 0 BEGIN
     INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
 END;
-CREATE TRIGGER messages_fts_update_old AFTER UPDATE OF content, recalled ON messages
-    WHEN old.kind = 'text' AND old.recalled = 0 BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-END;
-CREATE TRIGGER messages_fts_update_new AFTER UPDATE OF content, recalled ON messages
-    WHEN new.kind = 'text' AND new.recalled = 0 BEGIN
-    INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+-- One trigger, so that the old entry is always removed before the new one is added (two triggers on
+-- one event fire in an order SQLite does not promise, and the reverse order corrupts the index).
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, recalled ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content)
+        SELECT 'delete', old.id, old.content WHERE old.kind = 'text' AND old.recalled = 0;
+    INSERT INTO messages_fts (rowid, content)
+        SELECT new.id, new.content WHERE new.kind = 'text' AND new.recalled = 0;
 END;
 CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.kind = 'text' AND old.recalled = 0 BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
