@@ -601,12 +601,15 @@ async fn message_search_finds_only_readable_conversations_with_highlights(store:
 /// with `verdict`.
 struct Receiver {
     url: String,
-    seen: Arc<Mutex<Vec<(String, Value, String, Vec<u8>)>>>,
+    seen: Seen,
 }
+
+/// Each webhook request: its event header, JSON body, signature header and raw body.
+type Seen = Arc<Mutex<Vec<(String, Value, String, Vec<u8>)>>>;
 
 async fn receiver(verdict: Value, fail_first: usize) -> Receiver {
     use axum::http::HeaderMap;
-    let seen: Arc<Mutex<Vec<(String, Value, String, Vec<u8>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let failures = Arc::new(Mutex::new(fail_first));
     let (s, f) = (seen.clone(), failures.clone());
     let app = axum::Router::new().route(

@@ -344,7 +344,8 @@ impl Im {
         .ok_or_else(|| ImError::not_found(format!("no message {seq} in {cid}")))
     }
 
-    /// Stores a change to the message at `target` and pushes it like a message.
+    /// Stores a change to the message at `target` (applied to it in the same transaction) and pushes
+    /// it like a message.
     async fn change(
         &self,
         me: i64,
@@ -353,8 +354,12 @@ impl Im {
         kind: MessageKind,
         content: &str,
         target: i64,
-        apply: Apply<'_>,
     ) -> ImResult<Message> {
+        let apply = match kind {
+            MessageKind::Edit => Apply::Edit(content),
+            MessageKind::Recall => Apply::Recall,
+            _ => Apply::Nothing,
+        };
         let id = format!("{}:{}", kind.as_str(), uuid::Uuid::new_v4().simple());
         let (message, _) = self
             .store_message(me, cid, &id, kind, content, Some(target), apply)
@@ -386,16 +391,8 @@ impl Im {
                 self.settings.edit_window_secs
             )));
         }
-        self.change(
-            me,
-            cid,
-            recipients,
-            MessageKind::Edit,
-            &content,
-            seq,
-            Apply::Edit(&content),
-        )
-        .await
+        self.change(me, cid, recipients, MessageKind::Edit, &content, seq)
+            .await
     }
 
     pub(crate) async fn recall(&self, c: &Caller<'_>, r: RecallMessage) -> ImResult<Message> {
@@ -443,16 +440,8 @@ impl Im {
                 self.member_ids(g).await?
             }
         };
-        self.change(
-            me,
-            cid,
-            recipients,
-            MessageKind::Recall,
-            "",
-            seq,
-            Apply::Recall,
-        )
-        .await
+        self.change(me, cid, recipients, MessageKind::Recall, "", seq)
+            .await
     }
 
     pub(crate) async fn react(
@@ -526,8 +515,7 @@ impl Im {
         } else {
             MessageKind::Unreact
         };
-        self.change(me, cid, recipients, kind, &emoji, seq, Apply::Nothing)
-            .await
+        self.change(me, cid, recipients, kind, &emoji, seq).await
     }
 
     pub(crate) async fn messages(&self, c: &Caller<'_>, r: ListMessages) -> ImResult<MessagePage> {
