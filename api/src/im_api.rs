@@ -1,20 +1,23 @@
-//! The IM JSON API under `/v1`: every route of `imcloud_common::im_routes` forwarded to logic as one
-//! `ImCall` (path and query parameters and the JSON body, or an upload's raw bytes), with logic's status
-//! and body passed back. Errors are `{"error":{"code","message"}}`.
+//! The IM JSON API under `/v1`: every operation of the contract (`imcloud_common::im::operations`)
+//! mounted from the table, its path parameters, query and JSON body decoded into the operation's
+//! typed request here (a malformed or invalid request is a 400 before logic is asked), then forwarded
+//! to logic as one `ImCall` carrying the `ImRequest` (an upload's raw bytes travel beside it), with
+//! logic's status, body and content type passed back. Errors are `{"error":{"code","message"}}`; a
+//! `rate_limited` answer carries `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection, RawPathParamsRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use imcloud_common::im_routes::{IM_ROUTES, ImRoute};
+use imcloud_common::im::operations::{Access, ImRequest, Operation, Visitor, visit};
 use imcloud_proto::logic::ImCallReq;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::state::AppState;
 
@@ -22,6 +25,10 @@ use crate::state::AppState;
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});
     (status, axum::Json(body)).into_response()
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_argument", message)
 }
 
 fn method_filter(method: &str) -> MethodFilter {
@@ -45,23 +52,62 @@ fn bearer(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    route: &'static ImRoute,
+/// Decodes `value` as `T`, naming the field that is wrong (`body.nickname: must be 1 to 32 characters`).
+fn decode<T: serde::de::DeserializeOwned>(part: &str, value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            part.to_string()
+        } else {
+            format!("{part}.{path}")
+        };
+        format!("{at}: {}", e.into_inner())
+    })
+}
+
+/// The typed request of operation `O` from the HTTP parts, or what is wrong with them.
+fn request<O: Operation>(
+    path: Result<RawPathParams, RawPathParamsRejection>,
+    query: Result<Query<O::Query>, QueryRejection>,
+    body: &[u8],
+) -> Result<O, String> {
+    let params: Map<String, Value> = match path {
+        Ok(p) => p
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect(),
+        Err(_) if !O::ROUTE.path.contains('{') => Map::new(),
+        Err(e) => return Err(format!("path: {}", e.body_text())),
+    };
+    let path: O::Path = decode("path", Value::Object(params))?;
+    let Query(query) = query.map_err(|e| format!("query: {}", e.body_text()))?;
+    let body_value = if O::ROUTE.raw_body || body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err("request body must be a JSON object".into()),
+            Err(e) => return Err(format!("request body is not valid JSON: {e}")),
+        }
+    };
+    let body: O::Body = decode("body", body_value)?;
+    Ok(O::from_parts(path, query, body))
+}
+
+async fn forward<O: Operation>(
     s: AppState,
     client: SocketAddr,
-    path: HashMap<String, String>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
+    query: Result<Query<O::Query>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if route.trusted
-        && !imcloud_common::auth::bearer_matches(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            &s.api_key,
-        )
+    let route = O::ROUTE;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if route.access == Access::Trusted
+        && !imcloud_common::auth::bearer_matches(authorization, &s.api_key)
     {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -69,13 +115,6 @@ async fn forward(
             "this route is for trusted backends: Authorization: Bearer <api key>",
         );
     }
-    let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_argument",
-            "malformed query string",
-        );
-    };
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -88,45 +127,35 @@ async fn forward(
             return error(status, code, e.body_text());
         }
     };
+    // An invalid request to a login route still goes to logic, which checks the login first: a caller
+    // without a valid login learns nothing about the request but 401.
+    let args = match request::<O>(path, query, &body) {
+        Ok(op) => serde_json::to_vec(&Into::<ImRequest>::into(op)).unwrap_or_default(),
+        Err(why) if route.access == Access::Login => {
+            serde_json::to_vec(&json!({"invalid": why})).unwrap_or_default()
+        }
+        Err(why) => return invalid(why),
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let (json_body, raw) = if route.raw_body {
-        (Value::Null, body.to_vec())
-    } else if body.iter().all(u8::is_ascii_whitespace) {
-        (Value::Null, Vec::new())
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v @ Value::Object(_)) => (v, Vec::new()),
-            Ok(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_argument",
-                    "request body must be a JSON object",
-                );
-            }
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_argument",
-                    format!("request body is not valid JSON: {e}"),
-                );
-            }
-        }
-    };
-    let args = json!({"path": path, "query": query, "body": json_body});
     let call = ImCallReq {
         op: route.op.to_string(),
-        // A trusted route's bearer is the api key, which logic never needs to see.
-        token: if route.trusted {
-            String::new()
-        } else {
+        // Only a login route's bearer is a login token; a trusted route's is the api key, which logic
+        // never needs to see.
+        token: if route.access == Access::Login {
             bearer(&headers)
+        } else {
+            String::new()
         },
-        args: serde_json::to_vec(&args).unwrap_or_default(),
-        raw,
+        args,
+        raw: if route.raw_body {
+            body.to_vec()
+        } else {
+            Vec::new()
+        },
         content_type,
         client_ip: client.ip().to_string(),
     };
@@ -148,8 +177,14 @@ async fn forward(
     let ct = HeaderValue::from_str(&reply.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (status, [(header::CONTENT_TYPE, ct)], reply.body).into_response();
+    let h = response.headers_mut();
+    if reply.retry_after_secs > 0 {
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(reply.retry_after_secs),
+        );
+    }
     if route.op == "uploads.get" {
-        let h = response.headers_mut();
         h.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -166,45 +201,58 @@ async fn forward(
     response
 }
 
-fn handler(route: &'static ImRoute, upload_max: usize) -> MethodRouter<AppState> {
+fn handler<O: Operation>(upload_max: usize) -> MethodRouter<AppState> {
     let m = on(
-        method_filter(route.method),
-        move |State(s): State<AppState>,
-              ConnectInfo(client): ConnectInfo<SocketAddr>,
-              path: Option<Path<HashMap<String, String>>>,
-              query: Result<Query<HashMap<String, String>>, QueryRejection>,
-              headers: HeaderMap,
-              body: Result<Bytes, BytesRejection>| async move {
-            let path = path.map(|Path(p)| p).unwrap_or_default();
-            forward(route, s, client, path, query, headers, body).await
+        method_filter(O::ROUTE.method),
+        |State(s): State<AppState>,
+         ConnectInfo(client): ConnectInfo<SocketAddr>,
+         path: Result<RawPathParams, RawPathParamsRejection>,
+         query: Result<Query<O::Query>, QueryRejection>,
+         headers: HeaderMap,
+         body: Result<Bytes, BytesRejection>| async move {
+            forward::<O>(s, client, path, query, headers, body).await
         },
     );
-    if route.raw_body {
+    if O::ROUTE.raw_body {
         m.layer(DefaultBodyLimit::max(upload_max + 1))
     } else {
         m
     }
 }
 
+/// Collects one method router per path from the operation table.
+struct Mount {
+    upload_max: usize,
+    paths: Vec<&'static str>,
+    methods: HashMap<&'static str, MethodRouter<AppState>>,
+}
+
+impl Visitor for Mount {
+    fn visit<O: Operation>(&mut self) {
+        let h = handler::<O>(self.upload_max);
+        let path = O::ROUTE.path;
+        let merged = match self.methods.remove(path) {
+            Some(m) => m.merge(h),
+            None => {
+                self.paths.push(path);
+                h
+            }
+        };
+        self.methods.insert(path, merged);
+    }
+}
+
 /// The `/v1` IM routes.
 pub fn routes(upload_max: usize) -> Router<AppState> {
+    let mut mount = Mount {
+        upload_max,
+        paths: Vec::new(),
+        methods: HashMap::new(),
+    };
+    visit(&mut mount);
     let mut router = Router::new();
-    let mut paths: Vec<&str> = IM_ROUTES.iter().map(|r| r.path).collect();
-    paths.dedup();
-    let mut seen = std::collections::HashSet::new();
-    for path in paths {
-        if !seen.insert(path) {
-            continue;
-        }
-        let mut methods: Option<MethodRouter<AppState>> = None;
-        for r in IM_ROUTES.iter().filter(|r| r.path == path) {
-            let h = handler(r, upload_max);
-            methods = Some(match methods {
-                None => h,
-                Some(m) => m.merge(h),
-            });
-        }
-        if let Some(m) = methods {
+    for path in mount.paths {
+        if let Some(m) = mount.methods.remove(path) {
             router = router.route(path, m);
         }
     }
@@ -214,6 +262,7 @@ pub fn routes(upload_max: usize) -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imcloud_common::im::operations::{RegisterUser, SendMessage};
 
     #[test]
     fn bearer_tokens_are_read_from_the_header() {
@@ -231,5 +280,36 @@ mod tests {
         assert_eq!(bearer(&h), "abc.def");
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
         assert_eq!(bearer(&h), "");
+    }
+
+    #[test]
+    fn bodies_decode_into_the_typed_request_or_name_the_bad_field() {
+        let no_path = || {
+            Err(RawPathParamsRejection::from(
+                axum::extract::rejection::MissingPathParams::default(),
+            ))
+        };
+        let q = || Ok(Query(imcloud_common::im::params::NoParams {}));
+        let ok = request::<RegisterUser>(
+            no_path(),
+            q(),
+            br#"{"email":"A@B.co","nickname":" Ann ","password":"correct horse"}"#,
+        );
+        assert!(ok.is_ok_and(|r| r.body.email.as_str() == "a@b.co" && r.body.nickname.as_str() == "Ann"));
+        assert!(
+            request::<RegisterUser>(
+                no_path(),
+                q(),
+                br#"{"email":"a@b.co","nickname":"","password":"correct horse"}"#
+            )
+            .is_err()
+        );
+        assert!(request::<RegisterUser>(no_path(), q(), b"[1]").is_err());
+        assert!(request::<RegisterUser>(no_path(), q(), b"{").is_err());
+        // A route with parameters needs them.
+        assert!(
+            request::<SendMessage>(no_path(), q(), br#"{"client_msg_id":"a","content":"b"}"#)
+                .is_err()
+        );
     }
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use imcloud_common::grpc_channel::logic_channel;
-use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
+use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
@@ -108,8 +108,8 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     }
 }
 
-/// The HTTP routes.
-pub fn router(state: AppState, max_body: usize, upload_max: usize) -> Router {
+/// The HTTP routes; the IM routes when `im_upload_max` is set (the IM tier is on).
+pub fn router(state: AppState, max_body: usize, im_upload_max: Option<usize>) -> Router {
     let trusted = Router::new()
         .route("/goim/push/keys", post(goim_push::keys))
         .route("/goim/push/mids", post(goim_push::mids))
@@ -129,7 +129,7 @@ pub fn router(state: AppState, max_body: usize, upload_max: usize) -> Router {
         .route("/healthz", get(|| async { envelope::ok("alive") }))
         .route("/metrics", get(metrics_text))
         .merge(trusted)
-        .merge(im_api::routes(upload_max))
+        .merge(im_upload_max.map(im_api::routes).unwrap_or_default())
         .merge(web_client::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,7 +172,9 @@ pub async fn run(
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    let upload_max = cfg.im_upload_max_bytes.min(MAX_UPLOAD_BYTES);
+    let upload_max = cfg
+        .im_enabled()
+        .then(|| cfg.im_upload_max_bytes.min(MAX_UPLOAD_BYTES));
     let app = router(state, cfg.push_max_body, upload_max)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)

@@ -99,6 +99,34 @@ settings! {
     im_device_policy: String = "multi".into(), "IMCLOUD_IM_DEVICE_POLICY";
     /// IM: failed logins allowed per email per minute (five times that per client address)
     im_login_attempts_per_minute: u32 = 10, "IMCLOUD_IM_LOGIN_ATTEMPTS_PER_MINUTE";
+    /// IM: on, or off to run the push platform alone (no IM database, no /v1 IM routes, no connection hooks)
+    im: String = "on".into(), "IMCLOUD_IM";
+    /// IM: seconds after sending during which an author may edit a text message
+    im_edit_window_secs: u64 = 900, "IMCLOUD_IM_EDIT_WINDOW_SECS";
+    /// IM: seconds after sending during which an author may recall a message (group owners and admins: any time)
+    im_recall_window_secs: u64 = 120, "IMCLOUD_IM_RECALL_WINDOW_SECS";
+    /// IM: shortest interval between two typing events of one user in one conversation, in milliseconds
+    im_typing_interval_ms: u64 = 1000, "IMCLOUD_IM_TYPING_INTERVAL_MS";
+    /// IM: messages (sends, edits, recalls, reactions) per user per second, per logic node; 0 = no limit
+    im_sends_per_sec: u32 = 20, "IMCLOUD_IM_SENDS_PER_SEC";
+    /// IM: friend requests per user per 24 hours; 0 = no limit
+    im_friend_requests_per_day: i64 = 100, "IMCLOUD_IM_FRIEND_REQUESTS_PER_DAY";
+    /// IM: groups created per user per 24 hours; 0 = no limit
+    im_groups_per_day: i64 = 20, "IMCLOUD_IM_GROUPS_PER_DAY";
+    /// IM: uploads per user per hour; 0 = no limit
+    im_uploads_per_hour: i64 = 100, "IMCLOUD_IM_UPLOADS_PER_HOUR";
+    /// IM: upload bytes per user per 24 hours; 0 = no limit
+    im_upload_bytes_per_day: i64 = 512 * 1024 * 1024, "IMCLOUD_IM_UPLOAD_BYTES_PER_DAY";
+    /// IM: webhook URL for trusted backends (unset = no webhooks)
+    im_webhook_url: String = String::new(), "IMCLOUD_IM_WEBHOOK_URL";
+    /// IM: HMAC-SHA256 key that signs webhook requests (at least 16 bytes)
+    im_webhook_secret: String = String::new(), "IMCLOUD_IM_WEBHOOK_SECRET";
+    /// IM: webhook events, comma-separated: before_send, after_send, offline, friend, group
+    im_webhook_events: String = "after_send,offline,friend,group".into(), "IMCLOUD_IM_WEBHOOK_EVENTS";
+    /// IM: milliseconds the before-send webhook may take
+    im_webhook_timeout_ms: u64 = 1000, "IMCLOUD_IM_WEBHOOK_TIMEOUT_MS";
+    /// IM: when the before-send webhook fails or times out, send anyway (true) or refuse with 503 (false)
+    im_webhook_fail_open: bool = true, "IMCLOUD_IM_WEBHOOK_FAIL_OPEN";
     /// Comet websocket listener (path /sub)
     comet_ws_addr: SocketAddr = ([0, 0, 0, 0], 3102).into(), "IMCLOUD_COMET_WS_ADDR";
     /// Comet goim TCP listener
@@ -197,6 +225,12 @@ impl Config {
                 )));
             }
         }
+        if !matches!(self.im.trim().to_ascii_lowercase().as_str(), "on" | "off") {
+            return Err(ConfigError::Invalid(format!(
+                "im (IMCLOUD_IM) must be on or off, got {:?}",
+                self.im
+            )));
+        }
         if self.session_ttl_secs < 2 * self.heartbeat_secs {
             return Err(ConfigError::Invalid(format!(
                 "session_ttl_secs ({}) must be at least twice heartbeat_secs ({})",
@@ -231,6 +265,11 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// Whether the IM tier runs (`IMCLOUD_IM` is not `off`).
+    pub fn im_enabled(&self) -> bool {
+        !self.im.trim().eq_ignore_ascii_case("off")
     }
 
     /// Seconds without a heartbeat after which a comet closes a connection.

@@ -3,20 +3,22 @@
 pub mod auth;
 pub mod config;
 pub mod grpc_channel;
-pub mod im_routes;
+pub mod im;
 pub mod node;
 pub mod queue;
-#[doc(hidden)]
-pub mod queue_conformance;
+#[cfg(test)]
+mod queue_conformance;
 pub mod queue_kafka;
 pub mod queue_memory;
 pub mod registry;
-#[doc(hidden)]
-pub mod registry_conformance;
+#[cfg(test)]
+mod registry_conformance;
 pub mod registry_etcd;
 pub mod registry_memory;
 pub mod shutdown;
-#[doc(hidden)]
+/// Test-only: unique names for the resources tests create (the `test-support` feature, which only
+/// dev-dependencies enable, so it is never in a release build).
+#[cfg(any(test, feature = "test-support"))]
 pub mod test_name;
 
 pub use config::{Config, ConfigArgs, ConfigError};

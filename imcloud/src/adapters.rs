@@ -153,7 +153,9 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     } else {
         "embedded (in-process)".to_string()
     };
-    let database = if cfg.database_url.is_empty() {
+    let database = if !cfg.im_enabled() {
+        "none (IM tier off)".to_string()
+    } else if cfg.database_url.is_empty() {
         imcloud_logic::im::db::DEFAULT_URL.to_string()
     } else {
         redact_url(&cfg.database_url)

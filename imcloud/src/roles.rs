@@ -80,9 +80,13 @@ pub async fn logic(
         registry: adapters::registry(&cfg).await?,
         sessions: adapters::sessions(&cfg).await?,
         queue: adapters::kafka_producer(&cfg).await?,
-        db: adapters::database(&cfg).await?,
+        db: if cfg.im_enabled() {
+            Some(adapters::database(&cfg).await?)
+        } else {
+            None
+        },
     };
-    if adapters::is_sqlite(&deps.db) {
+    if deps.db.as_ref().is_some_and(adapters::is_sqlite) {
         tracing::warn!(
             "IMCLOUD_DATABASE_URL is not a postgres:// url: the IM stores are a SQLite file of this process, \
              which is right only while exactly one logic runs"

@@ -68,7 +68,12 @@ pub async fn run(
     let registry: Arc<dyn Registry> = adapters::registry(&cfg).await?;
     let sessions = adapters::sessions(&cfg).await?;
     let (producer, consumer) = adapters::queue(&cfg).await?;
-    let db = adapters::database(&cfg).await?;
+    // With the IM tier off, no database is opened at all.
+    let db = if cfg.im_enabled() {
+        Some(adapters::database(&cfg).await?)
+    } else {
+        None
+    };
 
     let note = |generated: bool, var: &str| {
         if generated {
@@ -80,7 +85,13 @@ pub async fn run(
     println!("imcloud {} standalone", env!("CARGO_PKG_VERSION"));
     println!("  websocket    ws://{ws}/sub");
     println!("  goim tcp     {tcp}");
-    println!("  http api     http://{http}  (IM JSON API under /v1, OpenAPI at /v1/openapi.json)");
+    if cfg.im_enabled() {
+        println!(
+            "  http api     http://{http}  (IM JSON API under /v1, OpenAPI at /v1/openapi.json)"
+        );
+    } else {
+        println!("  http api     http://{http}  (IM tier off: IMCLOUD_IM=off)");
+    }
     println!("  logic gRPC   {logic_addr}");
     println!("  comet gRPC   {grpc}");
     for line in adapters::describe(&cfg) {

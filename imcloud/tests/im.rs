@@ -1750,7 +1750,7 @@ async fn search_recommendations_uploads_and_the_message_box(store: Store) {
     let (s, doc) = im.call("GET", "/v1/openapi.json", None, None).await;
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
-    for r in imcloud_common::im_routes::IM_ROUTES {
+    for r in imcloud_common::im::ROUTES {
         assert!(
             doc["paths"][r.path][r.method.to_lowercase()].is_object(),
             "{} {}",

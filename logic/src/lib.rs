@@ -2,14 +2,16 @@
 //! queue messages addressed to the comets that hold the target connections.
 
 pub mod auth_body;
+pub mod effects;
+pub mod hooks;
 pub mod im;
 pub mod nodes;
 pub mod online;
 pub mod push;
 pub mod server;
 pub mod sessions;
-#[doc(hidden)]
-pub mod sessions_conformance;
+#[cfg(test)]
+mod sessions_conformance;
 pub mod sessions_memory;
 pub mod sessions_redis;
 pub mod token;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel;
-use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
+use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -47,42 +49,79 @@ pub struct LogicDeps {
     pub registry: Arc<dyn Registry>,
     pub sessions: Arc<dyn SessionStore>,
     pub queue: Arc<dyn QueueProducer>,
-    /// The IM stores (opened and migrated by the caller, see [`im::db::Db::open`]).
-    pub db: im::db::Db,
+    /// The IM stores (opened and migrated by the caller, see [`im::db::Db::open`]); `None` when the IM
+    /// tier is off (`IMCLOUD_IM=off`).
+    pub db: Option<im::db::Db>,
 }
 
 /// Refuses IM settings that cannot work (logic checks them again when it starts).
 pub fn check_im_settings(cfg: &Config) -> Result<(), LogicError> {
-    let bad = |m: &str| Err(LogicError::Config(m.to_string()));
-    if !matches!(cfg.im_device_policy.as_str(), "multi" | "replace") {
-        return bad("IMCLOUD_IM_DEVICE_POLICY must be multi or replace");
-    }
-    if cfg.im_login_ttl_secs == 0 {
-        return bad("IMCLOUD_IM_LOGIN_TTL_SECS must be at least 1");
-    }
-    if cfg.im_max_group_size < 2 {
-        return bad("IMCLOUD_IM_MAX_GROUP_SIZE must be at least 2");
-    }
-    if cfg.im_max_groups_owned < 0 {
-        return bad("IMCLOUD_IM_MAX_GROUPS_OWNED must not be negative");
-    }
-    if cfg.im_upload_max_bytes == 0 || cfg.im_upload_max_bytes > MAX_UPLOAD_BYTES {
-        return bad("IMCLOUD_IM_UPLOAD_MAX_BYTES must be between 1 and 64 MiB");
-    }
-    Ok(())
+    im_settings(cfg).map(|_| ())
 }
 
-/// The IM tier's settings from the configuration.
-pub fn im_settings(cfg: &Config) -> im::ImSettings {
-    im::ImSettings {
+/// The IM tier's settings from the configuration, or what is wrong with them.
+pub fn im_settings(cfg: &Config) -> Result<im::ImSettings, LogicError> {
+    let bad = |m: String| Err(LogicError::Config(m));
+    let device_policy = match cfg.im_device_policy.parse() {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    if cfg.im_login_ttl_secs == 0 {
+        return bad("IMCLOUD_IM_LOGIN_TTL_SECS must be at least 1".into());
+    }
+    if cfg.im_max_group_size < 2 {
+        return bad("IMCLOUD_IM_MAX_GROUP_SIZE must be at least 2".into());
+    }
+    if cfg.im_max_groups_owned < 0 {
+        return bad("IMCLOUD_IM_MAX_GROUPS_OWNED must not be negative".into());
+    }
+    if cfg.im_upload_max_bytes == 0 || cfg.im_upload_max_bytes > MAX_UPLOAD_BYTES {
+        return bad("IMCLOUD_IM_UPLOAD_MAX_BYTES must be between 1 and 64 MiB".into());
+    }
+    for (name, v) in [
+        (
+            "IMCLOUD_IM_FRIEND_REQUESTS_PER_DAY",
+            cfg.im_friend_requests_per_day,
+        ),
+        ("IMCLOUD_IM_GROUPS_PER_DAY", cfg.im_groups_per_day),
+        ("IMCLOUD_IM_UPLOADS_PER_HOUR", cfg.im_uploads_per_hour),
+        (
+            "IMCLOUD_IM_UPLOAD_BYTES_PER_DAY",
+            cfg.im_upload_bytes_per_day,
+        ),
+    ] {
+        if v < 0 {
+            return bad(format!(
+                "{name} must not be negative (0 turns the limit off)"
+            ));
+        }
+    }
+    let webhooks = im::webhooks::WebhookSettings::from_config(
+        &cfg.im_webhook_url,
+        &cfg.im_webhook_secret,
+        &cfg.im_webhook_events,
+        cfg.im_webhook_timeout_ms,
+        cfg.im_webhook_fail_open,
+    )
+    .map_err(LogicError::Config)?;
+    Ok(im::ImSettings {
         login_ttl_secs: cfg.im_login_ttl_secs,
         max_groups_owned: cfg.im_max_groups_owned,
         max_group_size: cfg.im_max_group_size,
         private_chat_friends_only: cfg.im_private_chat_friends_only,
         upload_max_bytes: cfg.im_upload_max_bytes,
         login_attempts_per_minute: cfg.im_login_attempts_per_minute,
-        one_device_per_platform: cfg.im_device_policy == "replace",
-    }
+        device_policy,
+        edit_window_secs: cfg.im_edit_window_secs,
+        recall_window_secs: cfg.im_recall_window_secs,
+        typing_interval_ms: cfg.im_typing_interval_ms,
+        sends_per_sec: cfg.im_sends_per_sec,
+        friend_requests_per_day: cfg.im_friend_requests_per_day,
+        groups_per_day: cfg.im_groups_per_day,
+        uploads_per_hour: cfg.im_uploads_per_hour,
+        upload_bytes_per_day: cfg.im_upload_bytes_per_day,
+        webhooks,
+    })
 }
 
 /// Serves the logic gRPC API on `listener` until `shutdown`, registered in the registry meanwhile.
@@ -98,7 +137,15 @@ pub async fn run(
     if cfg.api_key.is_empty() {
         return Err(LogicError::Config("IMCLOUD_API_KEY must be set".into()));
     }
-    check_im_settings(cfg)?;
+    let im = match deps.db {
+        Some(db) if cfg.im_enabled() => Some(Arc::new(im::Im::new(
+            db,
+            &cfg.auth_secret,
+            im_settings(cfg)?,
+            deps.sessions.clone(),
+        ))),
+        _ => None,
+    };
     let local = listener
         .local_addr()
         .map_err(|e| LogicError::Config(e.to_string()))?;
@@ -112,12 +159,8 @@ pub async fn run(
         online: online.clone(),
         heartbeat_secs: cfg.heartbeat_secs,
         heartbeat_max_misses: cfg.heartbeat_max_misses,
-        im: Arc::new(im::Im::new(
-            deps.db,
-            &cfg.auth_secret,
-            im_settings(cfg),
-            deps.sessions.clone(),
-        )),
+        hooks: im.clone().map(|im| im as Arc<dyn hooks::ConnectionHooks>),
+        im,
     };
 
     let mut me = NodeInfo::new(Role::Logic, cfg.node_id_or(local.port()));

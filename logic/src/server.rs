@@ -10,9 +10,9 @@ use imcloud_proto::logic::*;
 use tonic::{Request, Response, Status};
 
 use crate::auth_body::AuthBody;
+use crate::effects::Effects;
+use crate::hooks::{Admit, ConnectionHooks, HookError};
 use crate::im::Im;
-use crate::im::events::Event;
-use crate::im::login_keys::{is_login_key, login_key, parse_login_key, platform_tag};
 use crate::nodes;
 use crate::online::{Online, OnlineError, top_rooms};
 use crate::push::{PushError, Pusher, room_id};
@@ -28,7 +28,10 @@ pub struct LogicService {
     pub(crate) online: Arc<Online>,
     pub(crate) heartbeat_secs: u64,
     pub(crate) heartbeat_max_misses: u32,
-    pub(crate) im: Arc<Im>,
+    /// The IM tier (`None` with `IMCLOUD_IM=off`).
+    pub(crate) im: Option<Arc<Im>>,
+    /// What the tier above the push platform does around a connection (the IM tier, or nothing).
+    pub(crate) hooks: Option<Arc<dyn ConnectionHooks>>,
 }
 
 impl From<PushError> for Status {
@@ -70,10 +73,11 @@ impl LogicService {
         }
     }
 
-    /// Pushes IM events to every connection of their recipients. A failed push is logged: the
-    /// recipients catch up from the stores (messages by seq, the message box) when they sync.
-    async fn deliver(&self, events: Vec<Event>) {
-        for e in events {
+    /// Carries out what an operation or a hook asked for: pushes to every connection of their
+    /// recipients, then the closes. A failed push is logged: the recipients catch up from the stores
+    /// (messages by seq, the message box) when they sync.
+    async fn carry_out(&self, effects: Effects) {
+        for e in effects.events {
             if let Err(err) = self.pusher.push_mids(e.op, &e.to, &e.body).await {
                 metrics::counter!("imcloud_logic_im_event_failures_total").increment(1);
                 tracing::warn!(
@@ -83,14 +87,10 @@ impl LogicService {
                 );
             }
         }
-    }
-
-    /// Tells `mid`'s online friends that they came online or went offline.
-    async fn presence(&self, mid: i64, online: bool) {
-        match self.im.presence_event(mid, online).await {
-            Ok(Some(e)) => self.deliver(vec![e]).await,
-            Ok(None) => {}
-            Err(e) => tracing::warn!(mid, "presence: {e}"),
+        if let Some((keys, reason)) = &effects.kick
+            && let Err(e) = self.pusher.kick_keys(keys, reason).await
+        {
+            tracing::warn!("closing connections: {e}");
         }
     }
 
@@ -112,11 +112,6 @@ impl LogicService {
             None => Ok(()),
         }
     }
-
-    /// How many live connections `mid` has.
-    async fn connections_of(&self, mid: i64) -> Result<usize, Status> {
-        Ok(self.sessions.sessions_by_mids(&[mid]).await?.len())
-    }
 }
 
 #[tonic::async_trait]
@@ -135,23 +130,32 @@ impl Logic for LogicService {
                 });
             }
         };
-        // A login token works only while its login lasts (logout ends it).
-        if let Some(jti) = &claims.jti {
-            let live = self
-                .im
-                .login_session_live(jti, auth.mid)
+        let admitted = match &self.hooks {
+            Some(h) => h
+                .admit(&Admit {
+                    mid: auth.mid,
+                    claims: &claims,
+                    platform: &auth.platform,
+                    client_ip: &req.client_ip,
+                })
                 .await
-                .map_err(|e| Status::unavailable(e.message))?;
-            if !live {
-                metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
-                return Err(Status::unauthenticated("this login has ended (logged out)"));
+                .map_err(|e| {
+                    if let HookError::Refused(_) = e {
+                        metrics::counter!("imcloud_logic_auth_failures_total").increment(1);
+                    }
+                    match e {
+                        HookError::Refused(m) => Status::unauthenticated(m),
+                        HookError::Unavailable(m) => Status::unavailable(m),
+                    }
+                })?,
+            None => None,
+        };
+        let key = match admitted {
+            // The hooks own this connection (an IM login): their key, and their closes first.
+            Some(a) => {
+                self.carry_out(a.effects).await;
+                a.key
             }
-        }
-        let platform = platform_tag(&auth.platform);
-        let key = match &claims.jti {
-            // A login's connections get keys naming the platform and the login, so that a logout (or
-            // the one-device-per-platform policy) can find and close them.
-            Some(jti) => login_key(&platform, jti),
             None if auth.key.is_empty() => uuid::Uuid::new_v4().to_string(),
             None => {
                 // A client-chosen key must not take over another user's connection (and its key
@@ -161,31 +165,14 @@ impl Logic for LogicService {
                 auth.key
             }
         };
-        if claims.jti.is_some() && self.im.settings.one_device_per_platform {
-            let older: Vec<String> = self
-                .sessions
-                .sessions_by_mids(&[auth.mid])
-                .await?
-                .into_iter()
-                .map(|s| s.key)
-                .filter(|k| parse_login_key(k).is_some_and(|(p, _)| p == platform))
-                .collect();
-            let reason = format!("belogin: logged in on another {platform} device");
-            if let Err(e) = self.pusher.kick_keys(&older, &reason).await {
-                tracing::warn!(mid = auth.mid, "closing older connections: {e}");
-            }
-        }
-        self.sessions
-            .add(&Session {
-                mid: auth.mid,
-                key: key.clone(),
-                server: req.server,
-            })
-            .await?;
-        // Presence is the IM tier's: only login connections announce it (backend-token connections of
-        // the push platform cost no lookups).
-        if claims.jti.is_some() && self.connections_of(auth.mid).await? == 1 {
-            self.presence(auth.mid, true).await;
+        let session = Session {
+            mid: auth.mid,
+            key: key.clone(),
+            server: req.server,
+        };
+        self.sessions.add(&session).await?;
+        if let Some(h) = &self.hooks {
+            self.carry_out(h.opened(&session, &claims).await).await;
         }
         Ok(Response::new(ConnectReply {
             mid: auth.mid,
@@ -201,18 +188,14 @@ impl Logic for LogicService {
         req: Request<DisconnectReq>,
     ) -> Result<Response<DisconnectReply>, Status> {
         let r = req.into_inner();
-        let mid = r.mid;
-        let login = is_login_key(&r.key);
-        let has = self
-            .sessions
-            .remove(&Session {
-                mid,
-                key: r.key,
-                server: r.server,
-            })
-            .await?;
-        if has && login && self.connections_of(mid).await? == 0 {
-            self.presence(mid, false).await;
+        let session = Session {
+            mid: r.mid,
+            key: r.key,
+            server: r.server,
+        };
+        let has = self.sessions.remove(&session).await?;
+        if has && let Some(h) = &self.hooks {
+            self.carry_out(h.closed(&session).await).await;
         }
         Ok(Response::new(DisconnectReply { has }))
     }
@@ -260,8 +243,14 @@ impl Logic for LogicService {
     async fn receive(&self, req: Request<ReceiveReq>) -> Result<Response<ReceiveReply>, Status> {
         let r = req.into_inner();
         let body = r.proto.map(|p| p.body).unwrap_or_default();
-        let (body, events) = self.im.command(r.mid, &r.key, &body).await;
-        self.deliver(events).await;
+        let Some(h) = &self.hooks else {
+            let off = serde_json::json!({"code": -501, "message": "op 4 commands need the IM tier, which is off here"});
+            return Ok(Response::new(ReceiveReply {
+                body: serde_json::to_vec(&off).unwrap_or_default(),
+            }));
+        };
+        let (body, effects) = h.receive(r.mid, &r.key, &body).await;
+        self.carry_out(effects).await;
         Ok(Response::new(ReceiveReply { body }))
     }
 
@@ -414,9 +403,11 @@ impl Logic for LogicService {
 
     async fn im_call(&self, req: Request<ImCallReq>) -> Result<Response<ImCallReply>, Status> {
         self.check_api_key(&req)?;
+        let Some(im) = &self.im else {
+            return Err(Status::unimplemented("the IM tier is off (IMCLOUD_IM=off)"));
+        };
         let r = req.into_inner();
-        let reply = self
-            .im
+        let mut reply = im
             .call(
                 &r.op,
                 &r.token,
@@ -426,16 +417,12 @@ impl Logic for LogicService {
                 &r.client_ip,
             )
             .await;
-        self.deliver(reply.events).await;
-        if let Some((keys, reason)) = &reply.kick
-            && let Err(e) = self.pusher.kick_keys(keys, reason).await
-        {
-            tracing::warn!("closing connections: {e}");
-        }
+        self.carry_out(std::mem::take(&mut reply.effects)).await;
         Ok(Response::new(ImCallReply {
             status: u32::from(reply.status),
             body: reply.body,
             content_type: reply.content_type,
+            retry_after_secs: reply.retry_after_secs,
         }))
     }
 }

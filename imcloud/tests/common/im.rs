@@ -146,6 +146,31 @@ impl ImApi {
         send_for_json(req, path).await
     }
 
+    /// Any /v1 call, with the answer's headers.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("HTTP body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {text}"));
+        (status, headers, json)
+    }
+
     /// A call that must answer `status`; returns the body.
     pub async fn ok(
         &self,

@@ -1,5 +1,6 @@
-//! The IM tier's error: an HTTP status, a stable machine-readable code and a readable message. The api
-//! answers it as `{"error":{"code","message"}}`.
+//! The IM tier's error: an HTTP status, a stable machine-readable code and a readable message (and,
+//! for `rate_limited`, how long to wait). The api answers it as `{"error":{"code","message"}}`; op 4
+//! answers `{"code": -status, "message", "error"}`.
 
 use serde_json::{Value, json};
 
@@ -9,6 +10,8 @@ pub struct ImError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// 429 only: seconds until the limit lets the caller through again.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ImError {
@@ -17,6 +20,7 @@ impl ImError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -40,8 +44,29 @@ impl ImError {
         ImError::new(409, "conflict", message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> ImError {
+        ImError::new(503, "unavailable", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ImError {
+        ImError::new(500, "internal", message)
+    }
+
+    /// 429: a limit was reached; retry after `secs` (at least 1).
+    pub fn rate_limited(message: impl Into<String>, secs: u64) -> ImError {
+        let secs = secs.clamp(1, u32::MAX as u64) as u32;
+        ImError {
+            retry_after_secs: Some(secs),
+            ..ImError::new(429, "rate_limited", message)
+        }
+    }
+
     pub fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        let mut b = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(s) = self.retry_after_secs {
+            b["error"]["retry_after_secs"] = json!(s);
+        }
+        b
     }
 }
 
@@ -50,7 +75,7 @@ impl From<sqlx::Error> for ImError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::warn!("database unavailable: {e}");
-                ImError::new(503, "unavailable", "the database is unavailable")
+                ImError::unavailable("the database is unavailable")
             }
             // A row this request relied on went away meanwhile (a concurrent delete).
             sqlx::Error::RowNotFound => ImError::not_found("it was removed meanwhile"),
@@ -59,7 +84,7 @@ impl From<sqlx::Error> for ImError {
             }
             e => {
                 tracing::error!("database: {e}");
-                ImError::new(500, "internal", "internal database error")
+                ImError::internal("internal database error")
             }
         }
     }

@@ -1,19 +1,23 @@
 //! Friend groups, friend requests and friendships. A friendship is two rows (one per side, each with
-//! that side's friend group and remark), written and deleted together.
+//! that side's friend group and remark), written and deleted together. A blocked user cannot ask to
+//! be a friend, and friend requests are limited per user per day.
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use imcloud_common::im::events::{FriendChange, FriendEvent, LiveEvent};
+use imcloud_common::im::friends::*;
+use imcloud_common::im::operations::*;
+use imcloud_common::im::values::RequestStatus;
+
 use sqlx::FromRow;
-use utoipa::ToSchema;
 
-use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
-use super::events::{Event, OP_FRIEND};
-use super::users::{PublicUser, User};
-use super::{Im, ImResult, Reply};
+use super::paging;
+use super::rate_limits::{refuse, window_check};
+use super::rows::{FriendGroupRow, UserRow, status};
+use super::{Caller, Done, Event, Im, ImResult};
 
 const MAX_FRIEND_GROUPS: i64 = 50;
+const DAY_MS: i64 = 86_400_000;
 
 /// A friend group name that is already taken is a conflict; other errors stay database errors.
 fn name_taken(e: sqlx::Error, name: &str) -> ImError {
@@ -22,44 +26,6 @@ fn name_taken(e: sqlx::Error, name: &str) -> ImError {
     } else {
         e.into()
     }
-}
-
-#[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
-pub struct FriendGroup {
-    pub id: i64,
-    pub name: String,
-    /// 1 for the default group (new friends land here; it cannot be deleted)
-    pub is_default: i64,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FriendGroupReq {
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FriendRequestReq {
-    pub to_user_id: i64,
-    #[serde(default)]
-    pub note: String,
-    /// My friend group for them; omitted = my default group.
-    pub friend_group_id: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptFriendReq {
-    /// My friend group for them; omitted = my default group.
-    pub friend_group_id: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateFriendReq {
-    pub remark: Option<String>,
-    pub friend_group_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -74,49 +40,33 @@ struct RequestRow {
     handled_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FriendRequest {
-    pub id: i64,
-    pub from_user_id: i64,
-    pub to_user_id: i64,
-    /// The other party.
-    pub user: Option<PublicUser>,
-    pub note: String,
-    /// pending, accepted or refused
-    pub status: String,
-    pub created_at: i64,
-    pub handled_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Friend {
-    pub user: PublicUser,
-    pub remark: String,
-    pub online: bool,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FriendGroupWithFriends {
-    pub id: i64,
-    pub name: String,
-    pub is_default: i64,
-    pub friends: Vec<Friend>,
-}
-
 macro_rules! request_columns {
     () => {
         "id, from_id, to_id, note, friend_group_id, status, created_at, handled_at"
     };
 }
 
+fn friend_event(to: i64, other: i64, change: FriendChange) -> Event {
+    Event::new(
+        vec![to],
+        LiveEvent::Friend(FriendEvent {
+            user_id: other,
+            change,
+        }),
+    )
+}
+
 impl Im {
     async fn friend_group_rows(&self, me: i64) -> Result<Vec<FriendGroup>, ImError> {
-        Ok(sqlx::query_as::<_, FriendGroup>(
+        Ok(sqlx::query_as::<_, FriendGroupRow>(
             "SELECT id, name, is_default FROM friend_groups WHERE user_id = $1 ORDER BY is_default DESC, id",
         )
         .bind(me)
         .fetch_all(&self.db.pool)
-        .await?)
+        .await?
+        .into_iter()
+        .map(FriendGroup::from)
+        .collect())
     }
 
     pub(crate) async fn default_friend_group(&self, me: i64) -> Result<i64, ImError> {
@@ -126,7 +76,7 @@ impl Im {
         .bind(me)
         .fetch_optional(&self.db.pool)
         .await?
-        .ok_or_else(|| ImError::new(500, "internal", "user has no default friend group"))
+        .ok_or_else(|| ImError::internal("user has no default friend group"))
     }
 
     /// `id` when it is one of my friend groups, my default group when `None`.
@@ -147,18 +97,25 @@ impl Im {
         Ok(id)
     }
 
-    pub(crate) async fn friend_groups(&self, me: i64) -> ImResult {
-        Ok(Reply::ok(
-            json!({"friend_groups": self.friend_group_rows(me).await?}),
-        ))
+    pub(crate) async fn friend_groups(
+        &self,
+        c: &Caller<'_>,
+        _r: ListFriendGroups,
+    ) -> ImResult<FriendGroups> {
+        Ok(Done::ok(FriendGroups {
+            friend_groups: self.friend_group_rows(c.me).await?,
+        }))
     }
 
-    pub(crate) async fn create_friend_group(&self, me: i64, a: &Args) -> ImResult {
-        let req: FriendGroupReq = a.body()?;
-        let name = text("name", &req.name, 1, 20)?;
+    pub(crate) async fn create_friend_group(
+        &self,
+        c: &Caller<'_>,
+        r: CreateFriendGroup,
+    ) -> ImResult<FriendGroup> {
+        let name = r.body.name.as_str();
         let count =
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM friend_groups WHERE user_id = $1")
-                .bind(me)
+                .bind(c.me)
                 .fetch_one(&self.db.pool)
                 .await?;
         if count >= MAX_FRIEND_GROUPS {
@@ -166,36 +123,44 @@ impl Im {
                 "at most {MAX_FRIEND_GROUPS} friend groups"
             )));
         }
-        let row = sqlx::query_as::<_, FriendGroup>(
+        let row = sqlx::query_as::<_, FriendGroupRow>(
             "INSERT INTO friend_groups (user_id, name, created_at) VALUES ($1, $2, $3) RETURNING id, name, is_default",
         )
-        .bind(me)
-        .bind(&name)
+        .bind(c.me)
+        .bind(name)
         .bind(now_ms())
         .fetch_one(&self.db.pool)
         .await
-        .map_err(|e| name_taken(e, &name))?;
-        Ok(Reply::created(row))
+        .map_err(|e| name_taken(e, name))?;
+        Ok(Done::created(row.into()))
     }
 
-    pub(crate) async fn rename_friend_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = self.my_friend_group(me, Some(a.id("id")?)).await?;
-        let req: FriendGroupReq = a.body()?;
-        let name = text("name", &req.name, 1, 20)?;
-        let row = sqlx::query_as::<_, FriendGroup>(
+    pub(crate) async fn rename_friend_group(
+        &self,
+        c: &Caller<'_>,
+        r: RenameFriendGroup,
+    ) -> ImResult<FriendGroup> {
+        let id = self.my_friend_group(c.me, Some(r.path.id.get())).await?;
+        let name = r.body.name.as_str();
+        let row = sqlx::query_as::<_, FriendGroupRow>(
             "UPDATE friend_groups SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING id, name, is_default",
         )
         .bind(id)
-        .bind(me)
-        .bind(&name)
+        .bind(c.me)
+        .bind(name)
         .fetch_one(&self.db.pool)
         .await
-        .map_err(|e| name_taken(e, &name))?;
-        Ok(Reply::ok(row))
+        .map_err(|e| name_taken(e, name))?;
+        Ok(Done::ok(row.into()))
     }
 
-    pub(crate) async fn delete_friend_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = self.my_friend_group(me, Some(a.id("id")?)).await?;
+    pub(crate) async fn delete_friend_group(
+        &self,
+        c: &Caller<'_>,
+        r: DeleteFriendGroup,
+    ) -> ImResult<FriendGroupDeleted> {
+        let me = c.me;
+        let id = self.my_friend_group(me, Some(r.path.id.get())).await?;
         let default = self.default_friend_group(me).await?;
         if id == default {
             return Err(ImError::conflict(
@@ -203,24 +168,24 @@ impl Im {
             ));
         }
         let mut tx = self.db.pool.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE friendships SET friend_group_id = $3 WHERE user_id = $1 AND friend_group_id = $2",
-        )
-        .bind(me)
-        .bind(id)
-        .bind(default)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let moved = sqlx::query("UPDATE friendships SET friend_group_id = $3 WHERE user_id = $1 AND friend_group_id = $2")
+            .bind(me)
+            .bind(id)
+            .bind(default)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         sqlx::query("DELETE FROM friend_groups WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(me)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Reply::ok(
-            json!({"deleted": id, "friends_moved_to": default, "moved": moved}),
-        ))
+        Ok(Done::ok(FriendGroupDeleted {
+            deleted: id,
+            friends_moved_to: default,
+            moved,
+        }))
     }
 
     async fn request_view(&self, me: i64, r: RequestRow) -> Result<FriendRequest, ImError> {
@@ -232,28 +197,63 @@ impl Im {
             to_user_id: r.to_id,
             user,
             note: r.note,
-            status: r.status,
+            status: status(&r.status),
             created_at: r.created_at,
             handled_at: r.handled_at,
         })
     }
 
-    pub(crate) async fn request_friend(&self, me: i64, a: &Args) -> ImResult {
-        let req: FriendRequestReq = a.body()?;
-        let note = text("note", &req.note, 0, 100)?;
-        if req.to_user_id == me {
+    /// Refuses a friend request over `IMCLOUD_IM_FRIEND_REQUESTS_PER_DAY`.
+    async fn check_friend_request_quota(&self, me: i64) -> Result<(), ImError> {
+        let limit = self.settings.friend_requests_per_day;
+        if limit <= 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let (used, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM friend_requests WHERE from_id = $1 AND created_at > $2",
+        )
+        .bind(me)
+        .bind(now - DAY_MS)
+        .fetch_one(&self.db.pool)
+        .await?;
+        window_check(limit, used, oldest, DAY_MS, now).map_err(|wait| {
+            refuse(
+                "friend_requests",
+                format!("at most {limit} friend requests a day; try again in {wait} s"),
+                wait,
+            )
+        })
+    }
+
+    pub(crate) async fn request_friend(
+        &self,
+        c: &Caller<'_>,
+        r: CreateFriendRequest,
+    ) -> ImResult<FriendRequest> {
+        let me = c.me;
+        let req = r.body;
+        let to = req.to_user_id.get();
+        if to == me {
             return Err(ImError::invalid("you cannot befriend yourself"));
         }
-        self.user_or_404(req.to_user_id).await?;
-        let group = self.my_friend_group(me, req.friend_group_id).await?;
-        if self.are_friends(me, req.to_user_id).await? {
+        self.live_user_or_404(to).await?;
+        if self.blocked_either(me, to).await? {
+            return Err(ImError::forbidden(
+                "you cannot befriend this user (blocked)",
+            ));
+        }
+        let group = self
+            .my_friend_group(me, req.friend_group_id.map(|g| g.get()))
+            .await?;
+        if self.are_friends(me, to).await? {
             return Err(ImError::conflict("you are already friends"));
         }
         let pending = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM friend_requests WHERE from_id = $1 AND to_id = $2 AND status = 'pending'",
         )
         .bind(me)
-        .bind(req.to_user_id)
+        .bind(to)
         .fetch_one(&self.db.pool)
         .await?;
         if pending > 0 {
@@ -261,19 +261,19 @@ impl Im {
                 "a request to this user is already pending",
             ));
         }
+        self.check_friend_request_quota(me).await?;
         let row = sqlx::query_as::<_, RequestRow>(concat!(
             "INSERT INTO friend_requests (from_id, to_id, note, friend_group_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING ",
             request_columns!()
         ))
         .bind(me)
-        .bind(req.to_user_id)
-        .bind(&note)
+        .bind(to)
+        .bind(req.note.as_str())
         .bind(group)
         .bind(now_ms())
         .fetch_one(&self.db.pool)
         .await?;
-        let to = row.to_id;
         let for_them = self.request_view(to, row.clone()).await?;
         let event = self
             .notify(
@@ -282,15 +282,22 @@ impl Im {
                 serde_json::to_value(&for_them).unwrap_or_default(),
             )
             .await?;
-        Ok(Reply::created(self.request_view(me, row).await?).event(event))
+        if let Some(w) = &self.webhooks {
+            w.friend_change("requested", me, to);
+        }
+        Ok(Done::created(self.request_view(me, row).await?).push(event))
     }
 
-    pub(crate) async fn friend_requests(&self, me: i64) -> ImResult {
+    pub(crate) async fn friend_requests(
+        &self,
+        c: &Caller<'_>,
+        _r: ListFriendRequests,
+    ) -> ImResult<FriendRequests> {
+        let me = c.me;
         let rows = sqlx::query_as::<_, RequestRow>(concat!(
             "SELECT ",
             request_columns!(),
-            " FROM friend_requests WHERE from_id = $1 OR to_id = $1 \
-             ORDER BY id DESC LIMIT 200"
+            " FROM friend_requests WHERE from_id = $1 OR to_id = $1 ORDER BY id DESC LIMIT 200"
         ))
         .bind(me)
         .fetch_all(&self.db.pool)
@@ -303,9 +310,7 @@ impl Im {
                 outgoing.push(self.request_view(me, r).await?);
             }
         }
-        Ok(Reply::ok(
-            json!({"incoming": incoming, "outgoing": outgoing}),
-        ))
+        Ok(Done::ok(FriendRequests { incoming, outgoing }))
     }
 
     /// A pending request addressed to me.
@@ -320,7 +325,7 @@ impl Im {
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or_else(|| ImError::not_found(format!("no friend request {id} to you")))?;
-        if row.status != "pending" {
+        if status(&row.status) != RequestStatus::Pending {
             return Err(ImError::conflict(format!(
                 "the request is already {}",
                 row.status
@@ -329,10 +334,21 @@ impl Im {
         Ok(row)
     }
 
-    pub(crate) async fn accept_friend(&self, me: i64, a: &Args) -> ImResult {
-        let row = self.pending_request_to_me(me, a.id("id")?).await?;
-        let req: AcceptFriendReq = a.body()?;
-        let my_group = self.my_friend_group(me, req.friend_group_id).await?;
+    pub(crate) async fn accept_friend(
+        &self,
+        c: &Caller<'_>,
+        r: AcceptFriendRequest,
+    ) -> ImResult<FriendRequest> {
+        let me = c.me;
+        let row = self.pending_request_to_me(me, r.path.id.get()).await?;
+        if self.blocked_either(me, row.from_id).await? {
+            return Err(ImError::forbidden(
+                "you cannot befriend this user (blocked)",
+            ));
+        }
+        let my_group = self
+            .my_friend_group(me, r.body.friend_group_id.map(|g| g.get()))
+            .await?;
         // The requester's group may have been deleted since: fall back to their default.
         let their_group = match self
             .my_friend_group(row.from_id, Some(row.friend_group_id))
@@ -377,20 +393,13 @@ impl Im {
         .await?;
         tx.commit().await?;
         let (view, notice) = self.settled(me, &row, "accepted", now).await?;
-        Ok(Reply::ok(view)
-            .event(notice)
-            .event(Event::new(
-                vec![row.from_id],
-                OP_FRIEND,
-                "friend",
-                json!({"user_id": me, "change": "added"}),
-            ))
-            .event(Event::new(
-                vec![me],
-                OP_FRIEND,
-                "friend",
-                json!({"user_id": row.from_id, "change": "added"}),
-            )))
+        if let Some(w) = &self.webhooks {
+            w.friend_change("added", me, row.from_id);
+        }
+        Ok(Done::ok(view)
+            .push(notice)
+            .push(friend_event(row.from_id, me, FriendChange::Added))
+            .push(friend_event(me, row.from_id, FriendChange::Added)))
     }
 
     /// A request just settled as `status`: how I see it, and the result in the requester's message box.
@@ -398,11 +407,11 @@ impl Im {
         &self,
         me: i64,
         row: &RequestRow,
-        status: &str,
+        st: &str,
         now: i64,
     ) -> Result<(FriendRequest, Event), ImError> {
         let mut done = row.clone();
-        done.status = status.into();
+        done.status = st.into();
         done.handled_at = Some(now);
         let for_them = self.request_view(row.from_id, done.clone()).await?;
         let notice = self
@@ -415,8 +424,12 @@ impl Im {
         Ok((self.request_view(me, done).await?, notice))
     }
 
-    pub(crate) async fn refuse_friend(&self, me: i64, a: &Args) -> ImResult {
-        let row = self.pending_request_to_me(me, a.id("id")?).await?;
+    pub(crate) async fn refuse_friend(
+        &self,
+        c: &Caller<'_>,
+        r: RefuseFriendRequest,
+    ) -> ImResult<FriendRequest> {
+        let row = self.pending_request_to_me(c.me, r.path.id.get()).await?;
         let now = now_ms();
         let claimed = sqlx::query(
             "UPDATE friend_requests SET status = 'refused', handled_at = $2 WHERE id = $1 AND status = 'pending'",
@@ -429,26 +442,31 @@ impl Im {
         if claimed == 0 {
             return Err(ImError::conflict("the request was handled meanwhile"));
         }
-        let (view, notice) = self.settled(me, &row, "refused", now).await?;
-        Ok(Reply::ok(view).event(notice))
+        let (view, notice) = self.settled(c.me, &row, "refused", now).await?;
+        Ok(Done::ok(view).push(notice))
     }
 
-    pub(crate) async fn friends(&self, me: i64) -> ImResult {
+    pub(crate) async fn friends(&self, c: &Caller<'_>, r: ListFriends) -> ImResult<FriendsPage> {
+        let me = c.me;
+        let (limit, offset) = paging::cursor(&r.query)?;
         #[derive(FromRow)]
         struct Row {
             friend_group_id: i64,
             remark: String,
             #[sqlx(flatten)]
-            user: User,
+            user: UserRow,
         }
-        let rows = sqlx::query_as::<_, Row>(
+        let mut rows = sqlx::query_as::<_, Row>(
             "SELECT f.friend_group_id, f.remark, u.id, u.account_no, u.email, u.nickname, u.avatar, u.signature, \
-             u.sex, u.birthday, u.location, u.created_at FROM friendships f JOIN users u ON u.id = f.friend_id \
-             WHERE f.user_id = $1 ORDER BY u.nickname, u.id",
+             u.sex, u.birthday, u.location, u.created_at, u.deleted_at FROM friendships f JOIN users u ON u.id = f.friend_id \
+             WHERE f.user_id = $1 ORDER BY u.nickname, u.id LIMIT $2 OFFSET $3",
         )
         .bind(me)
+        .bind(limit + 1)
+        .bind(offset)
         .fetch_all(&self.db.pool)
         .await?;
+        let next_cursor = paging::next(&mut rows, limit, offset);
         let ids: Vec<i64> = rows.iter().map(|r| r.user.id).collect();
         let online = self.online(&ids).await;
         let mut groups: Vec<FriendGroupWithFriends> = self
@@ -463,11 +481,10 @@ impl Im {
             })
             .collect();
         for r in rows {
-            let is_online = online.contains(&r.user.id);
             let friend = Friend {
+                online: online.contains(&r.user.id),
                 user: r.user.public(true),
                 remark: r.remark,
-                online: is_online,
             };
             if let Some(g) = groups.iter_mut().find(|g| g.id == r.friend_group_id) {
                 g.friends.push(friend);
@@ -475,20 +492,26 @@ impl Im {
                 g.friends.push(friend);
             }
         }
-        Ok(Reply::ok(json!({"groups": groups})))
+        Ok(Done::ok(FriendsPage {
+            groups,
+            next_cursor,
+        }))
     }
 
-    pub(crate) async fn update_friend(&self, me: i64, a: &Args) -> ImResult {
-        let friend = a.id("user_id")?;
+    pub(crate) async fn update_friend(
+        &self,
+        c: &Caller<'_>,
+        r: UpdateFriend,
+    ) -> ImResult<FriendUpdated> {
+        let me = c.me;
+        let friend = r.path.user_id.get();
         if !self.are_friends(me, friend).await? {
             return Err(ImError::not_found(format!(
                 "user {friend} is not your friend"
             )));
         }
-        let req: UpdateFriendReq = a.body()?;
-        let remark = opt_text("remark", req.remark.as_deref(), 0, 32)?;
-        let group = match req.friend_group_id {
-            Some(g) => Some(self.my_friend_group(me, Some(g)).await?),
+        let group = match r.body.friend_group_id {
+            Some(g) => Some(self.my_friend_group(me, Some(g.get())).await?),
             None => None,
         };
         sqlx::query(
@@ -497,7 +520,7 @@ impl Im {
         )
         .bind(me)
         .bind(friend)
-        .bind(remark)
+        .bind(r.body.remark.as_ref().map(|v| v.as_str()))
         .bind(group)
         .execute(&self.db.pool)
         .await?;
@@ -508,13 +531,20 @@ impl Im {
         .bind(friend)
         .fetch_one(&self.db.pool)
         .await?;
-        Ok(Reply::ok(
-            json!({"user_id": friend, "remark": remark, "friend_group_id": group}),
-        ))
+        Ok(Done::ok(FriendUpdated {
+            user_id: friend,
+            remark,
+            friend_group_id: group,
+        }))
     }
 
-    pub(crate) async fn delete_friend(&self, me: i64, a: &Args) -> ImResult {
-        let friend = a.id("user_id")?;
+    pub(crate) async fn delete_friend(
+        &self,
+        c: &Caller<'_>,
+        r: DeleteFriend,
+    ) -> ImResult<FriendDeleted> {
+        let me = c.me;
+        let friend = r.path.user_id.get();
         let removed = sqlx::query(
             "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)",
         )
@@ -528,18 +558,11 @@ impl Im {
                 "user {friend} is not your friend"
             )));
         }
-        Ok(Reply::ok(json!({"deleted": friend}))
-            .event(Event::new(
-                vec![friend],
-                OP_FRIEND,
-                "friend",
-                json!({"user_id": me, "change": "removed"}),
-            ))
-            .event(Event::new(
-                vec![me],
-                OP_FRIEND,
-                "friend",
-                json!({"user_id": friend, "change": "removed"}),
-            )))
+        if let Some(w) = &self.webhooks {
+            w.friend_change("removed", me, friend);
+        }
+        Ok(Done::ok(FriendDeleted { deleted: friend })
+            .push(friend_event(friend, me, FriendChange::Removed))
+            .push(friend_event(me, friend, FriendChange::Removed)))
     }
 }

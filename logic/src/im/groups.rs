@@ -1,20 +1,24 @@
-//! Groups: lifecycle (create, update, dismiss, transfer), membership (join directly or by approved
-//! request, leave, kick), roles (owner, admin, member) and mutes (per member, or the whole group).
-//! Each group has the conversation `g-<id>`; a member sees its messages from the moment they joined.
+//! Groups: lifecycle (create, update, dismiss, transfer), membership (join directly, by approved
+//! request or by invitation, leave, kick), roles (owner, admin, member) and mutes (per member, or the
+//! whole group). Each group has the conversation `g-<id>`; a member sees its messages from the moment
+//! they joined. Who may do what is decided by the pure rules in `group_rules.rs`.
 
-use serde::{Deserialize, Serialize};
+use imcloud_common::im::events::{GroupChange, GroupEvent, LiveEvent};
+use imcloud_common::im::groups::*;
+use imcloud_common::im::operations::*;
+use imcloud_common::im::params::JoinRequestPath;
+use imcloud_common::im::values::{GroupRole, RequestStatus};
+use rand::Rng;
 use serde_json::json;
 use sqlx::FromRow;
-use utoipa::ToSchema;
 
-use super::accounts::check_image_ref;
-use super::args::{Args, opt_text, text};
 use super::db::now_ms;
 use super::error::{ImError, is_unique_violation};
-use super::events::{Event, OP_GROUP};
-use super::users::{PublicUser, User};
-use super::{Im, ImResult, Reply};
-use rand::Rng;
+use super::group_rules;
+use super::paging;
+use super::rate_limits::{refuse, window_check};
+use super::rows::{JoinRequestRow, UserRow, join_columns, role, status};
+use super::{Caller, Done, Event, Im, ImResult};
 
 macro_rules! group_columns {
     () => {
@@ -24,8 +28,9 @@ macro_rules! group_columns {
 const DEFAULT_MAX_MEMBERS: i64 = 500;
 /// Groups one user may be in (it bounds their group and conversation lists).
 const MAX_GROUPS_JOINED: i64 = 500;
+const DAY_MS: i64 = 86_400_000;
 
-#[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
+#[derive(Debug, Clone, FromRow)]
 pub struct GroupRow {
     pub id: i64,
     pub group_no: String,
@@ -39,107 +44,12 @@ pub struct GroupRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Group {
-    pub id: i64,
-    pub group_no: String,
-    pub name: String,
-    pub description: String,
-    pub avatar: String,
-    pub owner_id: i64,
-    pub max_members: i64,
-    pub need_approval: bool,
-    pub all_muted: bool,
-    pub created_at: i64,
-    pub member_count: i64,
-    /// My role, when I am a member: owner, admin or member.
-    pub my_role: Option<String>,
-    /// The group's conversation id.
-    pub conversation_id: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateGroupReq {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub avatar: String,
-    /// 2 to the server's limit; default 500.
-    pub max_members: Option<i64>,
-    #[serde(default)]
-    pub need_approval: bool,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateGroupReq {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub avatar: Option<String>,
-    pub max_members: Option<i64>,
-    pub need_approval: Option<bool>,
-    /// Only the owner and admins may speak while on.
-    pub all_muted: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransferReq {
-    pub user_id: i64,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinReq {
-    #[serde(default)]
-    pub note: String,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateMemberReq {
-    /// admin or member (owner only; ownership moves with /transfer).
-    pub role: Option<String>,
-    /// Unix milliseconds; 0 unmutes (owner or admin).
-    pub muted_until: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Member {
-    pub user: PublicUser,
-    pub role: String,
-    pub muted_until: i64,
-    pub joined_at: i64,
-    pub online: bool,
-}
-
-#[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
-pub struct JoinRequest {
-    pub id: i64,
-    pub group_id: i64,
-    pub user_id: i64,
-    pub note: String,
-    /// pending, accepted or refused
-    pub status: String,
-    pub handled_by: Option<i64>,
-    pub created_at: i64,
-    pub handled_at: Option<i64>,
-}
-
-macro_rules! join_columns {
-    () => {
-        "id, group_id, user_id, note, status, handled_by, created_at, handled_at"
-    };
-}
-
 pub fn group_conversation(id: i64) -> String {
     format!("g-{id}")
 }
 
-fn is_manager(role: &str) -> bool {
-    role == "owner" || role == "admin"
+fn group_event(to: Vec<i64>, e: GroupEvent) -> Event {
+    Event::new(to, LiveEvent::Group(e))
 }
 
 impl Im {
@@ -160,26 +70,27 @@ impl Im {
         &self,
         group: i64,
         user: i64,
-    ) -> Result<Option<(String, i64)>, ImError> {
+    ) -> Result<Option<(GroupRole, i64)>, ImError> {
         Ok(sqlx::query_as::<_, (String, i64)>(
             "SELECT role, muted_until FROM group_members WHERE group_id = $1 AND user_id = $2",
         )
         .bind(group)
         .bind(user)
         .fetch_optional(&self.db.pool)
-        .await?)
+        .await?
+        .map(|(r, m)| (role(&r), m)))
     }
 
-    async fn role_or_403(&self, group: i64, me: i64) -> Result<String, ImError> {
+    pub(crate) async fn role_or_403(&self, group: i64, me: i64) -> Result<GroupRole, ImError> {
         self.membership(group, me)
             .await?
             .map(|(role, _)| role)
             .ok_or_else(|| ImError::forbidden("you are not a member of this group"))
     }
 
-    async fn manager_or_403(&self, group: i64, me: i64) -> Result<String, ImError> {
+    async fn manager_or_403(&self, group: i64, me: i64) -> Result<GroupRole, ImError> {
         let role = self.role_or_403(group, me).await?;
-        if !is_manager(&role) {
+        if !group_rules::may_manage(role) {
             return Err(ImError::forbidden("only the owner or an admin may do this"));
         }
         Ok(role)
@@ -194,7 +105,7 @@ impl Im {
         )
     }
 
-    async fn member_count(&self, group: i64) -> Result<i64, ImError> {
+    pub(crate) async fn member_count(&self, group: i64) -> Result<i64, ImError> {
         Ok(
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
                 .bind(group)
@@ -235,7 +146,7 @@ impl Im {
 
     /// Adds a member (their view of the conversation starts at its current seq); `false` when they
     /// already were one.
-    async fn add_member(&self, group: i64, user: i64, role: &str) -> Result<bool, ImError> {
+    async fn add_member(&self, group: i64, user: i64, role: GroupRole) -> Result<bool, ImError> {
         let cid = group_conversation(group);
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
@@ -270,7 +181,7 @@ impl Im {
         )
         .bind(group)
         .bind(user)
-        .bind(role)
+        .bind(role.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -303,7 +214,7 @@ impl Im {
         Ok(true)
     }
 
-    async fn drop_member(&self, group: i64, user: i64) -> Result<bool, ImError> {
+    pub(crate) async fn drop_member(&self, group: i64, user: i64) -> Result<bool, ImError> {
         let mut tx = self.db.pool.begin().await?;
         let n = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group)
@@ -320,29 +231,40 @@ impl Im {
         Ok(n > 0)
     }
 
-    async fn group_event(
-        &self,
-        group: i64,
-        change: &str,
-        data: serde_json::Value,
-    ) -> Result<Event, ImError> {
-        let mut body = json!({"group_id": group, "change": change});
-        if let (Some(b), serde_json::Value::Object(d)) = (body.as_object_mut(), data) {
-            b.extend(d);
+    /// The event of a group change, to its current members.
+    async fn to_members(&self, group: i64, e: GroupEvent) -> Result<Event, ImError> {
+        if let Some(w) = &self.webhooks {
+            w.group_change(&e);
         }
-        Ok(Event::new(
-            self.member_ids(group).await?,
-            OP_GROUP,
-            "group",
-            body,
-        ))
+        Ok(group_event(self.member_ids(group).await?, e))
     }
 
-    pub(crate) async fn create_group(&self, me: i64, a: &Args) -> ImResult {
-        let req: CreateGroupReq = a.body()?;
-        let name = text("name", &req.name, 1, 32)?;
-        let description = text("description", &req.description, 0, 200)?;
-        let avatar = check_image_ref("avatar", &req.avatar)?;
+    /// Refuses a group over `IMCLOUD_IM_GROUPS_PER_DAY`.
+    async fn check_group_quota(&self, me: i64) -> Result<(), ImError> {
+        let limit = self.settings.groups_per_day;
+        if limit <= 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let (used, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM chat_groups WHERE owner_id = $1 AND created_at > $2",
+        )
+        .bind(me)
+        .bind(now - DAY_MS)
+        .fetch_one(&self.db.pool)
+        .await?;
+        window_check(limit, used, oldest, DAY_MS, now).map_err(|wait| {
+            refuse(
+                "groups",
+                format!("at most {limit} new groups a day; try again in {wait} s"),
+                wait,
+            )
+        })
+    }
+
+    pub(crate) async fn create_group(&self, c: &Caller<'_>, r: CreateGroup) -> ImResult<Group> {
+        let me = c.me;
+        let req = r.body;
         let max_members = req
             .max_members
             .unwrap_or(DEFAULT_MAX_MEMBERS.min(self.settings.max_group_size));
@@ -359,16 +281,20 @@ impl Im {
                 self.settings.max_groups_owned
             )));
         }
+        self.check_group_quota(me).await?;
         for _ in 0..5 {
             let group_no = rand::rng()
                 .random_range(10_000_000..100_000_000i64)
                 .to_string();
-            let inserted = sqlx::query_as::<_, GroupRow>(concat!("INSERT INTO chat_groups (group_no, name, description, avatar, owner_id, max_members, need_approval, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", group_columns!()))
+            let inserted = sqlx::query_as::<_, GroupRow>(concat!(
+                "INSERT INTO chat_groups (group_no, name, description, avatar, owner_id, max_members, need_approval, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+                group_columns!()
+            ))
             .bind(&group_no)
-            .bind(&name)
-            .bind(&description)
-            .bind(&avatar)
+            .bind(req.name.as_str())
+            .bind(req.description.as_str())
+            .bind(req.avatar.as_str())
             .bind(me)
             .bind(max_members)
             .bind(req.need_approval as i64)
@@ -377,7 +303,7 @@ impl Im {
             .await;
             match inserted {
                 Ok(row) => {
-                    if let Err(e) = self.add_member(row.id, me, "owner").await {
+                    if let Err(e) = self.add_member(row.id, me, GroupRole::Owner).await {
                         // No group without its owner.
                         sqlx::query("DELETE FROM chat_groups WHERE id = $1")
                             .bind(row.id)
@@ -385,52 +311,44 @@ impl Im {
                             .await?;
                         return Err(e);
                     }
-                    return Ok(Reply::created(self.group_view(row, me).await?));
+                    return Ok(Done::created(self.group_view(row, me).await?));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ImError::new(
-            503,
-            "unavailable",
+        Err(ImError::unavailable(
             "could not allocate a group number; retry",
         ))
     }
 
-    pub(crate) async fn my_groups(&self, me: i64) -> ImResult {
+    pub(crate) async fn my_groups(&self, c: &Caller<'_>, _r: MyGroups) -> ImResult<Groups> {
         let rows = sqlx::query_as::<_, GroupRow>(
             "SELECT g.id, g.group_no, g.name, g.description, g.avatar, g.owner_id, g.max_members, g.need_approval, \
              g.all_muted, g.created_at FROM chat_groups g JOIN group_members m ON m.group_id = g.id \
              WHERE m.user_id = $1 AND g.dismissed = 0 ORDER BY g.id",
         )
-        .bind(me)
+        .bind(c.me)
         .fetch_all(&self.db.pool)
         .await?;
         let mut groups = Vec::with_capacity(rows.len());
         for r in rows {
-            groups.push(self.group_view(r, me).await?);
+            groups.push(self.group_view(r, c.me).await?);
         }
-        Ok(Reply::ok(json!({"groups": groups})))
+        Ok(Done::ok(Groups { groups }))
     }
 
-    pub(crate) async fn group(&self, me: i64, a: &Args) -> ImResult {
-        let row = self.group_row(a.id("id")?).await?;
-        Ok(Reply::ok(self.group_view(row, me).await?))
+    pub(crate) async fn group(&self, c: &Caller<'_>, r: GetGroup) -> ImResult<Group> {
+        let row = self.group_row(r.path.id.get()).await?;
+        Ok(Done::ok(self.group_view(row, c.me).await?))
     }
 
-    pub(crate) async fn update_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn update_group(&self, c: &Caller<'_>, r: UpdateGroup) -> ImResult<Group> {
+        let me = c.me;
+        let id = r.path.id.get();
         self.group_row(id).await?;
         self.manager_or_403(id, me).await?;
-        let req: UpdateGroupReq = a.body()?;
-        let name = opt_text("name", req.name.as_deref(), 1, 32)?;
-        let description = opt_text("description", req.description.as_deref(), 0, 200)?;
-        let avatar = req
-            .avatar
-            .as_deref()
-            .map(|v| check_image_ref("avatar", v))
-            .transpose()?;
+        let req = r.body;
         if let Some(n) = req.max_members {
             self.check_max_members(n)?;
             if n < self.member_count(id).await? {
@@ -445,32 +363,38 @@ impl Im {
              need_approval = COALESCE($6, need_approval), all_muted = COALESCE($7, all_muted) WHERE id = $1",
         )
         .bind(id)
-        .bind(name)
-        .bind(description)
-        .bind(avatar)
+        .bind(req.name.as_ref().map(|v| v.as_str()))
+        .bind(req.description.as_ref().map(|v| v.as_str()))
+        .bind(req.avatar.as_ref().map(|v| v.as_str()))
         .bind(req.max_members)
         .bind(req.need_approval.map(i64::from))
         .bind(req.all_muted.map(i64::from))
         .execute(&self.db.pool)
         .await?;
         let view = self.group_view(self.group_row(id).await?, me).await?;
-        let shared = Group {
+        let mut e = GroupEvent::new(id, GroupChange::Updated);
+        e.group = Some(Group {
             my_role: None,
             ..view.clone()
-        };
-        let event = self
-            .group_event(id, "updated", json!({"group": shared}))
-            .await?;
-        Ok(Reply::ok(view).event(event))
+        });
+        let event = self.to_members(id, e).await?;
+        Ok(Done::ok(view).push(event))
     }
 
-    pub(crate) async fn dismiss_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn dismiss_group(
+        &self,
+        c: &Caller<'_>,
+        r: DismissGroup,
+    ) -> ImResult<GroupDismissed> {
+        let me = c.me;
+        let id = r.path.id.get();
         let row = self.group_row(id).await?;
-        if self.role_or_403(id, me).await? != "owner" {
+        if self.role_or_403(id, me).await? != GroupRole::Owner {
             return Err(ImError::forbidden("only the owner may dismiss the group"));
         }
-        let event = self.group_event(id, "dismissed", json!({})).await?;
+        let event = self
+            .to_members(id, GroupEvent::new(id, GroupChange::Dismissed))
+            .await?;
         let members = event.to.clone();
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("UPDATE chat_groups SET dismissed = 1 WHERE id = $1")
@@ -485,15 +409,17 @@ impl Im {
             .bind(group_conversation(id))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE group_join_requests SET status = 'refused', handled_at = $2 WHERE group_id = $1 AND status = 'pending'")
-            .bind(id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE group_join_requests SET status = 'refused', handled_at = $2 WHERE group_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        let mut reply = Reply::ok(json!({"dismissed": id})).event(event);
+        let mut done = Done::ok(GroupDismissed { dismissed: id }).push(event);
         for m in members.into_iter().filter(|m| *m != me) {
-            reply = reply.event(
+            done = done.push(
                 self.notify(
                     m,
                     "group_notice",
@@ -502,50 +428,36 @@ impl Im {
                 .await?,
             );
         }
-        Ok(reply)
+        Ok(done)
     }
 
-    pub(crate) async fn transfer_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
-        self.group_row(id).await?;
-        if self.role_or_403(id, me).await? != "owner" {
-            return Err(ImError::forbidden("only the owner may transfer the group"));
-        }
-        let req: TransferReq = a.body()?;
-        if req.user_id == me {
-            return Err(ImError::invalid("you already own the group"));
-        }
-        if self.membership(id, req.user_id).await?.is_none() {
-            return Err(ImError::not_found(format!(
-                "user {} is not a member",
-                req.user_id
-            )));
-        }
+    /// Moves ownership of `group` from `from` to `to` (a member), all-or-nothing.
+    pub(crate) async fn hand_over(&self, group: i64, from: i64, to: i64) -> Result<(), ImError> {
         // Each step must change exactly one row, or nothing changes: a racing transfer, leave or dismiss
         // cannot leave the group with no owner or two.
         let mut tx = self.db.pool.begin().await?;
         let moved = sqlx::query(
             "UPDATE chat_groups SET owner_id = $2 WHERE id = $1 AND owner_id = $3 AND dismissed = 0",
         )
-        .bind(id)
-        .bind(req.user_id)
-        .bind(me)
+        .bind(group)
+        .bind(to)
+        .bind(from)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let promoted = sqlx::query(
             "UPDATE group_members SET role = 'owner', muted_until = 0 WHERE group_id = $1 AND user_id = $2",
         )
-        .bind(id)
-        .bind(req.user_id)
+        .bind(group)
+        .bind(to)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let stepped_down = sqlx::query(
             "UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2 AND role = 'owner'",
         )
-        .bind(id)
-        .bind(me)
+        .bind(group)
+        .bind(from)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -553,44 +465,68 @@ impl Im {
             return Err(ImError::conflict("the group changed meanwhile; retry"));
         }
         tx.commit().await?;
-        let event = self
-            .group_event(
-                id,
-                "owner",
-                json!({"user_id": req.user_id, "previous_owner": me}),
-            )
-            .await?;
-        Ok(Reply::ok(self.group_view(self.group_row(id).await?, me).await?).event(event))
+        Ok(())
     }
 
-    pub(crate) async fn group_members(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn transfer_group(&self, c: &Caller<'_>, r: TransferGroup) -> ImResult<Group> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let to = r.body.user_id.get();
+        self.group_row(id).await?;
+        if self.role_or_403(id, me).await? != GroupRole::Owner {
+            return Err(ImError::forbidden("only the owner may transfer the group"));
+        }
+        if to == me {
+            return Err(ImError::invalid("you already own the group"));
+        }
+        if self.membership(id, to).await?.is_none() {
+            return Err(ImError::not_found(format!("user {to} is not a member")));
+        }
+        self.hand_over(id, me, to).await?;
+        let mut e = GroupEvent::new(id, GroupChange::Owner).user(to);
+        e.previous_owner = Some(me);
+        let event = self.to_members(id, e).await?;
+        Ok(Done::ok(self.group_view(self.group_row(id).await?, me).await?).push(event))
+    }
+
+    pub(crate) async fn group_members(
+        &self,
+        c: &Caller<'_>,
+        r: ListMembers,
+    ) -> ImResult<MembersPage> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let (limit, offset) = paging::cursor(&r.query)?;
         self.group_row(id).await?;
         self.role_or_403(id, me).await?;
-        #[derive(sqlx::FromRow)]
+        #[derive(FromRow)]
         struct Row {
             role: String,
             muted_until: i64,
             joined_at: i64,
             is_friend: i64,
             #[sqlx(flatten)]
-            user: User,
+            user: UserRow,
         }
-        // One query for the whole list (a group may have thousands of members).
-        let rows = sqlx::query_as::<_, Row>(
+        // One query for the page (a group may have thousands of members).
+        let mut rows = sqlx::query_as::<_, Row>(
             "SELECT m.role, m.muted_until, m.joined_at, \
              (SELECT COUNT(*) FROM friendships f WHERE f.user_id = $2 AND f.friend_id = m.user_id) AS is_friend, \
-             u.id, u.account_no, u.email, u.nickname, u.avatar, u.signature, u.sex, u.birthday, u.location, u.created_at \
+             u.id, u.account_no, u.email, u.nickname, u.avatar, u.signature, u.sex, u.birthday, u.location, u.created_at, u.deleted_at \
              FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 \
-             ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, m.user_id",
+             ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, m.user_id \
+             LIMIT $3 OFFSET $4",
         )
         .bind(id)
         .bind(me)
+        .bind(limit + 1)
+        .bind(offset)
         .fetch_all(&self.db.pool)
         .await?;
+        let next_cursor = paging::next(&mut rows, limit, offset);
         let ids: Vec<i64> = rows.iter().map(|r| r.user.id).collect();
         let online = self.online(&ids).await;
-        let members: Vec<Member> = rows
+        let members = rows
             .into_iter()
             .map(|r| Member {
                 online: online.contains(&r.user.id),
@@ -598,19 +534,59 @@ impl Im {
                     let show_email = r.is_friend > 0 || r.user.id == me;
                     r.user.public(show_email)
                 },
-                role: r.role,
+                role: role(&r.role),
                 muted_until: r.muted_until,
                 joined_at: r.joined_at,
             })
             .collect();
-        Ok(Reply::ok(json!({"members": members})))
+        Ok(Done::ok(MembersPage {
+            members,
+            next_cursor,
+        }))
     }
 
-    pub(crate) async fn join_group(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn invite_member(&self, c: &Caller<'_>, r: InviteMember) -> ImResult<Invited> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let target = r.body.user_id.get();
         let row = self.group_row(id).await?;
-        let req: JoinReq = a.body()?;
-        let note = text("note", &req.note, 0, 100)?;
+        let my_role = self.role_or_403(id, me).await?;
+        if !group_rules::may_invite(my_role, row.need_approval != 0) {
+            return Err(ImError::forbidden(
+                "this group needs approval: only the owner or an admin may invite",
+            ));
+        }
+        self.live_user_or_404(target).await?;
+        if !self.are_friends(me, target).await? {
+            return Err(ImError::forbidden("you can only invite your friends"));
+        }
+        if self.blocked_by(target, me).await? {
+            return Err(ImError::forbidden(
+                "this user does not accept your invitations (blocked)",
+            ));
+        }
+        if !self.add_member(id, target, GroupRole::Member).await? {
+            return Err(ImError::conflict(format!(
+                "user {target} is already a member"
+            )));
+        }
+        let event = self
+            .to_members(
+                id,
+                GroupEvent::new(id, GroupChange::Joined).user(target).by(me),
+            )
+            .await?;
+        Ok(Done::ok(Invited {
+            group_id: id,
+            user_id: target,
+        })
+        .push(event))
+    }
+
+    pub(crate) async fn join_group(&self, c: &Caller<'_>, r: JoinGroup) -> ImResult<JoinOutcome> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let row = self.group_row(id).await?;
         if self.membership(id, me).await?.is_some() {
             return Err(ImError::conflict("you are already a member"));
         }
@@ -618,16 +594,16 @@ impl Im {
             return Err(ImError::conflict("the group is full"));
         }
         if row.need_approval == 0 {
-            if !self.add_member(id, me, "member").await? {
+            if !self.add_member(id, me, GroupRole::Member).await? {
                 return Err(ImError::conflict("you are already a member"));
             }
             let event = self
-                .group_event(id, "joined", json!({"user_id": me}))
+                .to_members(id, GroupEvent::new(id, GroupChange::Joined).user(me))
                 .await?;
-            return Ok(Reply::ok(
-                json!({"status": "joined", "group": self.group_view(row, me).await?}),
-            )
-            .event(event));
+            return Ok(Done::ok(JoinOutcome::Joined {
+                group: self.group_view(row, me).await?,
+            })
+            .push(event));
         }
         let pending = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_join_requests WHERE group_id = $1 AND user_id = $2 AND status = 'pending'",
@@ -639,13 +615,17 @@ impl Im {
         if pending > 0 {
             return Err(ImError::conflict("your join request is already pending"));
         }
-        let request = sqlx::query_as::<_, JoinRequest>(concat!("INSERT INTO group_join_requests (group_id, user_id, note, created_at) VALUES ($1, $2, $3, $4) RETURNING ", join_columns!()))
+        let request: JoinRequest = sqlx::query_as::<_, JoinRequestRow>(concat!(
+            "INSERT INTO group_join_requests (group_id, user_id, note, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+            join_columns!()
+        ))
         .bind(id)
         .bind(me)
-        .bind(&note)
+        .bind(r.body.note.as_str())
         .bind(now_ms())
         .fetch_one(&self.db.pool)
-        .await?;
+        .await?
+        .into();
         let managers = sqlx::query_scalar::<_, i64>(
             "SELECT user_id FROM group_members WHERE group_id = $1 AND role IN ('owner', 'admin')",
         )
@@ -653,9 +633,14 @@ impl Im {
         .fetch_all(&self.db.pool)
         .await?;
         let requester = self.public_users(0, &[me]).await?.pop();
-        let mut reply = Reply::json(202, json!({"status": "pending", "request": request}));
+        let mut done = Done::status(
+            202,
+            JoinOutcome::Pending {
+                request: request.clone(),
+            },
+        );
         for m in managers {
-            reply = reply.event(
+            done = done.push(
                 self.notify(
                     m,
                     "group_join_request",
@@ -664,14 +649,18 @@ impl Im {
                 .await?,
             );
         }
-        Ok(reply)
+        Ok(done)
     }
 
-    pub(crate) async fn join_requests(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn join_requests(
+        &self,
+        c: &Caller<'_>,
+        r: ListJoinRequests,
+    ) -> ImResult<JoinRequests> {
+        let id = r.path.id.get();
         self.group_row(id).await?;
-        self.manager_or_403(id, me).await?;
-        let rows = sqlx::query_as::<_, JoinRequest>(concat!(
+        self.manager_or_403(id, c.me).await?;
+        let rows = sqlx::query_as::<_, JoinRequestRow>(concat!(
             "SELECT ",
             join_columns!(),
             " FROM group_join_requests WHERE group_id = $1 ORDER BY id DESC LIMIT 200"
@@ -679,15 +668,23 @@ impl Im {
         .bind(id)
         .fetch_all(&self.db.pool)
         .await?;
-        Ok(Reply::ok(json!({"requests": rows})))
+        Ok(Done::ok(JoinRequests {
+            requests: rows.into_iter().map(JoinRequest::from).collect(),
+        }))
     }
 
-    pub(crate) async fn handle_join(&self, me: i64, a: &Args, accept: bool) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn handle_join(
+        &self,
+        c: &Caller<'_>,
+        p: JoinRequestPath,
+        accept: bool,
+    ) -> ImResult<JoinHandled> {
+        let me = c.me;
+        let id = p.id.get();
+        let request_id = p.request_id.get();
         let row = self.group_row(id).await?;
         self.manager_or_403(id, me).await?;
-        let request_id = a.id("request_id")?;
-        let request = sqlx::query_as::<_, JoinRequest>(concat!(
+        let request = sqlx::query_as::<_, JoinRequestRow>(concat!(
             "SELECT ",
             join_columns!(),
             " FROM group_join_requests WHERE id = $1 AND group_id = $2"
@@ -697,7 +694,7 @@ impl Im {
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or_else(|| ImError::not_found(format!("no join request {request_id} in group {id}")))?;
-        if request.status != "pending" {
+        if status(&request.status) != RequestStatus::Pending {
             return Err(ImError::conflict(format!(
                 "the request is already {}",
                 request.status
@@ -706,12 +703,12 @@ impl Im {
         if accept && self.member_count(id).await? >= row.max_members {
             return Err(ImError::conflict("the group is full"));
         }
-        let status = if accept { "accepted" } else { "refused" };
+        let decided = RequestStatus::decided(accept);
         let claimed = sqlx::query(
             "UPDATE group_join_requests SET status = $2, handled_by = $3, handled_at = $4 WHERE id = $1 AND status = 'pending'",
         )
         .bind(request_id)
-        .bind(status)
+        .bind(decided.as_str())
         .bind(me)
         .bind(now_ms())
         .execute(&self.db.pool)
@@ -720,17 +717,25 @@ impl Im {
         if claimed == 0 {
             return Err(ImError::conflict("the request was handled meanwhile"));
         }
-        let mut reply = Reply::ok(json!({"request_id": request_id, "status": status}));
+        let mut done = Done::ok(JoinHandled {
+            request_id,
+            status: decided,
+        });
         // Someone who joined meanwhile by other means is simply left as they are.
         let added = if accept {
-            match self.add_member(id, request.user_id, "member").await {
+            match self
+                .add_member(id, request.user_id, GroupRole::Member)
+                .await
+            {
                 Ok(added) => added,
                 Err(e) => {
                     // Full after all (a race with another join): the request stays pending.
-                    sqlx::query("UPDATE group_join_requests SET status = 'pending', handled_by = NULL, handled_at = NULL WHERE id = $1")
-                        .bind(request_id)
-                        .execute(&self.db.pool)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE group_join_requests SET status = 'pending', handled_by = NULL, handled_at = NULL WHERE id = $1",
+                    )
+                    .bind(request_id)
+                    .execute(&self.db.pool)
+                    .await?;
                     return Err(e);
                 }
             }
@@ -738,48 +743,50 @@ impl Im {
             false
         };
         if added {
-            reply = reply.event(
-                self.group_event(id, "joined", json!({"user_id": request.user_id}))
-                    .await?,
+            done = done.push(
+                self.to_members(
+                    id,
+                    GroupEvent::new(id, GroupChange::Joined).user(request.user_id),
+                )
+                .await?,
             );
         }
-        reply = reply.event(
+        Ok(done.push(
             self.notify(
                 request.user_id,
                 "group_join_result",
-                json!({"request_id": request_id, "group_id": id, "group_name": row.name, "status": status}),
+                json!({"request_id": request_id, "group_id": id, "group_name": row.name, "status": decided}),
             )
             .await?,
-        );
-        Ok(reply)
+        ))
     }
 
-    pub(crate) async fn update_member(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
-        let row = self.group_row(id).await?;
+    pub(crate) async fn update_member(
+        &self,
+        c: &Caller<'_>,
+        r: UpdateMember,
+    ) -> ImResult<MemberUpdated> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let target = r.path.user_id.get();
+        self.group_row(id).await?;
         let my_role = self.manager_or_403(id, me).await?;
-        let target = a.id("user_id")?;
         let (target_role, _) = self
             .membership(id, target)
             .await?
             .ok_or_else(|| ImError::not_found(format!("user {target} is not a member")))?;
-        let req: UpdateMemberReq = a.body()?;
+        let req = r.body;
         if req.role.is_none() && req.muted_until.is_none() {
             return Err(ImError::invalid(
                 "nothing to change: give role or muted_until",
             ));
         }
         // Every check before any change, so that a refused request changes nothing.
-        if let Some(role) = &req.role {
-            if my_role != "owner" {
+        if let Some(to) = req.role {
+            if my_role != GroupRole::Owner {
                 return Err(ImError::forbidden("only the owner may change roles"));
             }
-            if !matches!(role.as_str(), "admin" | "member") {
-                return Err(ImError::invalid(
-                    "role must be admin or member (use /transfer for owner)",
-                ));
-            }
-            if target == row.owner_id {
+            if !group_rules::may_set_role(my_role, target_role, to) {
                 return Err(ImError::conflict(
                     "the owner's role changes only by transfer",
                 ));
@@ -791,10 +798,7 @@ impl Im {
                     "muted_until must be unix milliseconds or 0",
                 ));
             }
-            if target == me
-                || target_role == "owner"
-                || (target_role == "admin" && my_role != "owner")
-            {
+            if !group_rules::may_mute(my_role, target_role, target == me) {
                 return Err(ImError::forbidden("you may not mute this member"));
             }
         }
@@ -805,7 +809,7 @@ impl Im {
         )
         .bind(id)
         .bind(target)
-        .bind(req.role.as_deref())
+        .bind(req.role.map(|r| GroupRole::from(r).as_str()))
         .bind(req.muted_until)
         .execute(&self.db.pool)
         .await?
@@ -813,48 +817,52 @@ impl Im {
         if n == 0 {
             return Err(ImError::not_found(format!("user {target} is not a member")));
         }
-        let mut reply_events = Vec::new();
-        if let Some(role) = &req.role {
-            reply_events.push(
-                self.group_event(id, "role", json!({"user_id": target, "role": role}))
-                    .await?,
-            );
+        let mut events = Vec::new();
+        if let Some(to) = req.role {
+            let mut e = GroupEvent::new(id, GroupChange::Role).user(target);
+            e.role = Some(to.into());
+            events.push(self.to_members(id, e).await?);
         }
         if let Some(until) = req.muted_until {
-            reply_events.push(
-                self.group_event(
-                    id,
-                    "muted",
-                    json!({"user_id": target, "muted_until": until}),
-                )
-                .await?,
-            );
+            let mut e = GroupEvent::new(id, GroupChange::Muted).user(target);
+            e.muted_until = Some(until);
+            events.push(self.to_members(id, e).await?);
         }
-        let (role, muted_until) = self.membership(id, target).await?.unwrap_or_default();
-        let mut reply =
-            Reply::ok(json!({"user_id": target, "role": role, "muted_until": muted_until}));
-        for e in reply_events {
-            reply = reply.event(e);
-        }
-        Ok(reply)
+        let (role, muted_until) = self
+            .membership(id, target)
+            .await?
+            .unwrap_or((GroupRole::Member, 0));
+        Ok(Done::ok(MemberUpdated {
+            user_id: target,
+            role,
+            muted_until,
+        })
+        .events(events))
     }
 
-    pub(crate) async fn remove_member(&self, me: i64, a: &Args) -> ImResult {
-        let id = a.id("id")?;
+    pub(crate) async fn remove_member(
+        &self,
+        c: &Caller<'_>,
+        r: RemoveMember,
+    ) -> ImResult<MemberRemoved> {
+        let me = c.me;
+        let id = r.path.id.get();
+        let target = r.path.user_id.get();
         let row = self.group_row(id).await?;
-        let target = a.id("user_id")?;
         let my_role = self.role_or_403(id, me).await?;
         if target == me {
-            if my_role == "owner" {
+            if my_role == GroupRole::Owner {
                 return Err(ImError::conflict(
                     "the owner cannot leave: transfer the group or dismiss it",
                 ));
             }
-            let event = self.group_event(id, "left", json!({"user_id": me})).await?;
+            let event = self
+                .to_members(id, GroupEvent::new(id, GroupChange::Left).user(me))
+                .await?;
             self.drop_member(id, me).await?;
-            return Ok(Reply::ok(json!({"left": id})).event(event));
+            return Ok(Done::ok(MemberRemoved::Left { left: id }).push(event));
         }
-        if !is_manager(&my_role) {
+        if !group_rules::may_manage(my_role) {
             return Err(ImError::forbidden(
                 "only the owner or an admin may remove members",
             ));
@@ -863,11 +871,14 @@ impl Im {
             .membership(id, target)
             .await?
             .ok_or_else(|| ImError::not_found(format!("user {target} is not a member")))?;
-        if target_role == "owner" || (target_role == "admin" && my_role != "owner") {
+        if !group_rules::may_kick(my_role, target_role, false) {
             return Err(ImError::forbidden("you may not remove this member"));
         }
         let event = self
-            .group_event(id, "kicked", json!({"user_id": target, "by": me}))
+            .to_members(
+                id,
+                GroupEvent::new(id, GroupChange::Kicked).user(target).by(me),
+            )
             .await?;
         self.drop_member(id, target).await?;
         let notice = self
@@ -877,8 +888,8 @@ impl Im {
                 json!({"group_id": id, "name": row.name, "change": "kicked", "by": me}),
             )
             .await?;
-        Ok(Reply::ok(json!({"removed": target}))
-            .event(event)
-            .event(notice))
+        Ok(Done::ok(MemberRemoved::Removed { removed: target })
+            .push(event)
+            .push(notice))
     }
 }

@@ -1,5 +1,10 @@
-//! Failed-login rate limiting, per email and per client address, in fixed one-minute windows. Each logic
-//! node counts its own failures (a client spread over N nodes gets at most N times the limit).
+//! Failed-login limits in fixed one-minute windows, in memory (per logic node; a client spread over
+//! N nodes gets at most N times the limit). Failures are counted per (email, client address) pair,
+//! so someone else's wrong guesses for an email never lock its owner out: only the pair that failed
+//! is refused. A client address is also capped over all the emails it tries (five times the pair
+//! limit, for several accounts behind one NAT), which stops one source from spraying many accounts.
+//!
+//! Invariant: a refusal names only the pair or the address that failed, never an email alone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::error::ImError;
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// A client address may fail this many times the per-email limit (several accounts behind one NAT).
+/// A client address may fail this many times the per-pair limit, over every email it tries.
 const CLIENT_FACTOR: u32 = 5;
 /// Entries kept before expired ones are swept.
 const SWEEP_AT: usize = 10_000;
@@ -28,12 +33,13 @@ impl LoginLimiter {
 
     fn keys(email: &str, client: &str) -> [(String, u32); 2] {
         [
-            (format!("email:{email}"), 1),
+            (format!("pair:{client}\u{0}{email}"), 1),
             (format!("client:{client}"), CLIENT_FACTOR),
         ]
     }
 
-    /// Refuses a login attempt when this email or client failed too often in the last minute.
+    /// Refuses a login attempt when this (email, client) pair, or this client over all emails, failed
+    /// too often in the last minute.
     pub fn check(&self, email: &str, client: &str) -> Result<(), ImError> {
         let now = Instant::now();
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -43,10 +49,10 @@ impl LoginLimiter {
                 && *n >= self.per_minute * factor
             {
                 let wait = WINDOW.saturating_sub(now.duration_since(*start)).as_secs() + 1;
-                return Err(ImError::new(
-                    429,
-                    "rate_limited",
-                    format!("too many failed logins; try again in {wait} s"),
+                metrics::counter!("imcloud_im_rate_limited_total", "limit" => "login").increment(1);
+                return Err(ImError::rate_limited(
+                    format!("too many failed logins from this address; try again in {wait} s"),
+                    wait,
                 ));
             }
         }
@@ -68,9 +74,10 @@ impl LoginLimiter {
         }
     }
 
-    pub fn succeeded(&self, email: &str) {
+    /// A success clears the pair's count (not the address's).
+    pub fn succeeded(&self, email: &str, client: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("email:{email}"));
+        map.remove(&Self::keys(email, client)[0].0);
     }
 }
 
@@ -79,16 +86,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_beyond_the_limit_are_refused() {
+    fn failures_lock_only_the_pair() {
         let l = LoginLimiter::new(3);
         for _ in 0..3 {
-            assert!(l.check("a@x", "1.1.1.1").is_ok());
-            l.failed("a@x", "1.1.1.1");
+            assert!(l.check("a@x", "6.6.6.6").is_ok());
+            l.failed("a@x", "6.6.6.6");
         }
-        assert_eq!(l.check("a@x", "1.1.1.1").unwrap_err().status, 429);
-        // Another account from the same client is still allowed; a success clears the email's count.
-        assert!(l.check("b@x", "1.1.1.1").is_ok());
-        l.succeeded("a@x");
-        assert!(l.check("a@x", "2.2.2.2").is_ok());
+        let e = l.check("a@x", "6.6.6.6").unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert!(e.retry_after_secs.is_some_and(|s| (1..=61).contains(&s)));
+        // The owner, from their own address, still gets in: the attacker's guesses do not lock them out.
+        assert!(l.check("a@x", "1.1.1.1").is_ok());
+        // Another account from the attacker's address is still allowed, until the address's own cap.
+        assert!(l.check("b@x", "6.6.6.6").is_ok());
+        l.succeeded("a@x", "1.1.1.1");
+        assert!(
+            l.check("a@x", "6.6.6.6").is_err(),
+            "someone else's success does not clear the pair"
+        );
+    }
+
+    #[test]
+    fn one_address_cannot_spray_many_accounts() {
+        let l = LoginLimiter::new(2);
+        for i in 0..10 {
+            let email = format!("u{i}@x");
+            assert!(l.check(&email, "6.6.6.6").is_ok(), "{i}");
+            l.failed(&email, "6.6.6.6");
+        }
+        assert!(l.check("fresh@x", "6.6.6.6").is_err());
+        assert!(l.check("fresh@x", "7.7.7.7").is_ok());
     }
 }

@@ -1,39 +1,55 @@
 //! The IM tier: accounts, friends, groups, chat, the message box and uploads, on the database in
-//! [`db`]. The api forwards each `/v1` JSON route as an `ImCall` (see `imcloud_common::im_routes`);
-//! websocket op 4 commands reach [`Im::command`]. Every operation returns a [`Reply`] and the live
-//! [`Event`]s logic then pushes.
+//! [`db`]. The api decodes each `/v1` route into an `ImRequest` (the contract in
+//! `imcloud_common::im`) and forwards it as an `ImCall`; websocket op 4 commands decode into the same
+//! requests ([`Im::command`]). [`Im::dispatch`] matches every request exhaustively, each handler
+//! taking its typed request and returning its operation's typed reply, plus the effects (live
+//! events, connections to close) logic carries out after the commit. The IM tier also implements the
+//! push core's connection hooks (`connections.rs`).
 
 pub mod accounts;
-pub mod args;
+pub mod blocks;
 pub mod chat;
+pub mod connections;
 pub mod db;
+pub mod device_policy;
 pub mod error;
-pub mod events;
 pub mod friends;
+pub mod group_rules;
 pub mod groups;
 pub mod login_keys;
 pub mod login_limiter;
+pub mod message_search;
 pub mod notifications;
-pub mod openapi;
+pub mod paging;
 pub mod presence;
+pub mod rate_limits;
+pub mod receipts;
+pub mod reply;
+pub mod rows;
 pub mod search;
+pub mod typing;
 pub mod uploads;
 pub mod users;
+pub mod webhooks;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
-use imcloud_common::im_routes::route_of;
-use serde::Serialize;
-use serde_json::json;
+use imcloud_common::im::command::Command;
+use imcloud_common::im::operations::{Access, Document, ImRequest, Operation, route_of};
+use serde_json::{Value, json};
 
 use crate::sessions::SessionStore;
 use crate::token::Tokens;
-use args::Args;
 use db::Db;
+use device_policy::DevicePolicy;
 use error::ImError;
-use events::Event;
 use login_limiter::LoginLimiter;
+use rate_limits::Buckets;
+pub use reply::{Done, Effects, Event, Reply};
+use typing::TypingThrottle;
+use webhooks::{WebhookSettings, Webhooks};
 
 /// The IM tier's limits and policies.
 #[derive(Debug, Clone)]
@@ -48,10 +64,26 @@ pub struct ImSettings {
     pub private_chat_friends_only: bool,
     /// Largest upload in bytes.
     pub upload_max_bytes: usize,
-    /// Failed logins per email (and per client) allowed in a minute.
+    /// Failed logins per (email, client address) allowed in a minute.
     pub login_attempts_per_minute: u32,
-    /// A new login connection closes the user's older ones on the same platform ("belogin").
-    pub one_device_per_platform: bool,
+    pub device_policy: DevicePolicy,
+    /// How long after sending an author may edit a text message.
+    pub edit_window_secs: u64,
+    /// How long after sending an author may recall a message.
+    pub recall_window_secs: u64,
+    /// Shortest interval between two typing events of one user in one conversation.
+    pub typing_interval_ms: u64,
+    /// Messages (sends, edits, recalls, reactions) per user per second; 0 = no limit.
+    pub sends_per_sec: u32,
+    /// Friend requests per user per 24 h; 0 = no limit.
+    pub friend_requests_per_day: i64,
+    /// Groups created per user per 24 h; 0 = no limit.
+    pub groups_per_day: i64,
+    /// Uploads per user per hour; 0 = no limit.
+    pub uploads_per_hour: i64,
+    /// Upload bytes per user per 24 h; 0 = no limit.
+    pub upload_bytes_per_day: i64,
+    pub webhooks: Option<WebhookSettings>,
 }
 
 impl Default for ImSettings {
@@ -63,54 +95,34 @@ impl Default for ImSettings {
             private_chat_friends_only: true,
             upload_max_bytes: 4 * 1024 * 1024,
             login_attempts_per_minute: 10,
-            one_device_per_platform: false,
+            device_policy: DevicePolicy::Multi,
+            edit_window_secs: 900,
+            recall_window_secs: 120,
+            typing_interval_ms: 1000,
+            sends_per_sec: 20,
+            friend_requests_per_day: 100,
+            groups_per_day: 20,
+            uploads_per_hour: 100,
+            upload_bytes_per_day: 512 * 1024 * 1024,
+            webhooks: None,
         }
     }
 }
 
-/// One answer: HTTP status, body and its content type, and the events to push.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub content_type: String,
-    pub events: Vec<Event>,
-    /// Connections to close (keys) and the reason they are told.
-    pub kick: Option<(Vec<String>, String)>,
+pub type ImResult<T> = Result<Done<T>, ImError>;
+
+/// Who is calling, and what came with the call besides the request.
+pub struct Caller<'a> {
+    /// The authenticated user (0 on public and trusted routes).
+    pub me: i64,
+    /// The login token (empty over op 4).
+    pub token: &'a str,
+    /// The client's address (login limits).
+    pub client: &'a str,
+    /// An upload's bytes and their content type.
+    pub raw: &'a [u8],
+    pub content_type: &'a str,
 }
-
-impl Reply {
-    pub fn json(status: u16, data: impl Serialize) -> Reply {
-        Reply {
-            status,
-            body: serde_json::to_vec(&data).unwrap_or_default(),
-            content_type: "application/json".into(),
-            events: Vec::new(),
-            kick: None,
-        }
-    }
-
-    pub fn ok(data: impl Serialize) -> Reply {
-        Reply::json(200, data)
-    }
-
-    pub fn created(data: impl Serialize) -> Reply {
-        Reply::json(201, data)
-    }
-
-    pub fn event(mut self, e: Event) -> Reply {
-        if !e.to.is_empty() {
-            self.events.push(e);
-        }
-        self
-    }
-
-    pub fn error(e: &ImError) -> Reply {
-        Reply::json(e.status, e.body())
-    }
-}
-
-pub type ImResult = Result<Reply, ImError>;
 
 pub struct Im {
     pub(crate) db: Db,
@@ -118,6 +130,21 @@ pub struct Im {
     pub(crate) settings: ImSettings,
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) login_limiter: LoginLimiter,
+    pub(crate) send_buckets: Buckets,
+    pub(crate) typing_throttle: TypingThrottle,
+    pub(crate) webhooks: Option<Webhooks>,
+}
+
+/// Runs one handler: the request's type fixes the handler's input, and the operation fixes its reply.
+async fn run<O, F>(req: O, handler: impl FnOnce(O) -> F) -> Reply
+where
+    O: Operation,
+    F: Future<Output = Result<Done<O::Reply>, ImError>>,
+{
+    match handler(req).await {
+        Ok(done) => Reply::done(done),
+        Err(e) => Reply::error(&e),
+    }
 }
 
 impl Im {
@@ -131,12 +158,15 @@ impl Im {
             db,
             tokens: Tokens::new(auth_secret, settings.login_ttl_secs),
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute),
+            send_buckets: Buckets::new(settings.sends_per_sec),
+            typing_throttle: TypingThrottle::new(settings.typing_interval_ms),
+            webhooks: settings.webhooks.clone().map(Webhooks::start),
             settings,
             sessions,
         }
     }
 
-    /// Runs one JSON API operation for the holder of `token` (checked when the route needs a login).
+    /// Runs one JSON API call: `args` is the `ImRequest` the api decoded, `op` its name.
     pub async fn call(
         &self,
         op: &str,
@@ -146,112 +176,135 @@ impl Im {
         content_type: &str,
         client: &str,
     ) -> Reply {
-        let result = async {
-            let route = route_of(op)
-                .ok_or_else(|| ImError::not_found(format!("unknown operation {op:?}")))?;
-            let me = if route.auth {
-                self.authenticate(token).await?
-            } else {
-                0
-            };
-            let args: Args = if args.is_empty() {
-                Args::default()
-            } else {
-                serde_json::from_slice(args)
-                    .map_err(|e| ImError::invalid(format!("call arguments: {e}")))?
-            };
-            self.dispatch(op, me, &args, raw, content_type, token, client)
-                .await
+        let Some(route) = route_of(op) else {
+            return Reply::error(&ImError::not_found(format!("unknown operation {op:?}")));
+        };
+        // The login first: an invalid request from someone without a login is a 401, not a 400.
+        let me = if route.access == Access::Login {
+            match self.authenticate(token).await {
+                Ok(me) => me,
+                Err(e) => return Reply::error(&e),
+            }
+        } else {
+            0
+        };
+        let req: ImRequest = match serde_json::from_slice(args) {
+            Ok(r) => r,
+            Err(e) => {
+                // The api sends `{"invalid": why}` for a request it could not decode.
+                let why = serde_json::from_slice::<Value>(args)
+                    .ok()
+                    .and_then(|v| v["invalid"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("request: {e}"));
+                return Reply::error(&ImError::invalid(why));
+            }
+        };
+        if req.route().op != op {
+            return Reply::error(&ImError::invalid(format!(
+                "the call names {op:?} but carries {:?}",
+                req.route().op
+            )));
         }
-        .await;
-        result.unwrap_or_else(|e| Reply::error(&e))
+        let caller = Caller {
+            me,
+            token,
+            client,
+            raw,
+            content_type,
+        };
+        self.dispatch(&caller, req).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn dispatch(
-        &self,
-        op: &str,
-        me: i64,
-        a: &Args,
-        raw: &[u8],
-        content_type: &str,
-        token: &str,
-        client: &str,
-    ) -> ImResult {
-        match op {
-            "users.register" => self.register(a).await,
-            "sessions.login" => self.login(a, client).await,
-            "sessions.logout" => self.logout(token).await,
-            "me.get" => self.me(me).await,
-            "me.update" => self.update_me(me, a, token).await,
-            "users.get" => self.user(me, a).await,
-            "uploads.create" => self.upload(me, raw, content_type).await,
-            "uploads.get" => self.download(a).await,
-            "friend_groups.list" => self.friend_groups(me).await,
-            "friend_groups.create" => self.create_friend_group(me, a).await,
-            "friend_groups.rename" => self.rename_friend_group(me, a).await,
-            "friend_groups.delete" => self.delete_friend_group(me, a).await,
-            "friend_requests.create" => self.request_friend(me, a).await,
-            "friend_requests.list" => self.friend_requests(me).await,
-            "friend_requests.accept" => self.accept_friend(me, a).await,
-            "friend_requests.refuse" => self.refuse_friend(me, a).await,
-            "friends.list" => self.friends(me).await,
-            "friends.update" => self.update_friend(me, a).await,
-            "friends.delete" => self.delete_friend(me, a).await,
-            "search.users" => self.search_users(me, a).await,
-            "search.groups" => self.search_groups(a).await,
-            "recommendations.users" => self.recommend_users(me, a).await,
-            "groups.create" => self.create_group(me, a).await,
-            "groups.mine" => self.my_groups(me).await,
-            "groups.get" => self.group(me, a).await,
-            "groups.update" => self.update_group(me, a).await,
-            "groups.dismiss" => self.dismiss_group(me, a).await,
-            "groups.transfer" => self.transfer_group(me, a).await,
-            "groups.members" => self.group_members(me, a).await,
-            "groups.join" => self.join_group(me, a).await,
-            "groups.join_requests" => self.join_requests(me, a).await,
-            "groups.join_accept" => self.handle_join(me, a, true).await,
-            "groups.join_refuse" => self.handle_join(me, a, false).await,
-            "groups.member_update" => self.update_member(me, a).await,
-            "groups.member_remove" => self.remove_member(me, a).await,
-            "conversations.list" => self.conversations(me).await,
-            "messages.list" => self.messages(me, a).await,
-            "messages.send" => self.send(me, a).await,
-            "conversations.read" => self.read(me, a).await,
-            "notifications.list" => self.notifications(me, a).await,
-            "notifications.read" => self.read_notifications(me, a).await,
-            "notices.create" => self.send_notice(a).await,
-            "openapi" => Ok(Reply::ok(openapi::document())),
-            other => Err(ImError::not_found(format!("unknown operation {other:?}"))),
+    /// Every operation and its handler.
+    pub async fn dispatch(&self, c: &Caller<'_>, req: ImRequest) -> Reply {
+        use ImRequest as R;
+        match req {
+            R::RegisterUser(r) => run(r, |r| self.register(r)).await,
+            R::Login(r) => run(r, |r| self.login(c, r)).await,
+            R::Logout(r) => run(r, |r| self.logout(c, r)).await,
+            R::GetMe(r) => run(r, |r| self.me(c, r)).await,
+            R::UpdateMe(r) => run(r, |r| self.update_me(c, r)).await,
+            R::DeleteMe(r) => run(r, |r| self.delete_me(c, r)).await,
+            R::GetUser(r) => run(r, |r| self.user(c, r)).await,
+            R::ListBlocks(r) => run(r, |r| self.blocks(c, r)).await,
+            R::Block(r) => run(r, |r| self.block(c, r)).await,
+            R::Unblock(r) => run(r, |r| self.unblock(c, r)).await,
+            R::CreateUpload(r) => run(r, |r| self.upload(c, r)).await,
+            R::GetUpload(r) => run(r, |r| self.download(r)).await,
+            R::ListFriendGroups(r) => run(r, |r| self.friend_groups(c, r)).await,
+            R::CreateFriendGroup(r) => run(r, |r| self.create_friend_group(c, r)).await,
+            R::RenameFriendGroup(r) => run(r, |r| self.rename_friend_group(c, r)).await,
+            R::DeleteFriendGroup(r) => run(r, |r| self.delete_friend_group(c, r)).await,
+            R::CreateFriendRequest(r) => run(r, |r| self.request_friend(c, r)).await,
+            R::ListFriendRequests(r) => run(r, |r| self.friend_requests(c, r)).await,
+            R::AcceptFriendRequest(r) => run(r, |r| self.accept_friend(c, r)).await,
+            R::RefuseFriendRequest(r) => run(r, |r| self.refuse_friend(c, r)).await,
+            R::ListFriends(r) => run(r, |r| self.friends(c, r)).await,
+            R::UpdateFriend(r) => run(r, |r| self.update_friend(c, r)).await,
+            R::DeleteFriend(r) => run(r, |r| self.delete_friend(c, r)).await,
+            R::SearchUsers(r) => run(r, |r| self.search_users(c, r)).await,
+            R::SearchGroups(r) => run(r, |r| self.search_groups(r)).await,
+            R::SearchMessagesOp(r) => run(r, |r| self.search_messages(c, r)).await,
+            R::RecommendUsers(r) => run(r, |r| self.recommend_users(c, r)).await,
+            R::CreateGroup(r) => run(r, |r| self.create_group(c, r)).await,
+            R::MyGroups(r) => run(r, |r| self.my_groups(c, r)).await,
+            R::GetGroup(r) => run(r, |r| self.group(c, r)).await,
+            R::UpdateGroup(r) => run(r, |r| self.update_group(c, r)).await,
+            R::DismissGroup(r) => run(r, |r| self.dismiss_group(c, r)).await,
+            R::TransferGroup(r) => run(r, |r| self.transfer_group(c, r)).await,
+            R::ListMembers(r) => run(r, |r| self.group_members(c, r)).await,
+            R::InviteMember(r) => run(r, |r| self.invite_member(c, r)).await,
+            R::JoinGroup(r) => run(r, |r| self.join_group(c, r)).await,
+            R::ListJoinRequests(r) => run(r, |r| self.join_requests(c, r)).await,
+            R::AcceptJoin(r) => run(r, |r| self.handle_join(c, r.path, true)).await,
+            R::RefuseJoin(r) => run(r, |r| self.handle_join(c, r.path, false)).await,
+            R::UpdateMember(r) => run(r, |r| self.update_member(c, r)).await,
+            R::RemoveMember(r) => run(r, |r| self.remove_member(c, r)).await,
+            R::ListConversations(r) => run(r, |r| self.conversations(c, r)).await,
+            R::ListMessages(r) => run(r, |r| self.messages(c, r)).await,
+            R::SendMessage(r) => run(r, |r| self.send(c, r)).await,
+            R::EditMessage(r) => run(r, |r| self.edit(c, r)).await,
+            R::RecallMessage(r) => run(r, |r| self.recall(c, r)).await,
+            R::AddReaction(r) => run(r, |r| self.react(c, r.path, true)).await,
+            R::RemoveReaction(r) => run(r, |r| self.react(c, r.path, false)).await,
+            R::MessageReaders(r) => run(r, |r| self.readers(c, r)).await,
+            R::ConversationReads(r) => run(r, |r| self.reads(c, r)).await,
+            R::ReadConversation(r) => run(r, |r| self.read(c, r)).await,
+            R::Typing(r) => run(r, |r| self.typing(c, r)).await,
+            R::ListNotifications(r) => run(r, |r| self.notifications(c, r)).await,
+            R::CreateNotice(r) => run(r, |r| self.send_notice(r)).await,
+            R::ReadNotifications(r) => run(r, |r| self.read_notifications(c, r)).await,
+            R::OpenApi(r) => {
+                run(r, |_| async {
+                    Ok(Done::ok(Document(imcloud_common::im::openapi::document())))
+                })
+                .await
+            }
         }
     }
 
     /// Websocket op 4: a JSON command `{"cmd": …}` from connected user `mid`. The reply body is
     /// `{"code": 0, "message": "ok", "data": …}`, or a negative HTTP status as code with an `error`.
-    pub async fn command(&self, mid: i64, key: &str, body: &[u8]) -> (Vec<u8>, Vec<Event>) {
-        let (reply, events) = match self.command_inner(mid, key, body).await {
-            Ok(r) => {
-                let data: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                if r.status < 300 {
-                    (json!({"code": 0, "message": "ok", "data": data}), r.events)
-                } else {
-                    let msg = data["error"]["message"].clone();
-                    let code = data["error"]["code"].clone();
-                    (
-                        json!({"code": -(r.status as i64), "message": msg, "error": {"code": code, "message": msg}}),
-                        r.events,
-                    )
-                }
-            }
-            Err(e) => (
-                json!({"code": -(e.status as i64), "message": e.message, "error": {"code": e.code, "message": e.message}}),
-                Vec::new(),
-            ),
+    pub async fn command(&self, mid: i64, key: &str, body: &[u8]) -> (Vec<u8>, Effects) {
+        let reply = match self.command_reply(mid, key, body).await {
+            Ok(r) => r,
+            Err(e) => Reply::error(&e),
         };
-        (serde_json::to_vec(&reply).unwrap_or_default(), events)
+        let data: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let out = if reply.status < 300 {
+            json!({"code": 0, "message": "ok", "data": data})
+        } else {
+            let mut error = data["error"].clone();
+            let msg = error["message"].clone();
+            if !error.is_object() {
+                error = json!({"code": "internal", "message": ""});
+            }
+            json!({"code": -(reply.status as i64), "message": msg, "error": error})
+        };
+        (serde_json::to_vec(&out).unwrap_or_default(), reply.effects)
     }
 
-    async fn command_inner(&self, mid: i64, key: &str, body: &[u8]) -> ImResult {
+    async fn command_reply(&self, mid: i64, key: &str, body: &[u8]) -> Result<Reply, ImError> {
         // A login connection acts only while its login lasts (a logout's close may not have landed yet).
         if let Some(jti) = login_keys::login_of(key)
             && !self.login_session_live(jti, mid).await?
@@ -260,40 +313,21 @@ impl Im {
                 "this login has ended; log in again",
             ));
         }
-        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            ImError::invalid(format!("body must be a JSON command {{\"cmd\": ...}}: {e}"))
-        })?;
-        let cmd = v["cmd"]
-            .as_str()
-            .ok_or_else(|| ImError::invalid("body must be a JSON command {\"cmd\": ...}"))?;
-        let cid = v["conversation_id"].as_str().unwrap_or("").to_string();
-        let args = |query: &[&str]| Args {
-            path: [("cid".to_string(), cid.clone())].into(),
-            query: query
-                .iter()
-                .filter_map(|q| {
-                    let val = &v[*q];
-                    val.as_i64()
-                        .map(|n| n.to_string())
-                        .or_else(|| val.as_str().map(str::to_string))
-                        .map(|s| (q.to_string(), s))
-                })
-                .collect(),
-            body: v.clone(),
+        let command = Command::from_frame(body).map_err(ImError::invalid)?;
+        let Some(req) = command.into_request() else {
+            return Ok(Reply::json(
+                200,
+                &json!({"pong": true, "mid": mid, "key": key}),
+            ));
         };
-        match cmd {
-            "ping" => Ok(Reply::ok(json!({"pong": true, "mid": mid, "key": key}))),
-            "send" => self.send(mid, &args(&[])).await,
-            "read" => self.read(mid, &args(&[])).await,
-            "history" => {
-                self.messages(mid, &args(&["before_seq", "after_seq", "limit"]))
-                    .await
-            }
-            "conversations" => self.conversations(mid).await,
-            other => Err(ImError::invalid(format!(
-                "unknown command {other:?} (ping, send, read, history, conversations)"
-            ))),
-        }
+        let caller = Caller {
+            me: mid,
+            token: "",
+            client: "",
+            raw: &[],
+            content_type: "",
+        };
+        Ok(self.dispatch(&caller, req).await)
     }
 
     /// The users among `mids` with at least one live connection.

@@ -1,16 +1,17 @@
 //! The message box: friend requests, group join requests, their results and notices, per user, with
-//! read state. Every new item is also pushed live (op 1002).
+//! read state. Every new item is pushed live (op 1002); marking items read tells my other devices the
+//! new unread count (op 1008).
 
-use serde::{Deserialize, Serialize};
+use imcloud_common::im::events::{LiveEvent, NotificationsReadEvent};
+use imcloud_common::im::notifications::*;
+use imcloud_common::im::operations::{CreateNotice, ListNotifications, ReadNotifications};
 use serde_json::{Value, json};
 use sqlx::FromRow;
-use utoipa::ToSchema;
 
-use super::args::Args;
 use super::db::now_ms;
 use super::error::ImError;
-use super::events::{Event, OP_NOTIFICATION};
-use super::{Im, ImResult, Reply};
+use super::paging;
+use super::{Caller, Done, Event, Im, ImResult};
 
 #[derive(Debug, Clone, FromRow)]
 struct Row {
@@ -19,17 +20,6 @@ struct Row {
     payload: String,
     is_read: i64,
     created_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Notification {
-    pub id: i64,
-    /// friend_request, friend_request_result, group_join_request, group_join_result, group_notice
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    pub read: bool,
-    pub created_at: i64,
 }
 
 impl From<Row> for Notification {
@@ -44,52 +34,41 @@ impl From<Row> for Notification {
     }
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReadNotificationsReq {
-    /// Items to mark read; omitted = all.
-    pub ids: Option<Vec<i64>>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoticeReq {
-    /// 1 to 1000 users.
-    pub user_ids: Vec<i64>,
-    pub title: String,
-    #[serde(default)]
-    pub content: String,
-}
-
 impl Im {
     /// A system notice from a trusted backend to users' message boxes (kind `system`).
-    pub(crate) async fn send_notice(&self, a: &Args) -> ImResult {
-        let req: NoticeReq = a.body()?;
+    pub(crate) async fn send_notice(&self, r: CreateNotice) -> ImResult<NoticeSent> {
+        let req = r.body;
         if req.user_ids.is_empty() || req.user_ids.len() > 1000 {
             return Err(ImError::invalid("user_ids must list 1 to 1000 users"));
         }
-        let title = super::args::text("title", &req.title, 1, 100)?;
-        let content = super::args::text("content", &req.content, 0, 2000)?;
-        let mut reply_events = Vec::new();
+        let mut events = Vec::new();
         let mut unknown = Vec::new();
-        let mut ids = req.user_ids.clone();
+        let mut ids: Vec<i64> = req.user_ids.iter().map(|i| i.get()).collect();
         ids.sort_unstable();
         ids.dedup();
         for id in ids {
-            if self.find_user(id).await?.is_none() {
+            if self
+                .find_user(id)
+                .await?
+                .is_none_or(|u| u.deleted_at.is_some())
+            {
                 unknown.push(id);
                 continue;
             }
-            reply_events.push(
-                self.notify(id, "system", json!({"title": title, "content": content}))
-                    .await?,
+            events.push(
+                self.notify(
+                    id,
+                    "system",
+                    json!({"title": req.title, "content": req.content}),
+                )
+                .await?,
             );
         }
-        let mut reply = Reply::ok(json!({"sent": reply_events.len(), "unknown_user_ids": unknown}));
-        for e in reply_events {
-            reply = reply.event(e);
-        }
-        Ok(reply)
+        Ok(Done::ok(NoticeSent {
+            sent: events.len(),
+            unknown_user_ids: unknown,
+        })
+        .events(events))
     }
 
     /// Stores a message-box item for `user` and returns the event that announces it.
@@ -111,9 +90,7 @@ impl Im {
         .await?;
         Ok(Event::new(
             vec![user],
-            OP_NOTIFICATION,
-            "notification",
-            Notification::from(row),
+            LiveEvent::Notification(Notification::from(row)),
         ))
     }
 
@@ -126,26 +103,34 @@ impl Im {
         .await?)
     }
 
-    pub(crate) async fn notifications(&self, me: i64, a: &Args) -> ImResult {
-        let (limit, offset) = a.page()?;
+    pub(crate) async fn notifications(
+        &self,
+        c: &Caller<'_>,
+        r: ListNotifications,
+    ) -> ImResult<NotificationPage> {
+        let (limit, offset) = paging::page_of(&r.query)?;
         let rows = sqlx::query_as::<_, Row>(
             "SELECT id, kind, payload, is_read, created_at FROM notifications WHERE user_id = $1 \
              ORDER BY id DESC LIMIT $2 OFFSET $3",
         )
-        .bind(me)
+        .bind(c.me)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.db.pool)
         .await?;
-        let items: Vec<Notification> = rows.into_iter().map(Notification::from).collect();
-        Ok(Reply::ok(
-            json!({"items": items, "unread": self.unread_notifications(me).await?}),
-        ))
+        Ok(Done::ok(NotificationPage {
+            items: rows.into_iter().map(Notification::from).collect(),
+            unread: self.unread_notifications(c.me).await?,
+        }))
     }
 
-    pub(crate) async fn read_notifications(&self, me: i64, a: &Args) -> ImResult {
-        let req: ReadNotificationsReq = a.body()?;
-        match req.ids {
+    pub(crate) async fn read_notifications(
+        &self,
+        c: &Caller<'_>,
+        r: ReadNotifications,
+    ) -> ImResult<Unread> {
+        let me = c.me;
+        match r.body.ids {
             None => {
                 sqlx::query("UPDATE notifications SET is_read = 1 WHERE user_id = $1")
                     .bind(me)
@@ -167,8 +152,10 @@ impl Im {
                 }
             }
         }
-        Ok(Reply::ok(
-            json!({"unread": self.unread_notifications(me).await?}),
+        let unread = self.unread_notifications(me).await?;
+        Ok(Done::ok(Unread { unread }).event(
+            vec![me],
+            LiveEvent::NotificationsRead(NotificationsReadEvent { unread }),
         ))
     }
 }

@@ -2,11 +2,10 @@
 //! (on any comet, abrupt closes included: the comet reports every closed connection). Logic calls this
 //! from Connect and Disconnect; lists show the current state from the session store.
 
-use serde_json::json;
+use imcloud_common::im::events::{LiveEvent, PresenceEvent};
 
-use super::Im;
 use super::error::ImError;
-use super::events::{Event, OP_PRESENCE};
+use super::{Event, Im};
 
 impl Im {
     /// The event telling `mid`'s online friends that `mid` is now online or offline (`None` when no
@@ -24,9 +23,10 @@ impl Im {
         }
         Ok(Some(Event::new(
             to,
-            OP_PRESENCE,
-            "presence",
-            json!({"user_id": mid, "online": online}),
+            LiveEvent::Presence(PresenceEvent {
+                user_id: mid,
+                online,
+            }),
         )))
     }
 }

@@ -1,12 +1,22 @@
 //! Search and discovery: users by account number, nickname or exact email; groups by number or name;
 //! paged. Recommendations exclude me and my friends.
 
-use serde_json::json;
+use imcloud_common::im::accounts::UserList;
+use imcloud_common::im::groups::Groups;
+use imcloud_common::im::operations::{RecommendUsers, SearchGroups, SearchUsers};
+use imcloud_common::im::values::Text;
 
-use super::args::{Args, text};
+use super::error::ImError;
 use super::groups::GroupRow;
-use super::users::{User, user_columns};
-use super::{Im, ImResult, Reply};
+use super::paging;
+use super::rows::{UserRow, user_columns};
+use super::{Caller, Done, Im, ImResult};
+
+fn query_text(q: &str) -> Result<String, ImError> {
+    Text::<1, 64>::parse(q)
+        .map(Text::into_string)
+        .map_err(|e| ImError::invalid(format!("q {e}")))
+}
 
 /// `%term%` for LIKE, with LIKE's wildcards in the term escaped.
 fn like_pattern(term: &str) -> String {
@@ -23,12 +33,13 @@ fn like_pattern(term: &str) -> String {
 }
 
 impl Im {
-    pub(crate) async fn search_users(&self, me: i64, a: &Args) -> ImResult {
-        let q = text("q", a.query_str("q"), 1, 64)?;
-        let (limit, offset) = a.page()?;
+    pub(crate) async fn search_users(&self, c: &Caller<'_>, r: SearchUsers) -> ImResult<UserList> {
+        let me = c.me;
+        let q = query_text(&r.query.q)?;
+        let (limit, offset) = paging::page(r.query.page, r.query.page_size)?;
         let email = q.to_lowercase();
-        let users = sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE account_no = $1 OR email = $2 \
-             OR LOWER(nickname) LIKE $3 ESCAPE '\\' ORDER BY (account_no = $1) DESC, id LIMIT $4 OFFSET $5"))
+        let users = sqlx::query_as::<_, UserRow>(concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL AND (account_no = $1 OR email = $2 \
+             OR LOWER(nickname) LIKE $3 ESCAPE '\\') ORDER BY (account_no = $1) DESC, id LIMIT $4 OFFSET $5"))
         .bind(&q)
         .bind(&email)
         .bind(like_pattern(&q.to_lowercase()))
@@ -41,12 +52,12 @@ impl Im {
             let friend = u.id == me || self.are_friends(me, u.id).await?;
             out.push(u.public(friend));
         }
-        Ok(Reply::ok(json!({"users": out})))
+        Ok(Done::ok(UserList { users: out }))
     }
 
-    pub(crate) async fn search_groups(&self, a: &Args) -> ImResult {
-        let q = text("q", a.query_str("q"), 1, 64)?;
-        let (limit, offset) = a.page()?;
+    pub(crate) async fn search_groups(&self, r: SearchGroups) -> ImResult<Groups> {
+        let q = query_text(&r.query.q)?;
+        let (limit, offset) = paging::page(r.query.page, r.query.page_size)?;
         let rows = sqlx::query_as::<_, GroupRow>(
             "SELECT id, group_no, name, description, avatar, owner_id, max_members, need_approval, all_muted, created_at \
              FROM chat_groups WHERE dismissed = 0 AND (group_no = $1 OR LOWER(name) LIKE $2 ESCAPE '\\') \
@@ -62,13 +73,18 @@ impl Im {
         for r in rows {
             groups.push(self.group_view(r, 0).await?);
         }
-        Ok(Reply::ok(json!({"groups": groups})))
+        Ok(Done::ok(Groups { groups }))
     }
 
     /// Newest users who are not me, not my friends and not already asked by me.
-    pub(crate) async fn recommend_users(&self, me: i64, a: &Args) -> ImResult {
-        let (limit, offset) = a.page()?;
-        let users = sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE id <> $1 \
+    pub(crate) async fn recommend_users(
+        &self,
+        c: &Caller<'_>,
+        r: RecommendUsers,
+    ) -> ImResult<UserList> {
+        let me = c.me;
+        let (limit, offset) = paging::page_of(&r.query)?;
+        let users = sqlx::query_as::<_, UserRow>(concat!("SELECT ", user_columns!(), " FROM users WHERE id <> $1 AND deleted_at IS NULL \
              AND id NOT IN (SELECT friend_id FROM friendships WHERE user_id = $1) \
              AND id NOT IN (SELECT to_id FROM friend_requests WHERE from_id = $1 AND status = 'pending') \
              ORDER BY id DESC LIMIT $2 OFFSET $3"))
@@ -78,7 +94,7 @@ impl Im {
         .fetch_all(&self.db.pool)
         .await?;
         let out: Vec<_> = users.into_iter().map(|u| u.public(false)).collect();
-        Ok(Reply::ok(json!({"users": out})))
+        Ok(Done::ok(UserList { users: out }))
     }
 }
 

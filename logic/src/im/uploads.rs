@@ -2,22 +2,16 @@
 //! them) with a size limit and an allow-list of content types checked against the file's first bytes.
 //! An upload is public by its unguessable id, so that `<img src>` works without a token.
 
-use serde::Serialize;
-use utoipa::ToSchema;
+use imcloud_common::im::accounts::Upload;
+use imcloud_common::im::operations::{Binary, CreateUpload, GetUpload};
 
-use super::args::Args;
 use super::db::now_ms;
 use super::error::ImError;
-use super::{Im, ImResult, Reply};
+use super::rate_limits::{refuse, window_check};
+use super::{Caller, Done, Im, ImResult};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Upload {
-    pub id: String,
-    /// Where to fetch it (also what avatar and image messages reference).
-    pub url: String,
-    pub content_type: String,
-    pub size: i64,
-}
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 
 /// The content types accepted, each with the magic bytes the file must start with (none = any).
 const ALLOWED: &[(&str, &[&[u8]])] = &[
@@ -78,8 +72,64 @@ pub fn check_upload(content_type: &str, data: &[u8], max: usize) -> Result<Strin
 }
 
 impl Im {
-    pub(crate) async fn upload(&self, me: i64, data: &[u8], content_type: &str) -> ImResult {
+    /// Refuses an upload over `IMCLOUD_IM_UPLOADS_PER_HOUR` or `IMCLOUD_IM_UPLOAD_BYTES_PER_DAY`.
+    async fn check_upload_quota(&self, me: i64, size: i64) -> Result<(), ImError> {
+        let now = now_ms();
+        let (per_hour, bytes_per_day) = (
+            self.settings.uploads_per_hour,
+            self.settings.upload_bytes_per_day,
+        );
+        if per_hour > 0 {
+            let (used, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM uploads WHERE owner_id = $1 AND created_at > $2",
+            )
+            .bind(me)
+            .bind(now - HOUR_MS)
+            .fetch_one(&self.db.pool)
+            .await?;
+            window_check(per_hour, used, oldest, HOUR_MS, now).map_err(|wait| {
+                refuse(
+                    "uploads",
+                    format!("at most {per_hour} uploads an hour; try again in {wait} s"),
+                    wait,
+                )
+            })?;
+        }
+        if bytes_per_day > 0 {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT created_at, size FROM uploads WHERE owner_id = $1 AND created_at > $2 ORDER BY created_at",
+            )
+            .bind(me)
+            .bind(now - DAY_MS)
+            .fetch_all(&self.db.pool)
+            .await?;
+            let used: i64 = rows.iter().map(|(_, s)| s).sum();
+            if used + size > bytes_per_day {
+                // Wait until enough of the oldest uploads leave the window.
+                let mut freed = 0;
+                let mut until = now;
+                for (at, s) in &rows {
+                    freed += s;
+                    until = at + DAY_MS;
+                    if used - freed + size <= bytes_per_day {
+                        break;
+                    }
+                }
+                let wait = (((until - now).max(0) + 999) / 1000).max(1) as u64;
+                return Err(refuse(
+                    "upload_bytes",
+                    format!("at most {bytes_per_day} upload bytes a day; try again in {wait} s"),
+                    wait,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn upload(&self, c: &Caller<'_>, _r: CreateUpload) -> ImResult<Upload> {
+        let (me, data, content_type) = (c.me, c.raw, c.content_type);
         let ct = check_upload(content_type, data, self.settings.upload_max_bytes)?;
+        self.check_upload_quota(me, data.len() as i64).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         sqlx::query(
             "INSERT INTO uploads (id, owner_id, content_type, size, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -92,7 +142,7 @@ impl Im {
         .bind(now_ms())
         .execute(&self.db.pool)
         .await?;
-        Ok(Reply::created(Upload {
+        Ok(Done::created(Upload {
             url: format!("/v1/uploads/{id}"),
             id,
             content_type: ct,
@@ -100,8 +150,8 @@ impl Im {
         }))
     }
 
-    pub(crate) async fn download(&self, a: &Args) -> ImResult {
-        let id = a.path_str("id")?;
+    pub(crate) async fn download(&self, r: GetUpload) -> ImResult<Binary> {
+        let id = r.path.id.as_str();
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ImError::not_found("no such upload"));
         }
@@ -111,13 +161,10 @@ impl Im {
                 .fetch_optional(&self.db.pool)
                 .await?
                 .ok_or_else(|| ImError::not_found("no such upload"))?;
-        Ok(Reply {
-            status: 200,
-            body: data,
+        Ok(Done::ok(Binary {
             content_type: ct,
-            events: Vec::new(),
-            kick: None,
-        })
+            data,
+        }))
     }
 }
 
