@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Channel, ChannelState, Kick, valid_room};
 use crate::comet::Comet;
+use crate::drain;
 use crate::op_filter::{OpFilter, parse_ops};
 use crate::transport::{CloseReason, ReadError, Transport};
 
@@ -47,6 +48,7 @@ pub async fn serve<T: Transport>(
         }
     };
     metrics::gauge!("imcloud_comet_connections").increment(1.0);
+    metrics::counter!("imcloud_comet_connects_total").increment(1);
     let reason = run(&comet, &mut t, &ch, &shutdown).await;
     ch.outbox.close();
     comet.bucket(&ch.key).remove(&ch);
@@ -152,18 +154,11 @@ async fn run<T: Transport>(
     loop {
         tokio::select! {
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
-            _ = shutdown.cancelled() => {
-                // Flush what is already queued for this client, then say goodbye.
-                while let Some(b) = ch.outbox.try_pop() {
-                    if t.feed(b).await.is_err() {
-                        return None;
-                    }
-                }
-                let _ = t.flush().await;
-                return Some(CloseReason::Shutdown);
-            }
+            // Flush what is already queued for this client, then the reconnect hint and goodbye.
+            _ = shutdown.cancelled() => return drain::leave(comet, t, ch).await,
             why = ch.kicked() => {
                 return Some(match why {
+                    Kick::Drain => return drain::leave(comet, t, ch).await,
                     Kick::Replaced => CloseReason::Replaced,
                     Kick::ByServer => {
                         // Deliver what was queued before the kick, then say why.

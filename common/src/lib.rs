@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod engine_errors;
 pub mod grpc_channel;
+pub mod grpc_telemetry;
 pub mod im_routes;
 pub mod node;
 pub mod queue;
@@ -10,6 +12,7 @@ pub mod queue;
 pub mod queue_conformance;
 pub mod queue_kafka;
 pub mod queue_memory;
+pub mod readiness;
 pub mod registry;
 #[doc(hidden)]
 pub mod registry_conformance;
@@ -18,6 +21,7 @@ pub mod registry_memory;
 pub mod shutdown;
 #[doc(hidden)]
 pub mod test_name;
+pub mod trace_context;
 
 pub use config::{Config, ConfigArgs, ConfigError};
 pub use node::{NodeInfo, Role};

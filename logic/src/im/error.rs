@@ -49,6 +49,7 @@ impl From<sqlx::Error> for ImError {
     fn from(e: sqlx::Error) -> ImError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                imcloud_common::engine_errors::count("database");
                 tracing::warn!("database unavailable: {e}");
                 ImError::new(503, "unavailable", "the database is unavailable")
             }
@@ -58,6 +59,7 @@ impl From<sqlx::Error> for ImError {
                 ImError::conflict("something this request refers to was removed meanwhile; retry")
             }
             e => {
+                imcloud_common::engine_errors::count("database");
                 tracing::error!("database: {e}");
                 ImError::new(500, "internal", "internal database error")
             }
