@@ -424,8 +424,14 @@ def run_rendered(helm, layout: Layout, binary: Path, work: Path) -> None:
                     if "configMap" in vol:
                         data = configmaps[vol["configMap"]["name"]]
                         target = layout.path(m["mountPath"])
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_text(data[m["subPath"]] if "subPath" in m else "")
+                        text = data[m["subPath"]] if "subPath" in m else ""
+                        # Pods share this one layout: replace the file atomically, never under a
+                        # process that is reading it.
+                        if not target.exists() or target.read_text() != text:
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            tmp = target.with_suffix(".new")
+                            tmp.write_text(text)
+                            tmp.replace(target)
                 for k, v in list(env.items()):
                     if v.startswith("/etc/imcloud/"):
                         env[k] = str(layout.path(v))
@@ -439,7 +445,7 @@ def run_rendered(helm, layout: Layout, binary: Path, work: Path) -> None:
             if d["metadata"]["labels"]["app.kubernetes.io/component"] == "logic":
                 for p in [p for p in pods if p.role == "logic"]:
                     ok, why = probe(p, "startupProbe", 120)
-                    check(f"run: {p.name} startupProbe", ok, why)
+                    check(f"run: {p.name} started before the roles that call it", ok, why)
         for p in pods:
             for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
                 ok, why = probe(p, kind, 120)
