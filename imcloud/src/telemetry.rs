@@ -221,6 +221,7 @@ where
 }
 
 /// Installs the process-wide metrics recorder; `/metrics` on the api (or the metrics listener) renders it.
+/// Runs inside the tokio runtime (a task folds histogram samples every 5 s).
 pub fn init_metrics() -> Option<PrometheusHandle> {
     let builder = match PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
@@ -232,7 +233,19 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
         }
     };
     match builder.install_recorder() {
-        Ok(h) => Some(h),
+        Ok(h) => {
+            // Histograms keep their samples until upkeep folds them into buckets: without a scrape they
+            // would grow without bound.
+            let upkeep = h.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Some(h)
+        }
         Err(e) => {
             tracing::warn!("metrics disabled: {e}");
             None
