@@ -190,6 +190,115 @@ def lint_and_template(helm) -> dict[str, list[dict]]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The chart README's values table, made from values.yaml (and checked to be current)
+
+GENERIC = {
+ "image.pullPolicy":"Image pull policy.", "imagePullSecrets":"Secrets for a private registry.",
+ "nameOverride":"Replaces the chart name in object names.", "fullnameOverride":"Replaces the release-chart prefix of object names.",
+ "serviceAccount.create":"Create a ServiceAccount for the pods.", "serviceAccount.annotations":"Its annotations (e.g. a cloud IAM role).",
+ "serviceAccount.automountToken":"Mount its API token (imcloud never calls the Kubernetes API).",
+ "engines.etcd.prefix":"Key prefix nodes register under (IMCLOUD_ETCD_PREFIX); deployments sharing one etcd need different prefixes.",
+ "engines.etcd.leaseTtlSeconds":"Seconds a registration outlives its node's last keep-alive.",
+ "engines.kafka.topic":"Push topic (created at start-up when missing).", "engines.kafka.group":"Consumer group of the jobs.",
+ "engines.kafka.replication":"Replication factor when imcloud creates the topic.",
+ "engines.kafka.sessionTimeoutMs":"Milliseconds without a job's heartbeat before Kafka gives its partitions away.",
+ "engines.redis.prefix":"Prefix of every Redis key (several deployments can share one Redis).",
+ "secrets.existingSecret":"Use this Secret (keys auth-secret, api-key, database-url, internal-token, optional redis-url) instead of the chart's.",
+ "tls.enabled":"Serve TLS on the public listeners.", "internalTls.enabled":"mTLS between the roles.",
+ "internalTls.secretName":"Secret with ca.crt, tls.crt and tls.key.",
+ "im.enabled":"Run the IM tier (false sets IMCLOUD_IM=off; then secrets.databaseUrl is optional).",
+ "serviceMonitor.enabled":"Render a ServiceMonitor per role.", "prometheusRule.enabled":"Render the alerts.",
+ "serviceMonitor.interval":"Scrape interval.", "serviceMonitor.labels":"Labels the Prometheus Operator selects ServiceMonitors by.",
+ "prometheusRule.labels":"Labels the Prometheus Operator selects rules by.", "prometheusRule.consumerLagSeconds":"ImcloudJobConsumerLag: p99 queue wait above this.",
+ "prometheusRule.deliveryFailuresPerSecond":"ImcloudDeliveryFailures: retried, skipped and abandoned deliveries per second above this.",
+ "prometheusRule.connectionDropsPerSecond":"ImcloudConnectionDrops: connections closed for cause per second above this.",
+ "prometheusRule.pushLatencyP99Seconds":"ImcloudPushLatencyHigh: p99 end-to-end push latency above this.",
+ "serviceMonitor.force":"Render even when the monitoring.coreos.com/v1 API is not listed (helm template, GitOps).",
+ "prometheusRule.force":"Render even when the monitoring.coreos.com/v1 API is not listed.",
+ "grafanaDashboard.enabled":"Render the dashboard ConfigMap.",
+ "grafanaDashboard.labels":"Labels the Grafana dashboard sidecar watches for.", "grafanaDashboard.annotations":"E.g. the sidecar's folder annotation.",
+ "podSecurityContext":"Pod security context of every role.", "securityContext":"Container security context of every role.",
+ "config.heartbeat_secs":"Seconds between client heartbeats.", "config.heartbeat_max_misses":"Heartbeat intervals without one before a comet closes the connection.",
+ "config.session_ttl_secs":"Seconds a session lives without a heartbeat (at least twice heartbeat_secs).",
+ "config.online_renew_secs":"Seconds between comets' room-count reports.", "config.conn_queue_capacity":"Frames queued per connection before it is closed as a slow consumer.",
+ "config.push_max_body":"Largest push message in bytes.", "config.readiness_check_secs":"Seconds between readiness checks of the engines.",
+ "config.im_device_policy":"multi, or replace (one connection per user and platform).", "config.im_upload_max_bytes":"Largest IM upload in bytes.",
+ "logs.level":"RUST_LOG filter.", "tracing.otlpEndpoint":"OTLP/gRPC endpoint of a collector (OTEL_EXPORTER_OTLP_ENDPOINT); empty = no traces.", "networkPolicy.enabled":"Render a NetworkPolicy per role.",
+}
+PER_ROLE = {
+ "replicas":"Pods (ignored while the HPA is enabled).", "resources":"Requests and limits.",
+ "nodeSelector":"Node selector.", "tolerations":"Tolerations.", "affinity":"Affinity.",
+ "topologySpreadConstraints":"Topology spread; empty = spread over nodes and zones (ScheduleAnyway).",
+ "podAnnotations":"Pod annotations.", "podLabels":"Pod labels.", "extraEnv":"More environment variables (IMCLOUD_* settings).",
+ "terminationGracePeriodSeconds":"Seconds Kubernetes waits after SIGTERM; must outlast the drain.",
+ "pdb.enabled":"Render a PodDisruptionBudget.", "pdb.maxUnavailable":"Pods a voluntary disruption may take at once.",
+ "hpa.enabled":"Render a HorizontalPodAutoscaler.", "hpa.minReplicas":"Least pods.", "hpa.maxReplicas":"Most pods.",
+ "hpa.targetCPUUtilizationPercentage":"Average CPU utilization target.",
+ "port":"Container port.", "drainDelayMs":"On SIGTERM: milliseconds serving on after leaving the registry (IMCLOUD_DRAIN_DELAY_MS).",
+ "service.type":"Service type.", "service.annotations":"Service annotations.",
+ "ingress.enabled":"Render the Ingress.", "ingress.className":"IngressClass.", "ingress.host":"Host name.",
+ "ingress.annotations":"Ingress annotations.", "ingress.tls":"Ingress TLS entries.",
+ "weight":"Relative weight among comets for new clients (IMCLOUD_COMET_WEIGHT).",
+ "ports.ws":"Websocket port (/sub).", "ports.tcp":"goim TCP port.", "ports.grpc":"gRPC port (job delivers here).",
+ "service.nodePorts.ws":"NodePort for ws (NodePort type).", "service.nodePorts.tcp":"NodePort for tcp.",
+ "service.loadBalancerSourceRanges":"Client CIDRs the load balancer admits.",
+ "ingress.path":"Websocket path.", "hpa.connections.metricName":"Pods metric name in the custom-metrics API.",
+ "hpa.connections.averageValue":"Target connections per pod.", "hpa.connections.enabled":"Also scale on connections per pod.",
+}
+OPAQUE = ("resources", "podSecurityContext", "securityContext", "annotations", "labels", "podAnnotations",
+          "podLabels", "nodeSelector", "affinity", "extraEnv", "metricsFrom", "egress")
+
+def values_table(chart: Path) -> str:
+    """The README's values table, from values.yaml: every leaf key, its default, its description (the
+    comment above it in values.yaml, else the description of its kind)."""
+    text = (chart / "values.yaml").read_text()
+    stack, comments, desc = [], [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            comments = []
+            continue
+        m = re.match(r"^(\s*)# ?(.*)$", line)
+        if m:
+            comments.append(m.group(2))
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_./-]+):", line)
+        if not m:
+            comments = []
+            continue
+        stack = stack[: len(m.group(1)) // 2] + [m.group(2)]
+        if comments:
+            desc[".".join(stack)] = " ".join(comments)
+        comments = []
+    rows = []
+    def walk(v, path):
+        if isinstance(v, dict) and v and (not path or path[-1] not in OPAQUE):
+            for k, x in v.items():
+                walk(x, path + [k])
+            return
+        p = ".".join(path)
+        d = desc.get(p) or GENERIC.get(p)
+        if not d and path[0] in ("comet", "logic", "job", "api"):
+            d = PER_ROLE.get(".".join(path[1:]))
+        if not d:
+            raise KeyError(f"values.yaml: {p} has no description (a comment above it, or chart_test.GENERIC)")
+        default = json.dumps(v, separators=(", ", ": ")).replace("|", "\\|")
+        rows.append(f"| `{p}` | `{default}` | {d} |")
+    walk(yaml.safe_load(text), [])
+    return "\n".join(["| key | default | description |", "|---|---|---|", *rows]) + "\n"
+
+
+def readme_is_current() -> None:
+    try:
+        table = values_table(CHART)
+    except KeyError as e:
+        check("chart README: every value described", False, str(e))
+        return
+    readme = (CHART / "README.md").read_text()
+    check("chart README: the values table matches values.yaml (scripts/chart-test --values-table)",
+          table in readme)
+
+
+# ---------------------------------------------------------------------------------------------------
 # 3. The runtime stage of the Dockerfile, as a directory
 
 
@@ -534,11 +643,16 @@ def main() -> int:
     ap.add_argument("--run", action="store_true",
                     help="also assemble the image layout and run the rendered Deployments (needs the engines)")
     ap.add_argument("--binary", default=str(ROOT / "target" / "debug" / "imcloud"))
+    ap.add_argument("--values-table", action="store_true", help="print the README's values table and exit")
     a = ap.parse_args()
+    if a.values_table:
+        print(values_table(CHART), end="")
+        return 0
     import helm_python as helm
 
     lint_dockerfile()
     lint_and_template(helm)
+    readme_is_current()
     if a.run:
         binary = Path(a.binary).resolve()
         work = Path(tempfile.mkdtemp(prefix="imcloud-chart-"))
