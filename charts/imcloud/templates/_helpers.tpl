@@ -59,6 +59,15 @@ app.kubernetes.io/component: {{ .role }}
 {{- default (include "imcloud.fullname" .) .Values.secrets.existingSecret }}
 {{- end }}
 
+{{/* The TLS Secrets: an existing one, or the chart's own (which then needs the PEMs). */}}
+{{- define "imcloud.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "imcloud.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{- define "imcloud.internalTlsSecretName" -}}
+{{- default (printf "%s-internal-tls" (include "imcloud.fullname" .)) .Values.internalTls.secretName }}
+{{- end }}
+
 {{/* A TOML value: strings as JSON strings (valid TOML basic strings), whole numbers without exponent. */}}
 {{- define "imcloud.tomlValue" -}}
 {{- if kindIs "string" . }}{{ toJson . }}
@@ -172,12 +181,12 @@ readinessProbe:
 {{- if .Values.tls.enabled }}
 - name: tls
   secret:
-    secretName: {{ required "tls.secretName is required when tls.enabled" .Values.tls.secretName }}
+    secretName: {{ include "imcloud.tlsSecretName" . }}
 {{- end }}
 {{- if .Values.internalTls.enabled }}
 - name: internal-tls
   secret:
-    secretName: {{ required "internalTls.secretName is required when internalTls.enabled" .Values.internalTls.secretName }}
+    secretName: {{ include "imcloud.internalTlsSecretName" . }}
 {{- end }}
 {{- end }}
 
