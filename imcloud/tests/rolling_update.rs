@@ -383,7 +383,10 @@ async fn a_rolling_update_moves_every_client_without_a_storm_or_a_lost_push() {
     c.check_alive();
 
     // Reconnects per second during the rollout, and the longest gap any client had.
-    let logs: Vec<std::sync::MutexGuard<Log>> = logs.iter().map(|l| l.lock().unwrap()).collect();
+    let logs: Vec<Log> = logs
+        .iter()
+        .map(|l| std::mem::take(&mut *l.lock().unwrap()))
+        .collect();
     let mut per_second: BTreeMap<u64, u32> = BTreeMap::new();
     let mut longest_gap = Duration::ZERO;
     for l in &logs {
@@ -404,7 +407,7 @@ async fn a_rolling_update_moves_every_client_without_a_storm_or_a_lost_push() {
     let expected_rate = per_comet / window as f64;
 
     // Pushes to clients that stayed connected: each must have arrived.
-    let sent = sent.lock().unwrap();
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
     let (mut expected, mut lost, mut missed_while_moving, mut duplicates) =
         (0u64, 0u64, 0u64, 0u64);
     let mut lost_examples = Vec::new();
