@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel::{self, logic_channel};
+use imcloud_common::grpc_telemetry::ServerTelemetry;
 use imcloud_common::node::advertised;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
@@ -118,9 +119,9 @@ pub async fn run(
 
     let mut server = tokio::spawn(
         grpc_channel::server()
-            .add_service(CometServer::new(grpc::CometService {
+            .add_service(ServerTelemetry::new(CometServer::new(grpc::CometService {
                 comet: comet.clone(),
-            }))
+            })))
             .serve_with_incoming_shutdown(
                 grpc_channel::incoming(listeners.grpc),
                 grpc_stop.clone().cancelled_owned(),

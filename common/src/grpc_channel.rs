@@ -9,7 +9,7 @@ use std::time::Duration;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::grpc_telemetry::{NodeChannel, ServerTelemetryLayer};
+use crate::grpc_telemetry::NodeChannel;
 use crate::node::Role;
 use crate::registry::Registry;
 
@@ -19,13 +19,10 @@ use crate::registry::Registry;
 /// closed the connection, failing every call on it. With this limit the client queues the excess instead.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
-/// A gRPC server builder with the shared limits and the server telemetry (metrics, trace context).
-pub fn server() -> tonic::transport::Server<
-    tower::layer::util::Stack<ServerTelemetryLayer, tower::layer::util::Identity>,
-> {
-    tonic::transport::Server::builder()
-        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-        .layer(ServerTelemetryLayer)
+/// A gRPC server builder with the shared limits. Services are added wrapped in
+/// [`crate::grpc_telemetry::ServerTelemetry`] (metrics, trace context).
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
 }
 
 /// Accepted connections of `listener`, with TCP_NODELAY: without it, replies written in several pieces

@@ -103,9 +103,20 @@ pub struct ServerTelemetry<S> {
     inner: S,
 }
 
+impl<S> ServerTelemetry<S> {
+    /// Wraps one gRPC service (added with `add_service`, keeping its name).
+    pub fn new(inner: S) -> ServerTelemetry<S> {
+        ServerTelemetry { inner }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for ServerTelemetry<S> {
+    const NAME: &'static str = S::NAME;
+}
+
 impl<S, B, R> Service<http::Request<B>> for ServerTelemetry<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -134,12 +145,14 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
         );
         trace_context::set_parent_from_http(&span, req.headers());
-        // The service that was polled ready handles this call; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
+        // The handler's future is made here (as without this layer) and runs inside the span.
+        let call = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        }
+        .instrument(span.clone());
         Box::pin(async move {
-            let call = inner.call(req).instrument(span.clone());
             let result = match accepted {
                 Some(t) => ACCEPTED_US.scope(t, call).await,
                 None => call.await,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel;
+use imcloud_common::grpc_telemetry::ServerTelemetry;
 use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::readiness::Readiness;
@@ -153,11 +154,11 @@ pub async fn run(
         stop.cancel();
     });
     let served = grpc_channel::server()
-        .add_service(
+        .add_service(ServerTelemetry::new(
             LogicServer::new(service)
                 .max_decoding_message_size(MAX_IM_CALL_BYTES)
                 .max_encoding_message_size(MAX_IM_CALL_BYTES),
-        )
+        ))
         .serve_with_incoming_shutdown(grpc_channel::incoming(listener), stop_serving.cancelled())
         .await;
     refresh.abort();
