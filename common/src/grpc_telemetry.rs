@@ -1,6 +1,6 @@
 //! Telemetry of the gRPC calls between nodes, on both sides:
 //!
-//! - [`ServerTelemetryLayer`], on every node's gRPC server: a `grpc.server` span (a child of the caller's
+//! - [`ServerTelemetry`], around each gRPC service a node serves: a `grpc.server` span (a child of the caller's
 //!   `traceparent`), the histogram `imcloud_grpc_server_duration_seconds{service,method,code}`, and the
 //!   push's accepted time ([`ACCEPTED_HEADER`]) made available to the handler ([`accepted_unix_us`]).
 //! - [`NodeChannel`], the channel every node's gRPC clients use: a `grpc.client` span whose context
@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use tonic::codegen::http;
 use tonic::transport::Channel;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 
 use crate::trace_context;
@@ -87,17 +87,6 @@ fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// The server side; see the module doc.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerTelemetryLayer;
-
-impl<S> Layer<S> for ServerTelemetryLayer {
-    type Service = ServerTelemetry<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServerTelemetry { inner }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ServerTelemetry<S> {
     inner: S,
