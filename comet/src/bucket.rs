@@ -154,7 +154,7 @@ impl Bucket {
         inner.channels.len()
     }
 
-    /// Every connection (for shutdown).
+    /// Every connection (a snapshot, for the drain).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         self.read().channels.values().cloned().collect()
     }
@@ -192,6 +192,7 @@ mod tests {
             op: 1000,
             seq: 0,
             body: b"x".to_vec(),
+            ..Default::default()
         }])
     }
 

@@ -28,6 +28,8 @@ pub enum Kick {
     SlowConsumer = 2,
     /// The server closed it on purpose (a push of op 6 to its key, e.g. logged in elsewhere).
     ByServer = 3,
+    /// The comet is draining: reconnect hint (op 22), then close (`drain.rs`).
+    Drain = 4,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,7 @@ impl Channel {
             1 => Kick::Replaced,
             2 => Kick::SlowConsumer,
             3 => Kick::ByServer,
+            4 => Kick::Drain,
             _ => Kick::None,
         }
     }

@@ -7,11 +7,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use imcloud_common::Config;
+use imcloud_common::grpc_telemetry::NodeChannel;
 use imcloud_proto::logic::logic_client::LogicClient;
-use tonic::transport::Channel as GrpcChannel;
 
 use crate::batch::Batch;
 use crate::bucket::Bucket;
+use crate::drain::DrainState;
 use crate::outbox::{Outbox, OutboxBudget};
 
 /// Settings of the connection path, from [`Config`].
@@ -44,7 +45,9 @@ pub struct Comet {
     /// This comet's node id (what logic stores as the session's server).
     pub id: String,
     pub settings: CometSettings,
-    pub logic: LogicClient<GrpcChannel>,
+    pub logic: LogicClient<NodeChannel>,
+    /// Set when the comet starts draining (reconnect hints).
+    pub drain: DrainState,
     buckets: Vec<Bucket>,
     hasher: RandomState,
     next_conn_id: AtomicU64,
@@ -65,13 +68,14 @@ impl Comet {
         id: String,
         settings: CometSettings,
         buckets: usize,
-        logic: LogicClient<GrpcChannel>,
+        logic: LogicClient<NodeChannel>,
     ) -> Comet {
         Comet {
             id,
             outbox_budget: OutboxBudget::new(settings.outbox_budget_bytes),
             settings,
             logic,
+            drain: DrainState::default(),
             buckets: (0..buckets.max(1)).map(|_| Bucket::default()).collect(),
             hasher: RandomState::new(),
             next_conn_id: AtomicU64::new(1),

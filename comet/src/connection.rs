@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{Channel, ChannelState, Kick, valid_room};
 use crate::comet::Comet;
 use crate::command;
+use crate::drain;
 use crate::op_filter::{OpFilter, parse_ops};
 use crate::out_frame::OutFrame;
 use crate::transport::{CloseReason, Incoming, ReadError, Transport};
@@ -49,6 +50,7 @@ pub async fn serve<T: Transport>(
         }
     };
     metrics::gauge!("imcloud_comet_connections").increment(1.0);
+    metrics::counter!("imcloud_comet_connects_total").increment(1);
     let reason = run(&comet, &mut t, &ch, &shutdown).await;
     ch.outbox.close();
     comet.bucket(&ch.key).remove(&ch);
@@ -166,15 +168,11 @@ async fn run<T: Transport>(
         let can_feed = t.unwritten() == 0;
         tokio::select! {
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
-            _ = shutdown.cancelled() => {
-                // What is already queued for this client goes out before the goodbye (`close`).
-                while let Some(f) = ch.outbox.try_pop() {
-                    t.feed(&f);
-                }
-                return Some(CloseReason::Shutdown);
-            }
+            // Queued for this client, then the reconnect hint, go out before the goodbye (`close`).
+            _ = shutdown.cancelled() => return Some(drain::leave(comet, t, ch)),
             why = ch.kicked() => {
                 return Some(match why {
+                    Kick::Drain => return Some(drain::leave(comet, t, ch)),
                     Kick::Replaced => CloseReason::Replaced,
                     Kick::ByServer => {
                         // Deliver what was queued before the kick, then say why.

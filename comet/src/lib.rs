@@ -7,6 +7,7 @@ pub mod channel;
 pub mod comet;
 pub mod command;
 pub mod connection;
+pub mod drain;
 pub mod grpc;
 pub mod listener;
 pub mod online;
@@ -25,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel::{self, logic_channel};
+use imcloud_common::grpc_telemetry::ServerTelemetry;
 use imcloud_common::node::advertised;
+use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
 use imcloud_proto::comet::comet_server::CometServer;
@@ -36,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::comet::{Comet, CometSettings};
 
-/// How long shutdown waits for connections to flush and close.
+/// How long shutdown waits for connections to flush and close after the drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +60,14 @@ pub struct CometListeners {
     pub grpc: TcpListener,
 }
 
-/// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts.
+/// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts. Then drains
+/// (`drain.rs`): not ready, no new connections, reconnect hints and closes spread over the drain window,
+/// and only then deregisters and stops the gRPC server, so deliveries reach every connection to its end.
 pub async fn run(
     cfg: &Config,
     registry: Arc<dyn Registry>,
     listeners: CometListeners,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), CometError> {
     let grpc_addr = listeners.grpc.local_addr()?;
@@ -82,20 +88,27 @@ pub async fn run(
                 .map_err(CometError::LogicAddr)?,
         ),
     ));
+    // accept_stop: the listeners (drain start); hard_stop: connections still open after the drain;
+    // grpc_stop: the delivery server and the online reports (last).
+    let (accept_stop, hard_stop, grpc_stop) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
     let tracker = TaskTracker::new();
-    let (c, stop) = (comet.clone(), shutdown.clone());
+    let (c, stop) = (comet.clone(), hard_stop.clone());
     tokio::spawn(listener::accept_loop(
         "websocket",
         listeners.ws,
-        shutdown.clone(),
+        accept_stop.clone(),
         tracker.clone(),
         move |stream, peer| server_websocket::handle(c.clone(), stream, peer, stop.clone()),
     ));
-    let (c, stop) = (comet.clone(), shutdown.clone());
+    let (c, stop) = (comet.clone(), hard_stop.clone());
     tokio::spawn(listener::accept_loop(
         "tcp",
         listeners.tcp,
-        shutdown.clone(),
+        accept_stop.clone(),
         tracker.clone(),
         move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
     ));
@@ -104,21 +117,39 @@ pub async fn run(
         registry.clone(),
         me.clone(),
         Duration::from_secs(cfg.online_renew_secs),
-        shutdown.clone(),
+        grpc_stop.clone(),
     ));
     registry.register(me.clone()).await?;
     tracing::info!(id = %me.id, ws = %me.ws_addr, tcp = %me.tcp_addr, grpc = %me.grpc_addr, "comet serving");
 
-    let served = grpc_channel::server()
-        .add_service(CometServer::new(grpc::CometService {
-            comet: comet.clone(),
-        }))
-        .serve_with_incoming_shutdown(grpc_channel::incoming(listeners.grpc), shutdown.cancelled())
-        .await;
+    let mut server = tokio::spawn(
+        grpc_channel::server()
+            .add_service(ServerTelemetry::new(CometServer::new(grpc::CometService {
+                comet: comet.clone(),
+            })))
+            .serve_with_incoming_shutdown(
+                grpc_channel::incoming(listeners.grpc),
+                grpc_stop.clone().cancelled_owned(),
+            ),
+    );
+    readiness.set_serving();
+    let early = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut server => Some(r),
+    };
 
-    // Shutdown: listeners have stopped; every connection flushes its queue and is closed with a reason.
-    if let Err(e) = registry.deregister(Role::Comet, &me.id).await {
-        tracing::warn!("deregister: {e}");
+    // Drain: not ready, no new connections, hints and closes spread over the window.
+    readiness.set_draining();
+    accept_stop.cancel();
+    if early.is_none() {
+        drain::drain(
+            &comet,
+            &registry,
+            &me,
+            &drain::DrainSettings::from_config(cfg),
+            &tracker,
+        )
+        .await;
     }
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
@@ -126,11 +157,27 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!(
-            "{} connections still open after {DRAIN_TIMEOUT:?}",
+            "{} connections still open {DRAIN_TIMEOUT:?} after the drain; closing them",
             comet.connection_count()
         );
+        hard_stop.cancel();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await;
     }
-    reporter.abort();
+    hard_stop.cancel();
+    grpc_stop.cancel();
+    let _ = reporter.await;
+    if let Err(e) = registry.deregister(Role::Comet, &me.id).await {
+        tracing::warn!("deregister: {e}");
+    }
+    let served = match early {
+        Some(r) => r,
+        None => server.await,
+    };
     tracing::info!("comet stopped");
-    Ok(served?)
+    match served {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(CometError::Io(std::io::Error::other(format!(
+            "gRPC server task: {e}"
+        )))),
+    }
 }

@@ -40,8 +40,10 @@ pub async fn report_loop(
             Ok(Err(e)) => tracing::warn!("logic.RenewOnline: {}", e.message()),
             Err(_) => tracing::warn!("logic.RenewOnline timed out"),
         }
-        if me.connections != counts.conns {
+        let draining = comet.drain.is_draining();
+        if me.connections != counts.conns || me.draining != draining {
             me.connections = counts.conns;
+            me.draining = draining;
             if let Err(e) = registry.register(me.clone()).await {
                 tracing::warn!("registry update: {e}");
             }

@@ -174,6 +174,19 @@ settings! {
     push_max_body: usize = 65536, "IMCLOUD_PUSH_MAX_BODY";
     /// Longest lifetime of a token minted by POST /v1/tokens or IssueToken, in seconds
     token_max_ttl_secs: u64 = 30 * 24 * 3600, "IMCLOUD_TOKEN_MAX_TTL_SECS";
+    // Operations: logs, readiness and drain (docs/operations.md).
+    /// Log format on stderr: text, or json (one object per line, with trace ids when tracing is on)
+    log_format: String = "text".into(), "IMCLOUD_LOG_FORMAT";
+    /// Seconds between the readiness checks of the engines a role needs (/readyz)
+    readiness_check_secs: u64 = 5, "IMCLOUD_READINESS_CHECK_SECS";
+    /// Comet: on SIGTERM, seconds over which connections are closed, each after a reconnect hint (op 22), while another comet is registered (0 = all at once)
+    drain_window_secs: u64 = 30, "IMCLOUD_DRAIN_WINDOW_SECS";
+    /// Comet: largest reconnect delay a hint suggests, in milliseconds (each hint gets a random delay up to this)
+    drain_hint_delay_ms: u64 = 1000, "IMCLOUD_DRAIN_HINT_DELAY_MS";
+    /// Comet: the URL reconnect hints name: empty = another comet's advertised websocket address; none = no URL (clients reconnect where they were, e.g. a load balancer); else that URL
+    drain_hint_url: String = String::new(), "IMCLOUD_DRAIN_HINT_URL";
+    /// Logic and api: on SIGTERM, milliseconds they keep serving, out of the registry and not ready, before they stop taking calls
+    drain_delay_ms: u64 = 0, "IMCLOUD_DRAIN_DELAY_MS";
 }
 
 impl Config {
@@ -217,6 +230,7 @@ impl Config {
                 "kafka_session_timeout_ms",
                 self.kafka_session_timeout_ms as u64,
             ),
+            ("readiness_check_secs", self.readiness_check_secs),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -229,6 +243,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "im (IMCLOUD_IM) must be on or off, got {:?}",
                 self.im
+            )));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log_format must be text or json, not {:?}",
+                self.log_format
             )));
         }
         if self.session_ttl_secs < 2 * self.heartbeat_secs {

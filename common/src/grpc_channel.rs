@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::grpc_telemetry::NodeChannel;
 use crate::node::Role;
 use crate::registry::Registry;
 
@@ -18,7 +19,8 @@ use crate::registry::Registry;
 /// closed the connection, failing every call on it. With this limit the client queues the excess instead.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
-/// A gRPC server builder with the shared limits.
+/// A gRPC server builder with the shared limits. Services are added wrapped in
+/// [`crate::grpc_telemetry::ServerTelemetry`] (metrics, trace context).
 pub fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder().max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
 }
@@ -39,8 +41,8 @@ fn endpoint(addr: &str) -> Result<Endpoint, String> {
 }
 
 /// A lazily connected channel to `addr` (`host:port`). Errors when the address is not a valid URI authority.
-pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
-    Ok(endpoint(addr)?.connect_lazy())
+pub fn lazy_channel(addr: &str) -> Result<NodeChannel, String> {
+    Ok(NodeChannel::new(endpoint(addr)?.connect_lazy()))
 }
 
 /// A channel spread over the registered nodes of `role` (their gRPC addresses), kept in step with the
@@ -52,7 +54,7 @@ pub async fn discovered_channel(
     registry: &Arc<dyn Registry>,
     role: Role,
     fallback: &str,
-) -> Result<Channel, String> {
+) -> Result<NodeChannel, String> {
     let fallback = (format!("fallback:{fallback}"), fallback.to_string());
     endpoint(&fallback.1)?;
     let (channel, tx) = Channel::balance_channel::<String>(64);
@@ -108,14 +110,14 @@ pub async fn discovered_channel(
             nodes = rx.borrow_and_update().clone();
         }
     });
-    Ok(channel)
+    Ok(NodeChannel::new(channel))
 }
 
 /// How comet and api reach logic: discovered through etcd when it is configured, else IMCLOUD_LOGIC_ADDR.
 pub async fn logic_channel(
     cfg: &crate::Config,
     registry: &Arc<dyn Registry>,
-) -> Result<Channel, String> {
+) -> Result<NodeChannel, String> {
     if cfg.etcd_endpoints.trim().is_empty() {
         lazy_channel(&cfg.logic_addr)
     } else {

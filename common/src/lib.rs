@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod engine_errors;
 pub mod grpc_channel;
+pub mod grpc_telemetry;
 pub mod im;
 pub mod node;
 pub mod queue;
@@ -10,6 +12,7 @@ pub mod queue;
 mod queue_conformance;
 pub mod queue_kafka;
 pub mod queue_memory;
+pub mod readiness;
 pub mod registry;
 #[cfg(test)]
 mod registry_conformance;
@@ -20,6 +23,7 @@ pub mod shutdown;
 /// dev-dependencies enable, so it is never in a release build).
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_name;
+pub mod trace_context;
 
 pub use config::{Config, ConfigArgs, ConfigError};
 pub use node::{NodeInfo, Role};

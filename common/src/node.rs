@@ -51,6 +51,10 @@ pub struct NodeInfo {
     #[serde(default)]
     pub connections: u64,
     pub version: String,
+    /// A comet that is draining (SIGTERM): still delivering to the connections it holds, but no longer
+    /// offered to new clients (`/goim/nodes/weighted`, reconnect hints). It leaves the registry when empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl NodeInfo {
@@ -65,6 +69,7 @@ impl NodeInfo {
             weight: 1,
             connections: 0,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            draining: false,
         }
     }
 }

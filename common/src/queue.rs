@@ -27,6 +27,8 @@ pub struct Delivery {
     /// When the producer handed the message over (Kafka: the record's timestamp, in milliseconds), if
     /// known: the consumer reports how long messages waited in the queue.
     pub produced_at: Option<SystemTime>,
+    /// Record headers as produced (the W3C trace context: `traceparent`, `tracestate`); empty if none.
+    pub headers: crate::trace_context::Headers,
 }
 
 #[async_trait]
@@ -38,6 +40,20 @@ pub trait QueueProducer: Send + Sync + 'static {
     fn partitions(&self) -> u32 {
         1
     }
+    /// [`QueueProducer::send`] with record headers, which the consumer gets back in [`Delivery::headers`].
+    async fn send_with_headers(
+        &self,
+        key: &str,
+        payload: Vec<u8>,
+        headers: crate::trace_context::Headers,
+    ) -> Result<(), QueueError> {
+        let _ = headers;
+        self.send(key, payload).await
+    }
+    /// Whether the queue answers (readiness): one round trip to the broker, or `Ok` in-process.
+    async fn health(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -48,4 +64,13 @@ pub trait QueueConsumer: Send + Sync + 'static {
     async fn commit(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Makes the commits durable and leaves the group, so other consumers take over at once.
     async fn close(&self) {}
+    /// Whether other consumers can take over this one's messages (a shared broker): then a stopping job
+    /// stops fetching at once; an in-process queue must be drained by its only consumer.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Whether the queue answers (readiness): one round trip to the broker, or `Ok` in-process.
+    async fn health(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
 }

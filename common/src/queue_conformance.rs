@@ -45,4 +45,23 @@ pub async fn run(producer: &dyn QueueProducer, consumer: &dyn QueueConsumer) {
             "order of {k}"
         );
     }
+    // Record headers (the trace context) travel with the message.
+    let headers = vec![
+        (
+            "traceparent".to_string(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string(),
+        ),
+        ("tracestate".to_string(), "imcloud=1".to_string()),
+    ];
+    producer
+        .send_with_headers("conf-h", b"with headers".to_vec(), headers.clone())
+        .await
+        .expect("send with headers");
+    let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("message within 30 s")
+        .expect("recv");
+    assert_eq!(d.payload, b"with headers");
+    assert_eq!(d.headers, headers, "headers travel with the message");
+    consumer.commit(&d).await.expect("commit");
 }

@@ -19,12 +19,13 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::util::Timeout;
 
 use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
+use crate::trace_context::Headers;
 
 /// How often the consumer commits the offsets job has stored.
 pub const COMMIT_INTERVAL_MS: u32 = 500;
@@ -117,7 +118,19 @@ impl KafkaProducer {
 #[async_trait]
 impl QueueProducer for KafkaProducer {
     async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
-        let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        self.send_with_headers(key, payload, Headers::new()).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        key: &str,
+        payload: Vec<u8>,
+        headers: Headers,
+    ) -> Result<(), QueueError> {
+        let mut record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        if !headers.is_empty() {
+            record = record.headers(record_headers(&headers));
+        }
         match self
             .producer
             .send(
@@ -127,7 +140,7 @@ impl QueueProducer for KafkaProducer {
             .await
         {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(QueueError::Unavailable(format!("Kafka: {e}"))),
+            Err((e, _)) => Err(unavailable(e)),
         }
     }
 
@@ -136,6 +149,60 @@ impl QueueProducer for KafkaProducer {
     fn partitions(&self) -> u32 {
         self.partitions
     }
+
+    async fn health(&self) -> Result<(), QueueError> {
+        let p = self.producer.clone();
+        fetch_metadata(
+            move |topic, t| p.client().fetch_metadata(Some(topic), t),
+            &self.topic,
+        )
+        .await
+    }
+}
+
+/// A Kafka error as the queue's, counted in `imcloud_engine_errors_total{engine="kafka"}`.
+fn unavailable(e: KafkaError) -> QueueError {
+    crate::engine_errors::count("kafka");
+    QueueError::Unavailable(format!("Kafka: {e}"))
+}
+
+fn record_headers(headers: &Headers) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(rdkafka::message::Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    })
+}
+
+fn headers_of(m: &impl Message) -> Headers {
+    m.headers()
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| {
+                    Some((
+                        h.key.to_string(),
+                        String::from_utf8(h.value?.to_vec()).ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One metadata round trip for the push topic (readiness), off the async threads: librdkafka blocks.
+async fn fetch_metadata<F>(fetch: F, topic: &str) -> Result<(), QueueError>
+where
+    F: FnOnce(&str, Timeout) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata>
+        + Send
+        + 'static,
+{
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || fetch(&topic, Timeout::After(Duration::from_secs(2))))
+        .await
+        .map_err(|e| QueueError::Unavailable(format!("Kafka metadata: {e}")))?
+        .map(|_| ())
+        .map_err(unavailable)
 }
 
 /// Logs the partitions this job gains and loses, and failed commits: what an operator needs to follow a
@@ -176,7 +243,7 @@ impl ConsumerContext for GroupLog {
 }
 
 pub struct KafkaConsumer {
-    consumer: StreamConsumer<GroupLog>,
+    consumer: std::sync::Arc<StreamConsumer<GroupLog>>,
     topic: String,
 }
 
@@ -205,7 +272,7 @@ impl KafkaConsumer {
             .create_with_context(GroupLog)?;
         consumer.subscribe(&[&s.topic])?;
         Ok(KafkaConsumer {
-            consumer,
+            consumer: std::sync::Arc::new(consumer),
             topic: s.topic.clone(),
         })
     }
@@ -223,11 +290,7 @@ impl KafkaConsumer {
 #[async_trait]
 impl QueueConsumer for KafkaConsumer {
     async fn recv(&self) -> Result<Delivery, QueueError> {
-        let m = self
-            .consumer
-            .recv()
-            .await
-            .map_err(|e| QueueError::Unavailable(format!("Kafka: {e}")))?;
+        let m = self.consumer.recv().await.map_err(unavailable)?;
         Ok(Delivery {
             key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
             payload: m.payload().unwrap_or_default().to_vec(),
@@ -238,6 +301,7 @@ impl QueueConsumer for KafkaConsumer {
                 .to_millis()
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            headers: headers_of(&m),
         })
     }
 
@@ -245,13 +309,26 @@ impl QueueConsumer for KafkaConsumer {
         // Stores offset + 1 as the partition's next position; the periodic commit sends it to the broker.
         self.consumer
             .store_offset(&self.topic, d.partition, d.offset)
-            .map_err(|e| QueueError::Unavailable(format!("Kafka: {e}")))
+            .map_err(unavailable)
     }
 
     /// Commits what has been stored and leaves the group, so the other jobs take the partitions at once.
     async fn close(&self) {
         self.commit_stored();
         self.consumer.unsubscribe();
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn health(&self) -> Result<(), QueueError> {
+        let c = self.consumer.clone();
+        fetch_metadata(
+            move |topic, t| c.fetch_metadata(Some(topic), t),
+            &self.topic,
+        )
+        .await
     }
 }
 

@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
+use crate::trace_context::Headers;
 
 /// How long a producer waits for room in a full queue.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A message as it waits in the queue: key, payload, and when it was sent.
-type Queued = (String, Vec<u8>, SystemTime);
+/// A message as it waits in the queue: key, payload, when it was sent, and its headers.
+type Queued = (String, Vec<u8>, SystemTime, Headers);
 
 pub struct MemoryProducer {
     tx: mpsc::Sender<Queued>,
@@ -61,11 +62,17 @@ impl MemoryConsumer {
 #[async_trait]
 impl QueueProducer for MemoryProducer {
     async fn send(&self, key: &str, payload: Vec<u8>) -> Result<(), QueueError> {
-        match self
-            .tx
-            .send_timeout((key.to_string(), payload, SystemTime::now()), self.timeout)
-            .await
-        {
+        self.send_with_headers(key, payload, Headers::new()).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        key: &str,
+        payload: Vec<u8>,
+        headers: Headers,
+    ) -> Result<(), QueueError> {
+        let queued = (key.to_string(), payload, SystemTime::now(), headers);
+        match self.tx.send_timeout(queued, self.timeout).await {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(QueueError::Full(self.timeout)),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(QueueError::Closed),
@@ -77,7 +84,7 @@ impl QueueProducer for MemoryProducer {
 impl QueueConsumer for MemoryConsumer {
     async fn recv(&self) -> Result<Delivery, QueueError> {
         let mut rx = self.rx.lock().await;
-        let (key, payload, sent) = rx.recv().await.ok_or(QueueError::Closed)?;
+        let (key, payload, sent, headers) = rx.recv().await.ok_or(QueueError::Closed)?;
         let offset = self.next_offset.fetch_add(1, Ordering::AcqRel);
         Ok(Delivery {
             key,
@@ -85,6 +92,7 @@ impl QueueConsumer for MemoryConsumer {
             partition: 0,
             offset,
             produced_at: Some(sent),
+            headers,
         })
     }
 

@@ -458,6 +458,7 @@ fn is_not_found(e: &etcd_client::Error) -> bool {
 }
 
 fn unavailable(e: etcd_client::Error) -> RegistryError {
+    crate::engine_errors::count("etcd");
     RegistryError::Unavailable(e.to_string())
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use imcloud::client::{GoimClient, auth_body, sign_token};
+use imcloud::client::{GoimClient, auth_body, reconnect_delay, sign_token};
 use imcloud_proto::op;
 
 #[derive(Subcommand)]
@@ -120,46 +120,88 @@ pub async fn run(cmd: ClientCmd) -> Result<()> {
 }
 
 async fn sub(a: SubArgs) -> Result<()> {
-    let token = match (a.token, a.secret) {
-        (Some(t), _) => t,
-        (None, Some(s)) => sign_token(&s, a.mid, 24 * 3600).map_err(anyhow::Error::msg)?,
+    let token = match (&a.token, &a.secret) {
+        (Some(t), _) => t.clone(),
+        (None, Some(s)) => sign_token(s, a.mid, 24 * 3600).map_err(anyhow::Error::msg)?,
         (None, None) => bail!("give --token, or --secret (IMCLOUD_AUTH_SECRET) to sign one"),
     };
-    let mut c = match &a.tcp {
-        Some(addr) => GoimClient::connect_tcp(addr)
-            .await
-            .with_context(|| format!("connect to {addr}"))?,
-        None => GoimClient::connect_ws(&a.url)
-            .await
-            .with_context(|| format!("connect to {}", a.url))?,
-    };
-    c.auth(
-        auth_body(a.mid, &a.key, &a.room, &a.accepts, &token),
-        Duration::from_secs(10),
-    )
-    .await
-    .context("auth")?;
-    println!(
-        "authenticated as mid {} (room {:?}); waiting for messages, Ctrl-C to stop",
-        a.mid, a.room
-    );
-    let mut hb = tokio::time::interval(Duration::from_secs(a.heartbeat_secs.max(1)));
+    let mut url = a.url.clone();
     let mut received = 0u64;
+    // A draining comet sends a reconnect hint (op 22) before it closes: follow it, without counting it as
+    // a failure. Any other close ends the command.
+    loop {
+        let mut c = match &a.tcp {
+            Some(addr) => GoimClient::connect_tcp(addr)
+                .await
+                .with_context(|| format!("connect to {addr}"))?,
+            None => GoimClient::connect_ws(&url)
+                .await
+                .with_context(|| format!("connect to {url}"))?,
+        };
+        c.auth(
+            auth_body(a.mid, &a.key, &a.room, &a.accepts, &token),
+            Duration::from_secs(10),
+        )
+        .await
+        .context("auth")?;
+        println!(
+            "authenticated as mid {} (room {:?}) at {}; waiting for messages, Ctrl-C to stop",
+            a.mid,
+            a.room,
+            a.tcp.as_deref().unwrap_or(&url)
+        );
+        let closed = match receive(&mut c, &a, &mut received).await {
+            Ended::Count => return Ok(()),
+            Ended::Closed(e) => e,
+        };
+        let Some(hint) = c.reconnect_hint().cloned() else {
+            return Err(closed.into());
+        };
+        let wait = reconnect_delay(&hint);
+        if let Some(next) = hint.url.as_ref().filter(|_| a.tcp.is_none()) {
+            url = next.clone();
+        }
+        eprintln!(
+            "server is {}: reconnecting in {} ms to {}",
+            hint.reason,
+            wait.as_millis(),
+            a.tcp.as_deref().unwrap_or(&url)
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+enum Ended {
+    /// `--count` messages arrived.
+    Count,
+    Closed(imcloud::client::ClientError),
+}
+
+/// Prints what arrives until the connection ends or `--count` messages arrived.
+async fn receive(c: &mut GoimClient, a: &SubArgs, received: &mut u64) -> Ended {
+    let mut hb = tokio::time::interval(Duration::from_secs(a.heartbeat_secs.max(1)));
     loop {
         tokio::select! {
-            _ = hb.tick() => { c.send(op::HEARTBEAT, Vec::new()).await?; }
+            _ = hb.tick() => {
+                if let Err(e) = c.send(op::HEARTBEAT, Vec::new()).await {
+                    return Ended::Closed(e);
+                }
+            }
             f = c.recv() => {
-                let f = f?;
+                let f = match f {
+                    Ok(f) => f,
+                    Err(e) => return Ended::Closed(e),
+                };
                 match f.op {
                     op::HEARTBEAT_REPLY => {
                         let online = f.body.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
                         eprintln!("heartbeat ok (room online: {online})");
                     }
                     _ => {
-                        received += 1;
+                        *received += 1;
                         println!("op={} seq={} body={}", f.op, f.seq, String::from_utf8_lossy(&f.body));
-                        if a.count.is_some_and(|n| received >= n) {
-                            return Ok(());
+                        if a.count.is_some_and(|n| *received >= n) {
+                            return Ended::Count;
                         }
                     }
                 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use imcloud_proto::frame::split_raw_batch;
-use imcloud_proto::{Frame, op};
+use imcloud_proto::{Frame, ReconnectHint, op};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -47,6 +47,8 @@ pub struct GoimClient {
     inbox: VecDeque<Frame>,
     /// The reason from an op 6 frame, if the server sent one.
     close_reason: Option<String>,
+    /// The reconnect hint (op 22) of a draining comet, if it sent one.
+    hint: Option<ReconnectHint>,
     seq: i32,
 }
 
@@ -106,6 +108,7 @@ impl GoimClient {
             conn,
             inbox: VecDeque::new(),
             close_reason: None,
+            hint: None,
             seq: 0,
         }
     }
@@ -156,6 +159,7 @@ impl GoimClient {
                 op::DISCONNECT_REPLY => {
                     self.close_reason = Some(String::from_utf8_lossy(&frame.body).into_owned())
                 }
+                op::RECONNECT_HINT => self.hint = ReconnectHint::parse(&frame.body),
                 _ => return Ok(frame),
             }
         }
@@ -167,6 +171,12 @@ impl GoimClient {
             Some(f) => Ok(f),
             None => self.read_frame().await,
         }
+    }
+
+    /// The reconnect hint (op 22) the server sent before closing, if any: reconnect after its delay (plus
+    /// jitter, [`reconnect_delay`]) to its URL, or where this client was. Not a failure.
+    pub fn reconnect_hint(&self) -> Option<&ReconnectHint> {
+        self.hint.as_ref()
     }
 
     pub async fn recv_timeout(&mut self, wait: Duration) -> Result<Frame, ClientError> {
@@ -212,6 +222,14 @@ impl GoimClient {
             }
         }
     }
+}
+
+/// How long to wait before following a reconnect hint: its delay plus up to a quarter of it (at least
+/// 50 ms) of the client's own jitter, so clients closed together do not return together.
+pub fn reconnect_delay(hint: &ReconnectHint) -> Duration {
+    let jitter_max = (hint.delay_ms / 4).max(50);
+    let jitter = rand::random_range(0..=jitter_max);
+    Duration::from_millis(hint.delay_ms + jitter)
 }
 
 /// A TCP connection from local address `source` to `server`, with TCP_NODELAY (load tests spread their

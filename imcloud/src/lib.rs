@@ -2,6 +2,7 @@
 
 pub mod adapters;
 pub mod client;
+pub mod readiness_checks;
 pub mod roles;
 pub mod standalone;
 pub mod telemetry;

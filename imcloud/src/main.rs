@@ -5,7 +5,7 @@ mod cli_client;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use imcloud::{roles, standalone, telemetry};
-use imcloud_common::{Config, ConfigArgs, shutdown};
+use imcloud_common::{Config, shutdown};
 use tokio_util::sync::CancellationToken;
 
 /// imcloud: a goim-compatible push platform. Settings come from --config FILE, then IMCLOUD_* environment
@@ -20,15 +20,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run comet, logic, job and api in one process (embedded adapters by default; etcd/Redis when configured)
-    Standalone(ConfigArgs),
+    Standalone(imcloud_common::ConfigArgs),
     /// Run a comet: websocket /sub and goim TCP connections, gRPC for job (needs etcd; finds logic there)
-    Comet(ConfigArgs),
+    Comet(imcloud_common::ConfigArgs),
     /// Run logic: auth, sessions (Redis), online counts, push RPCs producing to Kafka (needs etcd and Kafka)
-    Logic(ConfigArgs),
+    Logic(imcloud_common::ConfigArgs),
     /// Run a job worker: consumes Kafka in a consumer group and delivers to the comets (needs etcd and Kafka)
-    Job(ConfigArgs),
+    Job(imcloud_common::ConfigArgs),
     /// Run the HTTP api edge (finds logic through etcd, else at IMCLOUD_LOGIC_ADDR)
-    Api(ConfigArgs),
+    Api(imcloud_common::ConfigArgs),
     /// Operator tools: connect as a user, push, mint tokens
     #[command(subcommand)]
     Client(cli_client::ClientCmd),
@@ -40,43 +40,30 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Client(c) => cli_client::run(c).await,
-            Cmd::Standalone(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
-                standalone::run(cfg, metrics, stop).await
+        let (role, args) = match cli.cmd {
+            Cmd::Client(c) => {
+                telemetry::init_logs();
+                return cli_client::run(c).await;
             }
-            Cmd::Comet(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
-                roles::comet(cfg, metrics, stop).await
-            }
-            Cmd::Logic(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
-                roles::logic(cfg, metrics, stop).await
-            }
-            Cmd::Job(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
-                roles::job(cfg, metrics, stop).await
-            }
-            Cmd::Api(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
-                roles::api(cfg, metrics, stop).await
-            }
-        }
+            Cmd::Standalone(args) => ("standalone", args),
+            Cmd::Comet(args) => ("comet", args),
+            Cmd::Logic(args) => ("logic", args),
+            Cmd::Job(args) => ("job", args),
+            Cmd::Api(args) => ("api", args),
+        };
+        let cfg = Config::load(&args)?;
+        let telemetry = telemetry::init(role, cfg.log_format == "json");
+        let metrics = telemetry::init_metrics();
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone());
+        let result = match role {
+            "standalone" => standalone::run(cfg, metrics, stop).await,
+            "comet" => roles::comet(cfg, metrics, stop).await,
+            "logic" => roles::logic(cfg, metrics, stop).await,
+            "job" => roles::job(cfg, metrics, stop).await,
+            _ => roles::api(cfg, metrics, stop).await,
+        };
+        telemetry.shutdown().await;
+        result
     })
-}
-
-fn server_start(
-    args: &ConfigArgs,
-) -> Result<(
-    Config,
-    Option<metrics_exporter_prometheus::PrometheusHandle>,
-    CancellationToken,
-)> {
-    telemetry::init_logs();
-    let cfg = Config::load(args)?;
-    let metrics = telemetry::init_metrics();
-    let stop = CancellationToken::new();
-    shutdown::cancel_on_signal(stop.clone());
-    Ok((cfg, metrics, stop))
 }

@@ -4,12 +4,13 @@
 use anyhow::{Context, Result};
 use imcloud_comet::CometListeners;
 use imcloud_common::Config;
+use imcloud_common::readiness::Readiness;
 use imcloud_logic::LogicDeps;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{adapters, telemetry};
+use crate::{adapters, readiness_checks, telemetry};
 
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
@@ -24,25 +25,35 @@ fn banner(role: &str, cfg: &Config) {
     }
 }
 
-/// Runs a role, with the metrics listener beside it when IMCLOUD_METRICS_ADDR is set (it stops with `stop`).
+/// Runs a role, with the metrics listener beside it when IMCLOUD_METRICS_ADDR is set. The listener
+/// (`/metrics`, `/healthz`, `/readyz`) lives until the role has finished draining, and the readiness
+/// checks run meanwhile.
 async fn with_metrics<E>(
     cfg: &Config,
     metrics: Option<PrometheusHandle>,
-    stop: &CancellationToken,
+    readiness: &Readiness,
     role: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<()>
 where
     anyhow::Error: From<E>,
 {
+    let done = CancellationToken::new();
+    readiness.start(
+        std::time::Duration::from_secs(cfg.readiness_check_secs),
+        done.clone(),
+    );
     let listener = match cfg.metrics_addr.trim() {
         "" => None,
-        addr => Some(telemetry::serve_metrics(addr, metrics, stop.clone()).await?),
+        addr => {
+            Some(telemetry::serve_metrics(addr, metrics, readiness.clone(), done.clone()).await?)
+        }
     };
-    role.await?;
+    let result = role.await;
+    done.cancel();
     if let Some(l) = listener {
         let _ = l.await;
     }
-    Ok(())
+    Ok(result?)
 }
 
 pub async fn comet(
@@ -58,8 +69,11 @@ pub async fn comet(
         grpc: bind("comet gRPC", cfg.comet_grpc_addr).await?,
     };
     let registry = adapters::registry(&cfg).await?;
-    let role = imcloud_comet::run(&cfg, registry, listeners, stop.clone());
-    with_metrics(&cfg, metrics, &stop, role).await
+    let readiness = Readiness::new();
+    readiness_checks::registry(&readiness, &registry);
+    readiness_checks::logic(&readiness, &cfg, &registry);
+    let role = imcloud_comet::run(&cfg, registry, listeners, readiness.clone(), stop);
+    with_metrics(&cfg, metrics, &readiness, role).await
 }
 
 pub async fn logic(
@@ -92,8 +106,15 @@ pub async fn logic(
              which is right only while exactly one logic runs"
         );
     }
-    let role = imcloud_logic::run(&cfg, deps, listener, stop.clone());
-    with_metrics(&cfg, metrics, &stop, role).await
+    let readiness = Readiness::new();
+    readiness_checks::registry(&readiness, &deps.registry);
+    readiness_checks::producer(&readiness, &deps.queue);
+    readiness_checks::sessions(&readiness, &cfg);
+    if let Some(db) = &deps.db {
+        readiness_checks::database(&readiness, db);
+    }
+    let role = imcloud_logic::run(&cfg, deps, listener, readiness.clone(), stop);
+    with_metrics(&cfg, metrics, &readiness, role).await
 }
 
 pub async fn job(
@@ -105,10 +126,14 @@ pub async fn job(
     banner("job", &cfg);
     let registry = adapters::registry(&cfg).await?;
     let consumer = adapters::kafka_consumer(&cfg).await?;
-    let role = imcloud_job::run(&cfg, registry, consumer, stop.clone());
-    with_metrics(&cfg, metrics, &stop, role).await
+    let readiness = Readiness::new();
+    readiness_checks::registry(&readiness, &registry);
+    readiness_checks::consumer(&readiness, &consumer);
+    let role = imcloud_job::run(&cfg, registry, consumer, readiness.clone(), stop);
+    with_metrics(&cfg, metrics, &readiness, role).await
 }
 
+/// The api serves `/metrics`, `/healthz` and `/readyz` on its own HTTP listener.
 pub async fn api(
     cfg: Config,
     metrics: Option<PrometheusHandle>,
@@ -117,5 +142,17 @@ pub async fn api(
     banner("api", &cfg);
     let listener = bind("HTTP API", cfg.api_http_addr).await?;
     let registry = adapters::registry(&cfg).await?;
-    Ok(imcloud_api::run(&cfg, registry, listener, metrics, stop).await?)
+    let readiness = Readiness::new();
+    if !cfg.etcd_endpoints.trim().is_empty() {
+        readiness_checks::registry(&readiness, &registry);
+    }
+    readiness_checks::logic(&readiness, &cfg, &registry);
+    let done = CancellationToken::new();
+    readiness.start(
+        std::time::Duration::from_secs(cfg.readiness_check_secs),
+        done.clone(),
+    );
+    let result = imcloud_api::run(&cfg, registry, listener, metrics, readiness, stop).await;
+    done.cancel();
+    Ok(result?)
 }

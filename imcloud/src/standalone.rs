@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use imcloud_comet::CometListeners;
 use imcloud_common::Config;
 
-use crate::adapters;
+use crate::{adapters, readiness_checks};
 use imcloud_common::node::advertised;
+use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::Registry;
 use imcloud_logic::LogicDeps;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -74,6 +75,21 @@ pub async fn run(
     } else {
         None
     };
+    // One readiness for the process (/readyz on the api listener): every role serving, every configured
+    // engine answering, and not stopping.
+    let readiness = Readiness::new();
+    readiness_checks::registry(&readiness, &registry);
+    readiness_checks::producer(&readiness, &producer);
+    readiness_checks::sessions(&readiness, &cfg);
+    if let Some(db) = &db {
+        readiness_checks::database(&readiness, db);
+    }
+    let checks_stop = CancellationToken::new();
+    readiness.start(
+        std::time::Duration::from_secs(cfg.readiness_check_secs),
+        checks_stop.clone(),
+    );
+    let _checks_stop = checks_stop.drop_guard();
 
     let note = |generated: bool, var: &str| {
         if generated {
@@ -149,32 +165,40 @@ pub async fn run(
                 queue: producer,
                 db,
             };
-            Ok(imcloud_logic::run(&c, deps, logic_l, stop).await?)
+            Ok(imcloud_logic::run(&c, deps, logic_l, Readiness::new(), stop).await?)
         }),
     );
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), comet_stop.clone());
     let comet = spawn_role(
         "comet",
-        Box::pin(async move { Ok(imcloud_comet::run(&c, reg, comet_l, stop).await?) }),
+        Box::pin(
+            async move { Ok(imcloud_comet::run(&c, reg, comet_l, Readiness::new(), stop).await?) },
+        ),
     );
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), job_stop.clone());
     let job = spawn_role(
         "job",
-        Box::pin(async move { Ok(imcloud_job::run(&c, reg, consumer, stop).await?) }),
+        Box::pin(
+            async move { Ok(imcloud_job::run(&c, reg, consumer, Readiness::new(), stop).await?) },
+        ),
     );
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), api_stop.clone());
+    // The api answers /readyz for the whole process (the checks above); the api is stopped first, so
+    // its drain is the process's.
+    let ready = readiness.clone();
     let api = spawn_role(
         "api",
-        Box::pin(async move { Ok(imcloud_api::run(&c, reg, api_l, metrics, stop).await?) }),
+        Box::pin(async move { Ok(imcloud_api::run(&c, reg, api_l, metrics, ready, stop).await?) }),
     );
 
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("stopping: api, logic, then job (draining), then comet"),
         _ = failed.cancelled() => tracing::error!("a role failed; stopping the others"),
     }
+    readiness.set_draining();
     let mut result = Ok(());
     for (name, stop, handle) in [
         ("api", api_stop, api),

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use imcloud_common::grpc_channel::lazy_channel;
+use imcloud_common::grpc_telemetry::NodeChannel as Channel;
 use imcloud_common::registry::Registry;
 use imcloud_common::{NodeInfo, Role};
 use imcloud_proto::comet::comet_client::CometClient;
@@ -16,7 +17,7 @@ use imcloud_proto::comet::{BroadcastReq, BroadcastRoomReq, PushMsgReq, PushMsgsR
 use imcloud_proto::protocol::Proto;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tracing::Instrument;
 
 /// Deliveries waiting per comet before the consumer waits.
 const WORKER_QUEUE: usize = 1024;
@@ -91,6 +92,8 @@ impl Delivery {
 struct Task {
     delivery: Delivery,
     done: oneshot::Sender<Outcome>,
+    /// The span of the message being delivered (its trace continues into the comet call).
+    span: tracing::Span,
 }
 
 struct Worker {
@@ -203,7 +206,15 @@ impl CometPool {
 
     async fn enqueue(tx: mpsc::Sender<Task>, delivery: Delivery) -> Option<Done> {
         let (done, rx) = oneshot::channel();
-        tx.send(Task { delivery, done }).await.ok().map(|_| rx)
+        let span = tracing::Span::current();
+        tx.send(Task {
+            delivery,
+            done,
+            span,
+        })
+        .await
+        .ok()
+        .map(|_| rx)
     }
 
     /// Queues a delivery to one comet; `None` when that comet is not registered (counted and logged).
@@ -282,7 +293,16 @@ async fn work(
                 Err(_) => break,
             }
         }
-        let outcomes = deliver(&id, &mut client, &tasks, &left, &abandon).await;
+        let span = imcloud_common::traced_span!(
+            parent: &tasks[0].span,
+            "job.deliver",
+            comet = %id,
+            kind = tasks[0].delivery.kind(),
+            messages = tasks.len(),
+        );
+        let outcomes = deliver(&id, &mut client, &tasks, &left, &abandon)
+            .instrument(span)
+            .await;
         for (task, outcome) in tasks.into_iter().zip(outcomes) {
             record(&id, task.delivery.kind(), outcome);
             let _ = task.done.send(outcome);

@@ -12,6 +12,7 @@ use imcloud_proto::{Frame, op};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::comet_pool::{CometPool, Delivery, Done, all_settled};
 use crate::room_batcher::RoomBatcher;
@@ -34,11 +35,14 @@ pub struct Consumer {
 }
 
 fn proto(m: &PushMsg) -> imcloud_proto::protocol::Proto {
-    (&Frame::new(m.operation, 0, m.msg.clone())).into()
+    let mut p: imcloud_proto::protocol::Proto = (&Frame::new(m.operation, 0, m.msg.clone())).into();
+    p.accepted_unix_us = m.accepted_unix_us;
+    p
 }
 
 impl Consumer {
-    /// Consumes until `shutdown`, then drains what is still queued, and returns after the last commit.
+    /// Consumes until `shutdown`, then (on an in-process queue only: a shared broker gives the rest to
+    /// the other jobs) drains what is still queued, and returns after the last commit.
     pub async fn run(self, shutdown: CancellationToken) {
         let (inflight_tx, inflight_rx) = mpsc::channel(IN_FLIGHT);
         let mut committer = tokio::spawn(commit_in_order(self.queue.clone(), inflight_rx));
@@ -51,9 +55,12 @@ impl Consumer {
                 break;
             }
         }
-        // Drain: keep going while the queue still has messages, for at most DRAIN_MAX.
+        // Drain: keep going while the queue still has messages, for at most DRAIN_MAX. Not on a shared
+        // broker: there this job stops fetching, and what it did not take is the other jobs' to deliver.
         let drain_end = tokio::time::Instant::now() + DRAIN_MAX;
-        while let Ok(next) = tokio::time::timeout(DRAIN_GAP, self.queue.recv()).await {
+        while !self.queue.is_shared()
+            && let Ok(next) = tokio::time::timeout(DRAIN_GAP, self.queue.recv()).await
+        {
             if !self.handle_next(next, &inflight_tx).await {
                 break;
             }
@@ -96,7 +103,15 @@ impl Consumer {
         if let Some(waited) = d.produced_at.and_then(|t| t.elapsed().ok()) {
             metrics::histogram!("imcloud_job_queue_wait_seconds").record(waited.as_secs_f64());
         }
-        let done = self.dispatch(&d).await;
+        let span = imcloud_common::traced_span!(
+            "job.consume",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.partition.id = d.partition,
+            messaging.kafka.offset = d.offset,
+        );
+        imcloud_common::trace_context::set_parent_from_headers(&span, &d.headers);
+        let done = self.dispatch(&d).instrument(span).await;
         inflight.send((d, done)).await.is_ok()
     }
 
@@ -185,6 +200,7 @@ mod tests {
             partition: 0,
             offset,
             produced_at: None,
+            headers: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::queue::QueueConsumer;
+use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
 use tokio_util::sync::CancellationToken;
@@ -23,11 +24,13 @@ pub enum JobError {
     Registry(#[from] RegistryError),
 }
 
-/// Runs a job worker until `shutdown`, then drains the queue and returns after the last commit.
+/// Runs a job worker until `shutdown`, then stops fetching (an in-process queue: drains it), finishes the
+/// deliveries in flight, commits, leaves the group and returns. Not ready from `shutdown` on.
 pub async fn run(
     cfg: &Config,
     registry: Arc<dyn Registry>,
     queue: Arc<dyn QueueConsumer>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
     let me = NodeInfo::new(
@@ -44,6 +47,12 @@ pub async fn run(
         Duration::from_millis(cfg.room_flush_ms),
     );
     tracing::info!(id = %me.id, "job consuming");
+    readiness.set_serving();
+    let (r, s) = (readiness.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        s.cancelled().await;
+        r.set_draining();
+    });
     Consumer {
         queue: queue.clone(),
         pool,

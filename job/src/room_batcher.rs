@@ -8,6 +8,7 @@ use std::time::Duration;
 use imcloud_proto::protocol::Proto;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
 use crate::comet_pool::{CometPool, Delivery, Done, Outcome, all_settled};
 
@@ -15,12 +16,15 @@ struct Pending {
     protos: Vec<Proto>,
     waiters: Vec<oneshot::Sender<Outcome>>,
     due: Instant,
+    /// The span of the batch's first message: the batch's delivery continues its trace.
+    span: tracing::Span,
 }
 
 struct Add {
     room: String,
     proto: Proto,
     done: oneshot::Sender<Outcome>,
+    span: tracing::Span,
 }
 
 #[derive(Clone)]
@@ -45,7 +49,16 @@ impl RoomBatcher {
     pub async fn add(&self, room: String, proto: Proto) -> Done {
         let (done, rx) = oneshot::channel();
         // If the batcher is gone the receiver resolves at once with an error: not settled, not committed.
-        let _ = self.tx.send(Add { room, proto, done }).await;
+        let span = tracing::Span::current();
+        let _ = self
+            .tx
+            .send(Add {
+                room,
+                proto,
+                done,
+                span,
+            })
+            .await;
         rx
     }
 }
@@ -61,6 +74,7 @@ async fn run(pool: Arc<CometPool>, mut rx: mpsc::Receiver<Add>, max: usize, flus
                     protos: Vec::new(),
                     waiters: Vec::new(),
                     due: Instant::now() + flush_after,
+                    span: add.span.clone(),
                 });
                 p.protos.push(add.proto);
                 p.waiters.push(add.done);
@@ -94,6 +108,7 @@ async fn flush(pool: &CometPool, room: String, p: Pending) {
             room: room.clone(),
             protos: protos.clone(),
         })
+        .instrument(p.span)
         .await;
     tokio::spawn(async move {
         let outcome = if all_settled(done).await {

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::grpc_channel;
+use imcloud_common::grpc_telemetry::ServerTelemetry;
 use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
 use imcloud_common::queue::QueueProducer;
+use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
 use imcloud_proto::logic::logic_server::LogicServer;
@@ -124,11 +126,14 @@ pub fn im_settings(cfg: &Config) -> Result<im::ImSettings, LogicError> {
     })
 }
 
-/// Serves the logic gRPC API on `listener` until `shutdown`, registered in the registry meanwhile.
+/// Serves the logic gRPC API on `listener` until `shutdown`, registered in the registry meanwhile. Then
+/// drains: not ready and out of the registry at once, serving on for `drain_delay_ms` while callers move
+/// to the other logic nodes, then no new calls (HTTP/2 GOAWAY) and the calls in flight finish.
 pub async fn run(
     cfg: &Config,
     deps: LogicDeps,
     listener: TcpListener,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), LogicError> {
     if cfg.auth_secret.is_empty() {
@@ -173,15 +178,34 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
+    readiness.set_serving();
+    let registry = deps.registry.clone();
+    let drain_delay = Duration::from_millis(cfg.drain_delay_ms);
+    let (stop_serving, drained) = (CancellationToken::new(), readiness.clone());
+    let stop = stop_serving.clone();
+    let id = me.id.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        drained.set_draining();
+        if let Err(e) = registry.deregister(Role::Logic, &id).await {
+            tracing::warn!("deregister: {e}");
+        }
+        if !drain_delay.is_zero() {
+            tracing::info!("draining: serving {drain_delay:?} more while callers move away");
+            tokio::time::sleep(drain_delay).await;
+        }
+        stop.cancel();
+    });
     let served = grpc_channel::server()
-        .add_service(
+        .add_service(ServerTelemetry::new(
             LogicServer::new(service)
                 .max_decoding_message_size(MAX_IM_CALL_BYTES)
                 .max_encoding_message_size(MAX_IM_CALL_BYTES),
-        )
-        .serve_with_incoming_shutdown(grpc_channel::incoming(listener), shutdown.cancelled())
+        ))
+        .serve_with_incoming_shutdown(grpc_channel::incoming(listener), stop_serving.cancelled())
         .await;
     refresh.abort();
+    // Already gone unless the server ended on its own; deregistering twice is harmless.
     if let Err(e) = deps.registry.deregister(Role::Logic, &me.id).await {
         tracing::warn!("deregister: {e}");
     }

@@ -2,8 +2,9 @@
 
 use imcloud_common::NodeInfo;
 
-/// Orders comets by weight per connection, best first.
+/// Orders comets by weight per connection, best first. Draining comets take no new clients: left out.
 pub fn weighted(mut comets: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    comets.retain(|n| !n.draining);
     let score = |n: &NodeInfo| n.weight as f64 / (n.connections as f64 + 1.0);
     comets.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| a.id.cmp(&b.id)));
     comets
@@ -31,8 +32,17 @@ mod tests {
         let mut c = NodeInfo::new(Role::Comet, "c");
         c.connections = 100;
         c.weight = 20;
-        let ids: Vec<String> = weighted(vec![a, b, c]).into_iter().map(|n| n.id).collect();
-        assert_eq!(ids, vec!["c", "b", "a"]);
+        let mut d = NodeInfo::new(Role::Comet, "d");
+        d.draining = true;
+        let ids: Vec<String> = weighted(vec![a, b, c, d])
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["c", "b", "a"],
+            "best first, draining comets left out"
+        );
         assert_eq!(port_of("127.0.0.1:3102"), 3102);
         assert_eq!(port_of("[::1]:3101"), 3101);
         assert_eq!(port_of("nope"), 0);

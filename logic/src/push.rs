@@ -9,6 +9,7 @@ use imcloud_common::queue::{QueueError, QueueProducer};
 use imcloud_proto::op;
 use imcloud_proto::queue::{PushMsg, push_msg};
 use prost::Message;
+use tracing::Instrument;
 
 use crate::sessions::{SessionError, SessionStore};
 
@@ -81,8 +82,23 @@ impl Pusher {
         Ok(())
     }
 
-    async fn produce(&self, key: &str, msg: PushMsg) -> Result<(), PushError> {
-        self.queue.send(key, msg.encode_to_vec()).await?;
+    /// Queues one message, stamped with when its push was accepted (the end-to-end latency starts there)
+    /// and carrying the trace context in its record headers.
+    async fn produce(&self, key: &str, mut msg: PushMsg) -> Result<(), PushError> {
+        msg.accepted_unix_us = imcloud_common::grpc_telemetry::accepted_unix_us();
+        let span = imcloud_common::traced_span!(
+            "queue.publish",
+            otel.name = "queue publish",
+            otel.kind = "producer",
+            messaging.operation = "publish",
+            messaging.message.key = %key,
+            push.type = msg.r#type().label(),
+        );
+        let headers = imcloud_common::trace_context::headers_of(&span);
+        self.queue
+            .send_with_headers(key, msg.encode_to_vec(), headers)
+            .instrument(span)
+            .await?;
         metrics::counter!("imcloud_logic_queued_total", "type" => msg.r#type().label())
             .increment(1);
         Ok(())

@@ -97,6 +97,7 @@ pub struct RedisSessions {
 }
 
 fn unavailable(e: redis::RedisError) -> SessionError {
+    imcloud_common::engine_errors::count("redis");
     SessionError::Unavailable(e.to_string())
 }
 

@@ -2,8 +2,10 @@
 
 pub mod frame;
 pub mod op;
+pub mod reconnect_hint;
 
 pub use frame::{Frame, FrameError};
+pub use reconnect_hint::ReconnectHint;
 
 pub mod protocol {
     tonic::include_proto!("imcloud.protocol");
@@ -36,6 +38,7 @@ impl From<&Frame> for protocol::Proto {
             op: f.op,
             seq: f.seq,
             body: f.body.to_vec(),
+            accepted_unix_us: 0,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Frame operations. 1..=17 are goim's; 18..=21 are imcloud's multi-room extension; >= 1000 belong to applications.
+//! Frame operations. 1..=17 are goim's; 18..=21 are imcloud's multi-room extension; 22 is the drain's
+//! reconnect hint; 23..=29 are reserved (room-history recovery); >= 1000 belong to applications.
 
 /// Client heartbeat (body empty).
 pub const HEARTBEAT: i32 = 2;
@@ -31,5 +32,8 @@ pub const JOIN_ROOM_REPLY: i32 = 19;
 /// imcloud: leave an extra room; body is the room id.
 pub const LEAVE_ROOM: i32 = 20;
 pub const LEAVE_ROOM_REPLY: i32 = 21;
+/// Server to client, just before a draining comet closes the connection: where and when to reconnect.
+/// Body: JSON `{"reason": string, "delay_ms": number, "url": string|null}` ([`crate::ReconnectHint`]).
+pub const RECONNECT_HINT: i32 = 22;
 /// First application op.
 pub const APP_MIN: i32 = 1000;

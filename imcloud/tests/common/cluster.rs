@@ -58,8 +58,11 @@ pub struct Cluster {
 pub struct ClusterSpec {
     pub comets: usize,
     pub jobs: usize,
+    pub logics: usize,
     pub heartbeat_secs: u64,
     pub lease_ttl_secs: u64,
+    /// More environment for every process (e.g. OTEL_* or drain settings).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ClusterSpec {
@@ -67,8 +70,10 @@ impl Default for ClusterSpec {
         ClusterSpec {
             comets: 2,
             jobs: 2,
+            logics: 1,
             heartbeat_secs: 30,
             lease_ttl_secs: 5,
+            env: Vec::new(),
         }
     }
 }
@@ -137,6 +142,7 @@ impl Cluster {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(spec.env.iter().cloned())
         .collect();
         let mut c = Cluster {
             tag,
@@ -151,23 +157,23 @@ impl Cluster {
             http_client: reqwest::Client::new(),
             database: database.1,
         };
-        let p = free_ports(1);
-        c.spawn("logic", "logic", &[("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0]))]);
+        let logics: Vec<String> = if spec.logics <= 1 {
+            vec!["logic".to_string()]
+        } else {
+            (1..=spec.logics).map(|i| format!("logic{i}")).collect()
+        };
+        for name in &logics {
+            c.spawn_logic(name);
+        }
         // As a deployment would: the nodes that call logic start once it is registered.
-        if !c.wait_registered(&["logic".to_string()]).await {
+        if !c.wait_registered(&logics).await {
             return None;
         }
         for i in 1..=spec.comets {
             c.spawn_comet(&format!("comet{i}"));
         }
         for i in 1..=spec.jobs {
-            let p = free_ports(1);
-            c.spawn(
-                "job",
-                &format!("job{i}"),
-                &[("IMCLOUD_METRICS_ADDR", addr(p[0]))],
-            );
-            c.nodes.get_mut(&format!("job{i}")).expect("job").metrics = Some(addr(p[0]));
+            c.spawn_job(&format!("job{i}"));
         }
         let p = free_ports(1);
         c.http = format!("http://{}", addr(p[0]));
@@ -182,6 +188,82 @@ impl Cluster {
         self.nodes
             .values_mut()
             .find_map(|n| matches!(n.child.try_wait(), Ok(Some(_))).then(|| n.name.clone()))
+    }
+
+    /// Starts a logic process named `name` (`logic` or `logic<N>`) on fresh ports.
+    pub fn spawn_logic(&mut self, name: &str) {
+        let p = free_ports(2);
+        self.spawn(
+            "logic",
+            name,
+            &[
+                ("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[0])),
+                ("IMCLOUD_METRICS_ADDR", addr(p[1])),
+            ],
+        );
+        self.nodes.get_mut(name).expect("logic").metrics = Some(addr(p[1]));
+    }
+
+    /// Starts a job process named `name` (`job<N>`) with its metrics listener.
+    pub fn spawn_job(&mut self, name: &str) {
+        let p = free_ports(1);
+        self.spawn("job", name, &[("IMCLOUD_METRICS_ADDR", addr(p[0]))]);
+        self.nodes.get_mut(name).expect("job").metrics = Some(addr(p[0]));
+    }
+
+    /// Waits until a node's `/readyz` answers 200 (comets, logic, jobs: on their metrics listener).
+    pub async fn wait_ready(&mut self, name: &str, within: Duration) {
+        let url = format!(
+            "http://{}/readyz",
+            self.nodes[name].metrics.as_ref().expect("metrics listener")
+        );
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(r) = self.http_client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(n) = self.exited() {
+                panic!("{n} exited while waiting for {name} to be ready");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not ready within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, as a Deployment rollout sends it; waits for the process to exit (at most `within`) and
+    /// returns its exit status. The node leaves the cluster's list.
+    pub async fn terminate(&mut self, name: &str, within: Duration) -> std::process::ExitStatus {
+        let mut n = self.nodes.remove(name).expect("node");
+        let pid = n.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                if !status.success() {
+                    let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+                    eprintln!("---- {name} exited with {status}; its log ----\n{text}");
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = n.child.kill();
+                panic!("{name} did not exit within {within:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `name` is registered in etcd (a node started during the test).
+    pub async fn wait_registered_one(&mut self, name: &str) {
+        assert!(
+            self.wait_registered(&[name.to_string()]).await,
+            "{name} exited during start-up"
+        );
     }
 
     /// Starts a comet process named `name` on fresh ports.

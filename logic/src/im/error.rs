@@ -74,6 +74,7 @@ impl From<sqlx::Error> for ImError {
     fn from(e: sqlx::Error) -> ImError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                imcloud_common::engine_errors::count("database");
                 tracing::warn!("database unavailable: {e}");
                 ImError::unavailable("the database is unavailable")
             }
@@ -83,6 +84,7 @@ impl From<sqlx::Error> for ImError {
                 ImError::conflict("something this request refers to was removed meanwhile; retry")
             }
             e => {
+                imcloud_common::engine_errors::count("database");
                 tracing::error!("database: {e}");
                 ImError::internal("internal database error")
             }
