@@ -242,7 +242,6 @@ impl QueueConsumer for KafkaConsumer {
         self.commit_stored();
         self.consumer.unsubscribe();
     }
-
 }
 
 #[cfg(test)]
