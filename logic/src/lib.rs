@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use imcloud_common::grpc_channel;
 use imcloud_common::im_routes::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
+use imcloud_common::internal_auth::{InternalAuth, InternalAuthLayer, LOGIC_POLICY};
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -30,7 +31,7 @@ use crate::online::Online;
 use crate::push::Pusher;
 use crate::server::LogicService;
 use crate::sessions::SessionStore;
-use crate::token::Tokens;
+use crate::token::{TokenKeys, Tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogicError {
@@ -99,12 +100,14 @@ pub async fn run(
         return Err(LogicError::Config("IMCLOUD_API_KEY must be set".into()));
     }
     check_im_settings(cfg)?;
+    let keys = TokenKeys::from_config(cfg).map_err(|e| LogicError::Config(e.to_string()))?;
+    let auth = InternalAuth::from_config(cfg).map_err(|e| LogicError::Config(e.to_string()))?;
     let local = listener
         .local_addr()
         .map_err(|e| LogicError::Config(e.to_string()))?;
     let online = Arc::new(Online::new(deps.registry.clone(), deps.sessions.clone()));
     let service = LogicService {
-        tokens: Tokens::new(&cfg.auth_secret, cfg.token_max_ttl_secs),
+        tokens: Tokens::with_keys(keys.clone(), cfg.token_max_ttl_secs),
         api_key: cfg.api_key.clone(),
         sessions: deps.sessions.clone(),
         registry: deps.registry.clone(),
@@ -114,7 +117,7 @@ pub async fn run(
         heartbeat_max_misses: cfg.heartbeat_max_misses,
         im: Arc::new(im::Im::new(
             deps.db,
-            &cfg.auth_secret,
+            keys,
             im_settings(cfg),
             deps.sessions.clone(),
         )),
@@ -130,13 +133,23 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
+    // Every call is authorised before its RPC runs (comet-only, api-or-API-key, API key): see
+    // imcloud_common::internal_auth.
     let served = grpc_channel::server()
+        .layer(InternalAuthLayer::new(
+            auth.clone(),
+            &LOGIC_POLICY,
+            &cfg.api_key,
+        ))
         .add_service(
             LogicServer::new(service)
                 .max_decoding_message_size(MAX_IM_CALL_BYTES)
                 .max_encoding_message_size(MAX_IM_CALL_BYTES),
         )
-        .serve_with_incoming_shutdown(grpc_channel::incoming(listener), shutdown.cancelled())
+        .serve_with_incoming_shutdown(
+            grpc_channel::incoming(listener, auth, "logic gRPC"),
+            shutdown.cancelled(),
+        )
         .await;
     refresh.abort();
     if let Err(e) = deps.registry.deregister(Role::Logic, &me.id).await {

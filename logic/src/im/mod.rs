@@ -123,13 +123,13 @@ pub struct Im {
 impl Im {
     pub fn new(
         db: Db,
-        auth_secret: &str,
+        keys: Arc<crate::token::TokenKeys>,
         settings: ImSettings,
         sessions: Arc<dyn SessionStore>,
     ) -> Im {
         Im {
             db,
-            tokens: Tokens::new(auth_secret, settings.login_ttl_secs),
+            tokens: Tokens::with_keys(keys, settings.login_ttl_secs),
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute),
             settings,
             sessions,

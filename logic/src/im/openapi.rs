@@ -81,6 +81,18 @@ fn query_params(op: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The schema of a query parameter, with the bounds the server enforces (`Args::page`, `chat.rs`).
+fn query_schema(name: &str) -> Value {
+    match name {
+        "q" => json!({"type": "string", "minLength": 1}),
+        "page" => json!({"type": "integer", "minimum": 1, "maximum": 10000}),
+        "page_size" => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 200}),
+        // before_seq / after_seq: any integer is accepted.
+        _ => json!({"type": "integer"}),
+    }
+}
+
 fn add<T: ToSchema>(schemas: &mut Map<String, Value>) {
     let mut nested: Vec<(String, RefOr<Schema>)> = Vec::new();
     T::schemas(&mut nested);
@@ -148,17 +160,18 @@ pub fn document() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| {
-                let ty = if name == "cid" || (name == "id" && r.path.starts_with("/v1/uploads")) {
-                    "string"
+                let schema = if name == "cid" || (name == "id" && r.path.starts_with("/v1/uploads"))
+                {
+                    json!({"type": "string", "minLength": 1})
                 } else {
-                    "integer"
+                    // Ids are positive (`Args::id`).
+                    json!({"type": "integer", "minimum": 1})
                 };
-                json!({"name": name, "in": "path", "required": true, "schema": {"type": ty}})
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
             })
             .collect();
         for (name, description) in query_params(r.op) {
-            let ty = if *name == "q" { "string" } else { "integer" };
-            params.push(json!({"name": name, "in": "query", "required": *name == "q", "description": description, "schema": {"type": ty}}));
+            params.push(json!({"name": name, "in": "query", "required": *name == "q", "description": description, "schema": query_schema(name)}));
         }
         let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let success = if r.op == "uploads.get" {
@@ -219,6 +232,24 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_carry_their_bounds() {
+        let doc = document();
+        let params = |path: &str, method: &str| doc["paths"][path][method]["parameters"].clone();
+        let search = params("/v1/search/users", "get");
+        let by_name = |name: &str| {
+            search
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+                .unwrap_or_default()
+        };
+        assert_eq!(by_name("q")["schema"]["minLength"], 1);
+        assert_eq!(by_name("page")["schema"]["minimum"], 1);
+        assert_eq!(by_name("page_size")["schema"]["maximum"], 100);
+        let user = params("/v1/users/{id}", "get");
+        assert_eq!(user[0]["schema"]["minimum"], 1);
+    }
 
     #[test]
     fn every_route_and_referenced_schema_is_in_the_document() {
