@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use imcloud_common::Config;
+use imcloud_common::grpc_channel::InternalChannel as GrpcChannel;
 use imcloud_proto::logic::logic_client::LogicClient;
-use tonic::transport::Channel as GrpcChannel;
 
 use crate::batch::Batch;
 use crate::bucket::Bucket;
@@ -21,6 +21,10 @@ pub struct CometSettings {
     pub heartbeat_max_misses: u32,
     pub conn_queue_capacity: usize,
     pub max_client_body: usize,
+    /// Frames a client may send per second (bursts of twice that); 0 = no limit.
+    pub frames_per_sec: u32,
+    /// Rooms one connection may be in.
+    pub max_rooms: usize,
 }
 
 impl CometSettings {
@@ -31,6 +35,8 @@ impl CometSettings {
             heartbeat_max_misses: cfg.heartbeat_max_misses,
             conn_queue_capacity: cfg.conn_queue_capacity,
             max_client_body: cfg.max_client_body,
+            frames_per_sec: cfg.comet_frames_per_sec,
+            max_rooms: cfg.comet_max_rooms,
         }
     }
 }

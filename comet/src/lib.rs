@@ -7,6 +7,7 @@ pub mod channel;
 pub mod comet;
 pub mod connection;
 pub mod grpc;
+pub mod limits;
 pub mod listener;
 pub mod online;
 pub mod op_filter;
@@ -14,14 +15,18 @@ pub mod outbox;
 pub mod room;
 pub mod server_tcp;
 pub mod server_websocket;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use imcloud_common::grpc_channel::{self, logic_channel};
+use imcloud_common::fd_budget;
+use imcloud_common::grpc_channel::{self, Caller, logic_channel};
+use imcloud_common::internal_auth::{COMET_POLICY, InternalAuth, InternalAuthLayer};
 use imcloud_common::node::advertised;
 use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::tls::public_tls;
 use imcloud_common::{Config, NodeInfo, Role};
 use imcloud_proto::comet::comet_server::CometServer;
 use imcloud_proto::logic::logic_client::LogicClient;
@@ -30,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::comet::{Comet, CometSettings};
+use crate::limits::{CometLimits, Protocol};
+use crate::listener::OnRefusal;
 
 /// How long shutdown waits for connections to flush and close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +45,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum CometError {
     #[error("{0}")]
     LogicAddr(String),
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("gRPC server: {0}")]
@@ -50,6 +59,8 @@ pub struct CometListeners {
     pub ws: TcpListener,
     pub tcp: TcpListener,
     pub grpc: TcpListener,
+    /// wss, when `IMCLOUD_COMET_WSS_ADDR` is set.
+    pub wss: Option<TcpListener>,
 }
 
 /// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts.
@@ -59,12 +70,30 @@ pub async fn run(
     listeners: CometListeners,
     shutdown: CancellationToken,
 ) -> Result<(), CometError> {
+    let config = |e: &dyn std::fmt::Display| CometError::Config(e.to_string());
+    let auth = InternalAuth::from_config(cfg).map_err(|e| config(&e))?;
+    let tls = if listeners.wss.is_some() || cfg.comet_tcp_tls {
+        let t = public_tls(&cfg.tls_cert_file, &cfg.tls_key_file, &[b"http/1.1"])
+            .map_err(|e| config(&e))?;
+        t.watch(Duration::from_secs(cfg.tls_reload_secs));
+        Some(t)
+    } else {
+        None
+    };
+    let max_connections = match cfg.comet_max_connections {
+        0 => fd_budget::client_budget(cfg.fd_reserve),
+        n => n,
+    };
+    let limits = Arc::new(CometLimits::new(cfg, max_connections));
     let grpc_addr = listeners.grpc.local_addr()?;
     let host = cfg.advertise_host();
     let mut me = NodeInfo::new(Role::Comet, cfg.node_id_or(grpc_addr.port()));
     me.grpc_addr = advertised(grpc_addr, &host);
     me.ws_addr = advertised(listeners.ws.local_addr()?, &host);
     me.tcp_addr = advertised(listeners.tcp.local_addr()?, &host);
+    if let Some(wss) = &listeners.wss {
+        me.wss_addr = advertised(wss.local_addr()?, &host);
+    }
     me.weight = cfg.comet_weight;
 
     let comet = Arc::new(Comet::new(
@@ -72,7 +101,7 @@ pub async fn run(
         CometSettings::from_config(cfg),
         cfg.comet_buckets,
         LogicClient::new(
-            logic_channel(cfg, &registry)
+            logic_channel(cfg, &registry, &Caller::new(Role::Comet, auth.clone()))
                 .await
                 .map_err(CometError::LogicAddr)?,
         ),
@@ -84,16 +113,43 @@ pub async fn run(
         listeners.ws,
         shutdown.clone(),
         tracker.clone(),
+        limits.clone(),
+        OnRefusal::Explain(Protocol::Websocket),
         move |stream, peer| server_websocket::handle(c.clone(), stream, peer, stop.clone()),
     ));
+    if let (Some(wss), Some(tls)) = (listeners.wss, tls.clone()) {
+        let (c, stop) = (comet.clone(), shutdown.clone());
+        tokio::spawn(listener::accept_loop(
+            "wss",
+            wss,
+            shutdown.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Close,
+            move |stream, peer| tls::handle_wss(c.clone(), tls.clone(), stream, peer, stop.clone()),
+        ));
+    }
     let (c, stop) = (comet.clone(), shutdown.clone());
-    tokio::spawn(listener::accept_loop(
-        "tcp",
-        listeners.tcp,
-        shutdown.clone(),
-        tracker.clone(),
-        move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
-    ));
+    match tls.filter(|_| cfg.comet_tcp_tls) {
+        Some(tls) => tokio::spawn(listener::accept_loop(
+            "tcp+tls",
+            listeners.tcp,
+            shutdown.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Close,
+            move |stream, peer| tls::handle_tcp(c.clone(), tls.clone(), stream, peer, stop.clone()),
+        )),
+        None => tokio::spawn(listener::accept_loop(
+            "tcp",
+            listeners.tcp,
+            shutdown.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Explain(Protocol::GoimTcp),
+            move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
+        )),
+    };
     let reporter = tokio::spawn(online::report_loop(
         comet.clone(),
         registry.clone(),
@@ -102,13 +158,22 @@ pub async fn run(
         shutdown.clone(),
     ));
     registry.register(me.clone()).await?;
-    tracing::info!(id = %me.id, ws = %me.ws_addr, tcp = %me.tcp_addr, grpc = %me.grpc_addr, "comet serving");
+    tracing::info!(
+        id = %me.id, ws = %me.ws_addr, wss = %me.wss_addr, tcp = %me.tcp_addr, tcp_tls = cfg.comet_tcp_tls,
+        grpc = %me.grpc_addr, internal_mtls = auth.is_mtls(), max_connections = limits.max_connections(),
+        "comet serving"
+    );
 
+    // Only jobs and logic may deliver (imcloud_common::internal_auth::COMET_POLICY).
     let served = grpc_channel::server()
+        .layer(InternalAuthLayer::new(auth.clone(), &COMET_POLICY, ""))
         .add_service(CometServer::new(grpc::CometService {
             comet: comet.clone(),
         }))
-        .serve_with_incoming_shutdown(grpc_channel::incoming(listeners.grpc), shutdown.cancelled())
+        .serve_with_incoming_shutdown(
+            grpc_channel::incoming(listeners.grpc, auth, "comet gRPC"),
+            shutdown.cancelled(),
+        )
         .await;
 
     // Shutdown: listeners have stopped; every connection flushes its queue and is closed with a reason.

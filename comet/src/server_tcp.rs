@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use imcloud_proto::frame::HEADER_LEN;
 use imcloud_proto::{Frame, op};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -21,10 +20,10 @@ use crate::transport::{CloseReason, ReadError, Transport};
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 512;
 
-/// Serves one accepted connection.
-pub async fn handle(
+/// Serves one accepted connection (plain TCP, or a TLS stream).
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     comet: Arc<Comet>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) {
@@ -38,14 +37,14 @@ pub async fn handle(
     connection::serve(comet, t, peer.ip(), deadline, shutdown).await;
 }
 
-pub struct TcpTransport {
-    stream: TcpStream,
+pub struct TcpTransport<S> {
+    stream: S,
     rbuf: BytesMut,
     pending: Vec<Bytes>,
     max_body: usize,
 }
 
-impl Transport for TcpTransport {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for TcpTransport<S> {
     async fn read_frame(&mut self) -> Result<Frame, ReadError> {
         loop {
             if let Some(f) =

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use imcloud_proto::{Frame, FrameError, op};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -37,10 +37,10 @@ pub fn ws_config(max_body: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
-/// Serves one accepted connection.
-pub async fn handle(
+/// Serves one accepted connection (plain TCP, or the TLS stream of a wss connection).
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     comet: Arc<Comet>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) {
@@ -84,8 +84,8 @@ pub async fn handle(
     .await;
 }
 
-pub struct WsTransport {
-    ws: WebSocketStream<TcpStream>,
+pub struct WsTransport<S> {
+    ws: WebSocketStream<S>,
     max_body: usize,
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn frame_error(e: FrameError) -> ReadError {
     }
 }
 
-impl Transport for WsTransport {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WsTransport<S> {
     async fn read_frame(&mut self) -> Result<Frame, ReadError> {
         loop {
             let msg = match self.ws.next().await {
