@@ -8,6 +8,8 @@ pub mod room_batcher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imcloud_common::grpc_channel::Caller;
+use imcloud_common::internal_auth::{InternalAuth, InternalAuthError};
 use imcloud_common::queue::QueueConsumer;
 use imcloud_common::registry::{Registry, RegistryError};
 use imcloud_common::{Config, NodeInfo, Role};
@@ -21,6 +23,8 @@ use crate::room_batcher::RoomBatcher;
 pub enum JobError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Auth(#[from] InternalAuthError),
 }
 
 /// Runs a job worker until `shutdown`, then drains the queue and returns after the last commit.
@@ -30,12 +34,13 @@ pub async fn run(
     queue: Arc<dyn QueueConsumer>,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
+    let auth = InternalAuth::from_config(cfg)?;
     let me = NodeInfo::new(
         Role::Job,
         cfg.node_id_or(format_args!("job{}", std::process::id())),
     );
     registry.register(me.clone()).await?;
-    let pool = Arc::new(CometPool::default());
+    let pool = Arc::new(CometPool::new(Caller::new(Role::Job, auth)));
     let watch_stop = CancellationToken::new();
     pool.watch(registry.clone(), watch_stop.clone()).await;
     let (rooms, batcher) = RoomBatcher::start(
