@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -166,23 +166,116 @@ async fn forward(
     response
 }
 
+/// A duplicated query parameter is refused rather than read as its first or last value.
+fn refuse_duplicates(raw_query: Option<&str>) -> Option<Response> {
+    crate::params::first_duplicate(raw_query).map(|name| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("query parameter {name:?} is given more than once"),
+        )
+    })
+}
+
 fn handler(route: &'static ImRoute, upload_max: usize) -> MethodRouter<AppState> {
-    let m = on(
+    if route.raw_body {
+        // An upload's body is read only once its caller is known (authenticate_first).
+        return on(
+            method_filter(route.method),
+            move |State(s): State<AppState>,
+                  ConnectInfo(client): ConnectInfo<SocketAddr>,
+                  path: Option<Path<HashMap<String, String>>>,
+                  RawQuery(raw): RawQuery,
+                  query: Result<Query<HashMap<String, String>>, QueryRejection>,
+                  req: axum::extract::Request| async move {
+                if let Some(refused) = refuse_duplicates(raw.as_deref()) {
+                    return refused;
+                }
+                if let Some(refused) = authenticate_first(&s, req.headers(), client).await {
+                    return refused;
+                }
+                let headers = req.headers().clone();
+                let body = Bytes::from_request(req, &s).await;
+                let path = path.map(|Path(p)| p).unwrap_or_default();
+                forward(route, s, client, path, query, headers, body).await
+            },
+        )
+        .layer(DefaultBodyLimit::max(upload_max + 1));
+    }
+    on(
         method_filter(route.method),
         move |State(s): State<AppState>,
               ConnectInfo(client): ConnectInfo<SocketAddr>,
               path: Option<Path<HashMap<String, String>>>,
+              RawQuery(raw): RawQuery,
               query: Result<Query<HashMap<String, String>>, QueryRejection>,
               headers: HeaderMap,
               body: Result<Bytes, BytesRejection>| async move {
+            if let Some(refused) = refuse_duplicates(raw.as_deref()) {
+                return refused;
+            }
             let path = path.map(|Path(p)| p).unwrap_or_default();
             forward(route, s, client, path, query, headers, body).await
         },
-    );
-    if route.raw_body {
-        m.layer(DefaultBodyLimit::max(upload_max + 1))
-    } else {
-        m
+    )
+}
+
+/// The operation that checks a login token (`GET /v1/me`).
+fn me_op() -> Option<&'static str> {
+    IM_ROUTES
+        .iter()
+        .find(|r| r.method == "GET" && r.path == "/v1/me")
+        .map(|r| r.op)
+}
+
+/// Checks the caller's login before an upload body is read, so that an unauthenticated upload costs
+/// its headers only (logic checks the login again with the upload). `None` = go on.
+async fn authenticate_first(
+    s: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+) -> Option<Response> {
+    let token = bearer(headers);
+    if token.is_empty() {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing login token (Authorization: Bearer <token>)",
+        ));
+    }
+    let Some(op) = me_op() else {
+        return Some(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no login check route",
+        ));
+    };
+    let call = ImCallReq {
+        op: op.to_string(),
+        token,
+        args: br#"{"path":{},"query":{},"body":null}"#.to_vec(),
+        raw: Vec::new(),
+        content_type: String::new(),
+        client_ip: client.ip().to_string(),
+    };
+    match s.logic().im_call(s.authed(call)).await {
+        Ok(r) if r.get_ref().status == 200 => None,
+        Ok(r) => {
+            let r = r.into_inner();
+            let status = u16::try_from(r.status)
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::UNAUTHORIZED);
+            Some((status, [(header::CONTENT_TYPE, "application/json")], r.body).into_response())
+        }
+        Err(e) => {
+            tracing::warn!("logic: {:?} {}", e.code(), e.message());
+            Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the IM service is unavailable; retry",
+            ))
+        }
     }
 }
 
@@ -214,6 +307,11 @@ pub fn routes(upload_max: usize) -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_check_route_exists() {
+        assert!(me_op().is_some(), "authenticate_first needs GET /v1/me");
+    }
 
     #[test]
     fn bearer_tokens_are_read_from_the_header() {

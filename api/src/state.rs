@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use imcloud_common::grpc_channel::InternalChannel as Channel;
 use imcloud_proto::logic::logic_client::LogicClient;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tonic::transport::Channel;
 
 use crate::envelope::ApiError;
 
@@ -23,7 +23,11 @@ impl AppState {
     pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(LOGIC_TIMEOUT);
-        if let Ok(v) = format!("Bearer {}", self.api_key).parse() {
+        if let Ok(mut v) =
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {}", self.api_key))
+        {
+            // Never shown in debug output.
+            v.set_sensitive(true);
             req.metadata_mut().insert("authorization", v);
         }
         req
