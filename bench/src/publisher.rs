@@ -62,10 +62,13 @@ impl Publisher {
                 if api.http.is_empty() || api.api_key.is_empty() {
                     bail!("imcloud over HTTP needs --api and --api-key");
                 }
+                let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
+                if let Some(path) = &endpoint.ca_file {
+                    let pem = std::fs::read(path).with_context(|| format!("read {path}"))?;
+                    client = client.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+                }
                 Publisher::Http {
-                    client: reqwest::Client::builder()
-                        .timeout(Duration::from_secs(30))
-                        .build()?,
+                    client: client.build()?,
                     base: api.http.trim_end_matches('/').to_string(),
                     api_key: api.api_key.clone(),
                 }

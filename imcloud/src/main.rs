@@ -35,6 +35,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    imcloud_common::tls::install_default_provider();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,7 +44,8 @@ fn main() -> Result<()> {
         match cli.cmd {
             Cmd::Client(c) => cli_client::run(c).await,
             Cmd::Standalone(args) => {
-                let (cfg, metrics, stop) = server_start(&args)?;
+                let (mut cfg, metrics, stop) = server_start(&args)?;
+                standalone::bind_internal_to_loopback(&mut cfg, &args);
                 standalone::run(cfg, metrics, stop).await
             }
             Cmd::Comet(args) => {
@@ -75,6 +77,8 @@ fn server_start(
 )> {
     telemetry::init_logs();
     let cfg = Config::load(args)?;
+    let limit = imcloud_common::fd_budget::raise_limit();
+    tracing::debug!(limit, "open files limit");
     let metrics = telemetry::init_metrics();
     let stop = CancellationToken::new();
     shutdown::cancel_on_signal(stop.clone());
