@@ -72,14 +72,17 @@ pub async fn run(
 ) -> Result<(), CometError> {
     let config = |e: &dyn std::fmt::Display| CometError::Config(e.to_string());
     let auth = InternalAuth::from_config(cfg).map_err(|e| config(&e))?;
-    let tls = if listeners.wss.is_some() || cfg.comet_tcp_tls {
-        let t = public_tls(&cfg.tls_cert_file, &cfg.tls_key_file, &[b"http/1.1"])
-            .map_err(|e| config(&e))?;
+    // wss negotiates HTTP/1.1 by ALPN; goim TCP over TLS has no application protocol to name.
+    let load_tls = |on: bool, alpn: &'static [&'static [u8]]| -> Result<_, CometError> {
+        if !on {
+            return Ok(None);
+        }
+        let t = public_tls(&cfg.tls_cert_file, &cfg.tls_key_file, alpn).map_err(|e| config(&e))?;
         t.watch(Duration::from_secs(cfg.tls_reload_secs));
-        Some(t)
-    } else {
-        None
+        Ok(Some(t))
     };
+    let wss_tls = load_tls(listeners.wss.is_some(), &[b"http/1.1"])?;
+    let tcp_tls = load_tls(cfg.comet_tcp_tls, &[])?;
     let max_connections = match cfg.comet_max_connections {
         0 => fd_budget::client_budget(cfg.fd_reserve),
         n => n,
@@ -117,7 +120,7 @@ pub async fn run(
         OnRefusal::Explain(Protocol::Websocket),
         move |stream, peer| server_websocket::handle(c.clone(), stream, peer, stop.clone()),
     ));
-    if let (Some(wss), Some(tls)) = (listeners.wss, tls.clone()) {
+    if let (Some(wss), Some(tls)) = (listeners.wss, wss_tls) {
         let (c, stop) = (comet.clone(), shutdown.clone());
         tokio::spawn(listener::accept_loop(
             "wss",
@@ -130,7 +133,7 @@ pub async fn run(
         ));
     }
     let (c, stop) = (comet.clone(), shutdown.clone());
-    match tls.filter(|_| cfg.comet_tcp_tls) {
+    match tcp_tls {
         Some(tls) => tokio::spawn(listener::accept_loop(
             "tcp+tls",
             listeners.tcp,
