@@ -335,7 +335,8 @@ ensure_centrifugo() {
 # processes of BIN, configured only through IMCLOUD_* variables (given to each process, not exported here).
 # Ports: api 3111; comet1 ws 3102 / tcp 3101 / grpc 3109 / metrics 9101; comet2 ws 3202 / tcp 3201 /
 # grpc 3209 / metrics 9102; logic grpc 3119 / metrics 9103; jobs' metrics 9104, 9105. Sets CLUSTER_PIDS
-# (logic, comet1, comet2, job1, job2, api), CLUSTER_SECRET and CLUSTER_API_KEY; stop_cluster stops it all.
+# (logic, comet1, comet2, job1, job2, api), CLUSTER_SECRET, CLUSTER_API_KEY and CLUSTER_INTERNAL_TOKEN (the
+# token every internal gRPC call carries; roles refuse secrets under 32 bytes); stop_cluster stops it all.
 CLUSTER_PIDS=()
 start_cluster() {
   local bin=$1 logs=$2
@@ -344,7 +345,9 @@ start_cluster() {
   mkdir -p "$logs"
   CLUSTER_SECRET=${IMCLOUD_AUTH_SECRET:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   CLUSTER_API_KEY=${IMCLOUD_API_KEY:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+  CLUSTER_INTERNAL_TOKEN=${IMCLOUD_INTERNAL_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   CLUSTER_ENV=(IMCLOUD_AUTH_SECRET="$CLUSTER_SECRET" IMCLOUD_API_KEY="$CLUSTER_API_KEY"
+    IMCLOUD_INTERNAL_TOKEN="$CLUSTER_INTERNAL_TOKEN"
     IMCLOUD_ETCD_ENDPOINTS="$IMCLOUD_TEST_ETCD_ENDPOINTS" IMCLOUD_KAFKA_BROKERS="$IMCLOUD_TEST_KAFKA_BROKERS"
     IMCLOUD_REDIS_URL="${IMCLOUD_REDIS_URL:-redis://127.0.0.1:6379/}"
     IMCLOUD_REDIS_PREFIX="${IMCLOUD_REDIS_PREFIX:-imcloud-local:}" IMCLOUD_ADVERTISE_HOST=127.0.0.1

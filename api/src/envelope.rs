@@ -1,5 +1,6 @@
 //! goim's response envelope `{"code","message","data"}`: code 0 on success, -400 for bad requests,
-//! -401 for a missing or wrong API key, -404 for unknown routes, -500 for server errors. The HTTP status
+//! -401 for a missing or wrong API key, -404 for unknown routes, -429 when rate limited, -500 for server
+//! errors. The HTTP status
 //! carries the detail (400, 401, 404, 405, 413, 5xx).
 
 use axum::Json;
@@ -33,6 +34,7 @@ impl ApiError {
         match self.status {
             StatusCode::UNAUTHORIZED => -401,
             StatusCode::NOT_FOUND => -404,
+            StatusCode::TOO_MANY_REQUESTS => -429,
             s if s.is_server_error() => -500,
             _ => -400,
         }

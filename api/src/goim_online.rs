@@ -56,7 +56,7 @@ pub async fn total(State(s): State<AppState>) -> ApiResult {
 pub async fn weighted(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
     let p = Params::parse(q.as_deref());
     let req = NodesReq {
-        platform: p.get("platform").unwrap_or("").to_string(),
+        platform: p.get("platform")?.unwrap_or("").to_string(),
         client_ip: String::new(),
     };
     let r = from_logic(s.logic().nodes(s.authed(req)).await)?;

@@ -11,11 +11,16 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection, RawPathParamsRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawPathParams, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, Query, RawPathParams, RawQuery, State,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use imcloud_common::im::operations::{Access, ImRequest, Operation, Visitor, visit};
+use imcloud_common::im::operations::{
+    Access, GetMe, ImRequest, NoBody, Operation, Visitor, visit,
+};
+use imcloud_common::im::params::NoParams;
 use imcloud_proto::logic::ImCallReq;
 use serde_json::{Map, Value, json};
 
@@ -201,22 +206,96 @@ async fn forward<O: Operation>(
     response
 }
 
+/// A duplicated query parameter is refused rather than read as its first or last value.
+fn refuse_duplicates(raw_query: Option<&str>) -> Option<Response> {
+    crate::params::first_duplicate(raw_query)
+        .map(|name| invalid(format!("query parameter {name:?} is given more than once")))
+}
+
 fn handler<O: Operation>(upload_max: usize) -> MethodRouter<AppState> {
-    let m = on(
+    if O::ROUTE.raw_body {
+        // An upload's body is read only once its caller is known (authenticate_first).
+        return on(
+            method_filter(O::ROUTE.method),
+            |State(s): State<AppState>,
+             ConnectInfo(client): ConnectInfo<SocketAddr>,
+             path: Result<RawPathParams, RawPathParamsRejection>,
+             RawQuery(raw): RawQuery,
+             query: Result<Query<O::Query>, QueryRejection>,
+             req: axum::extract::Request| async move {
+                if let Some(refused) = refuse_duplicates(raw.as_deref()) {
+                    return refused;
+                }
+                if let Some(refused) = authenticate_first(&s, req.headers(), client).await {
+                    return refused;
+                }
+                let headers = req.headers().clone();
+                let body = Bytes::from_request(req, &s).await;
+                forward::<O>(s, client, path, query, headers, body).await
+            },
+        )
+        .layer(DefaultBodyLimit::max(upload_max + 1));
+    }
+    on(
         method_filter(O::ROUTE.method),
         |State(s): State<AppState>,
          ConnectInfo(client): ConnectInfo<SocketAddr>,
          path: Result<RawPathParams, RawPathParamsRejection>,
+         RawQuery(raw): RawQuery,
          query: Result<Query<O::Query>, QueryRejection>,
          headers: HeaderMap,
          body: Result<Bytes, BytesRejection>| async move {
+            if let Some(refused) = refuse_duplicates(raw.as_deref()) {
+                return refused;
+            }
             forward::<O>(s, client, path, query, headers, body).await
         },
-    );
-    if O::ROUTE.raw_body {
-        m.layer(DefaultBodyLimit::max(upload_max + 1))
-    } else {
-        m
+    )
+}
+
+/// Checks the caller's login (as `GET /v1/me` does) before an upload body is read, so that an
+/// unauthenticated upload costs its headers only (logic checks the login again with the upload).
+/// `None` = go on.
+async fn authenticate_first(
+    s: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+) -> Option<Response> {
+    let token = bearer(headers);
+    if token.is_empty() {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing login token (Authorization: Bearer <token>)",
+        ));
+    }
+    let me = GetMe::from_parts(NoParams {}, NoParams {}, NoBody {});
+    let call = ImCallReq {
+        op: GetMe::ROUTE.op.to_string(),
+        token,
+        args: serde_json::to_vec(&ImRequest::from(me)).unwrap_or_default(),
+        raw: Vec::new(),
+        content_type: String::new(),
+        client_ip: client.ip().to_string(),
+    };
+    match s.logic().im_call(s.authed(call)).await {
+        Ok(r) if r.get_ref().status == 200 => None,
+        Ok(r) => {
+            let r = r.into_inner();
+            let status = u16::try_from(r.status)
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::UNAUTHORIZED);
+            Some((status, [(header::CONTENT_TYPE, "application/json")], r.body).into_response())
+        }
+        Err(e) => {
+            tracing::warn!("logic: {:?} {}", e.code(), e.message());
+            Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the IM service is unavailable; retry",
+            ))
+        }
     }
 }
 

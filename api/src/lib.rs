@@ -1,11 +1,14 @@
 //! imcloud api: the public HTTP edge. goim's push API and online/node queries under `/goim`, the token API
 //! under `/v1`, `/healthz` and `/metrics`. It holds no state: every request becomes a logic gRPC call.
 
+pub mod browser;
 pub mod envelope;
 pub mod goim_online;
 pub mod goim_push;
+pub mod http_server;
 pub mod http_telemetry;
 pub mod im_api;
+pub mod limits;
 pub mod params;
 pub mod state;
 pub mod tokens;
@@ -19,12 +22,14 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
-use imcloud_common::grpc_channel::logic_channel;
+use imcloud_common::fd_budget;
+use imcloud_common::grpc_channel::{Caller, logic_channel};
 use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
+use imcloud_common::internal_auth::InternalAuth;
 use imcloud_common::node::advertised;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::tls::{ALPN_HTTP, public_tls};
 use imcloud_common::{Config, NodeInfo, Role, auth};
 use imcloud_proto::logic::logic_client::LogicClient;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -32,7 +37,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::ApiError;
+use crate::limits::ApiLimits;
 use crate::state::AppState;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiServeError {
@@ -57,7 +64,7 @@ async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) ->
 }
 
 /// Whether a path belongs to the IM JSON API (whose errors are `{"error":{…}}`).
-fn is_im_path(path: &str) -> bool {
+pub(crate) fn is_im_path(path: &str) -> bool {
     path.starts_with("/v1/") && path != "/v1/tokens"
 }
 
@@ -121,7 +128,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (status, axum::Json(report)).into_response()
 }
 
-/// The HTTP routes; the IM routes when `im_upload_max` is set (the IM tier is on).
+/// The HTTP routes (without the limits and headers `run` puts around them); the IM routes when `im_upload_max` is set (the IM tier is on).
 pub fn router(state: AppState, max_body: usize, im_upload_max: Option<usize>) -> Router {
     let trusted = Router::new()
         .route("/goim/push/keys", post(goim_push::keys))
@@ -166,9 +173,19 @@ pub async fn run(
     if cfg.api_key.is_empty() {
         return Err(ApiServeError::Config("IMCLOUD_API_KEY must be set".into()));
     }
+    let auth = InternalAuth::from_config(cfg).map_err(|e| ApiServeError::Config(e.to_string()))?;
+    let tls = if cfg.api_tls {
+        let t = public_tls(&cfg.tls_cert_file, &cfg.tls_key_file, ALPN_HTTP)
+            .map_err(|e| ApiServeError::Config(e.to_string()))?;
+        t.watch(std::time::Duration::from_secs(cfg.tls_reload_secs));
+        Some(t)
+    } else {
+        None
+    };
+    let cors = browser::cors(&cfg.api_cors_origins).map_err(ApiServeError::Config)?;
     let state = AppState {
         logic: LogicClient::new(
-            logic_channel(cfg, &registry)
+            logic_channel(cfg, &registry, &Caller::new(Role::Api, auth))
                 .await
                 .map_err(ApiServeError::Config)?,
         )
@@ -183,22 +200,52 @@ pub async fn run(
     let mut me = NodeInfo::new(Role::Api, cfg.node_id_or(local.port()));
     me.http_addr = advertised(local, &cfg.advertise_host());
     registry.register(me.clone()).await?;
-    tracing::info!(addr = %local, id = %me.id, "api serving HTTP");
-    // TCP_NODELAY, so that a response is never held back waiting for the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
+    let settings = http_server::HttpSettings {
+        header_timeout: Duration::from_millis(cfg.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
+        max_connections: match cfg.api_max_connections {
+            0 => fd_budget::client_budget(cfg.fd_reserve),
+            n => n,
+        },
+        tls: tls.clone(),
+    };
+    tracing::info!(
+        addr = %local, id = %me.id, https = tls.is_some(), max_connections = settings.max_connections,
+        "api serving HTTP"
+    );
     let upload_max = cfg
         .im_enabled()
         .then(|| cfg.im_upload_max_bytes.min(MAX_UPLOAD_BYTES));
-    let app = router(state, cfg.push_max_body, upload_max)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let limits = ApiLimits::new(
+        &cfg.api_key,
+        cfg.api_requests_per_sec_per_key,
+        cfg.api_requests_per_sec_per_ip,
+        Duration::from_millis(cfg.http_body_timeout_ms),
+    );
+    // Outermost last: trace, security headers, CORS, the rate limit, the body timeout, then the routes
+    // (whose handlers authenticate before they read a body).
+    let mut app = router(state, cfg.push_max_body, upload_max)
+        .layer(middleware::from_fn_with_state(
+            limits.clone(),
+            limits::body_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(limits, limits::rate_limit));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    let https = tls.is_some();
+    let app = app
+        .layer(middleware::from_fn(move |req, next| {
+            browser::security_headers(https, req, next)
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     readiness.set_serving();
-    let drain_delay = std::time::Duration::from_millis(cfg.drain_delay_ms);
-    let (reg, id) = (registry.clone(), me.id.clone());
-    let stopped = async move {
+    // Drain: not ready and out of the registry at once, serving on for `drain_delay_ms` while load
+    // balancers move away, then no new requests and the ones in flight finish.
+    let drain_delay = Duration::from_millis(cfg.drain_delay_ms);
+    let stop_serving = CancellationToken::new();
+    let (reg, id, stop) = (registry.clone(), me.id.clone(), stop_serving.clone());
+    tokio::spawn(async move {
         shutdown.cancelled().await;
         readiness.set_draining();
         if let Err(e) = reg.deregister(Role::Api, &id).await {
@@ -208,13 +255,12 @@ pub async fn run(
             tracing::info!("draining: serving {drain_delay:?} more while load balancers move away");
             tokio::time::sleep(drain_delay).await;
         }
-    };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await;
+        stop.cancel();
+    });
+    http_server::serve(listener, app, settings, stop_serving).await;
     if let Err(e) = registry.deregister(Role::Api, &me.id).await {
         tracing::warn!("deregister: {e}");
     }
     tracing::info!("api stopped");
-    Ok(served?)
+    Ok(())
 }

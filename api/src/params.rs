@@ -1,4 +1,6 @@
 //! goim-style query parameters: a list is either repeated (`keys=a&keys=b`) or comma-separated (`keys=a,b`).
+//! A single-valued parameter given twice is refused (400), here and on `/v1` ([`first_duplicate`]), so
+//! that no two components of a request path can read different values from one query.
 
 use crate::envelope::ApiError;
 
@@ -16,15 +18,22 @@ impl Params {
         )
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+    /// A single-valued parameter; an error when it is given more than once.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self
+            .0
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(duplicate(name));
+        }
+        Ok(first)
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        match self.get(name) {
+        match self.get(name)? {
             Some(v) if !v.trim().is_empty() => Ok(v.trim()),
             _ => Err(ApiError::bad_request(format!(
                 "missing query parameter {name:?}"
@@ -39,7 +48,7 @@ impl Params {
     }
 
     pub fn optional_i32(&self, name: &str, default: i32) -> Result<i32, ApiError> {
-        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        match self.get(name)?.map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| {
                 ApiError::bad_request(format!("{name} must be an integer, got {v:?}"))
@@ -72,6 +81,18 @@ impl Params {
     }
 }
 
+fn duplicate(name: &str) -> ApiError {
+    ApiError::bad_request(format!("query parameter {name:?} is given more than once"))
+}
+
+/// The first parameter of a raw query string that appears more than once, if any.
+pub fn first_duplicate(query: Option<&str>) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .find(|k| !seen.insert(k.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +111,15 @@ mod tests {
                 .required_i32("operation")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn single_values_given_twice_are_refused() {
+        let p = Params::parse(Some("operation=1000&operation=1001&keys=a&keys=b"));
+        assert!(p.required_i32("operation").is_err());
+        assert_eq!(p.list("keys").unwrap(), vec!["a", "b"]);
+        assert_eq!(first_duplicate(Some("a=1&b=2&a=3")).as_deref(), Some("a"));
+        assert_eq!(first_duplicate(Some("a=1&b=2")), None);
+        assert_eq!(first_duplicate(None), None);
     }
 }

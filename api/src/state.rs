@@ -26,7 +26,11 @@ impl AppState {
     pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(LOGIC_TIMEOUT);
-        if let Ok(v) = format!("Bearer {}", self.api_key).parse() {
+        if let Ok(mut v) =
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {}", self.api_key))
+        {
+            // Never shown in debug output.
+            v.set_sensitive(true);
             req.metadata_mut().insert("authorization", v);
         }
         if let Ok(v) = now_unix_us().to_string().parse() {

@@ -185,6 +185,9 @@ struct TargetArgs {
     /// Version and configuration of the target, copied into the report.
     #[arg(long, default_value = "")]
     about: String,
+    /// PEM CA certificates to trust for wss:// URLs and an https:// --api (default: the system's roots)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<String>,
 }
 
 #[derive(Args)]
@@ -236,7 +239,8 @@ impl TargetArgs {
             &self.urls,
             &self.secret,
             self.nats_token.clone(),
-        )?;
+        )?
+        .with_ca_file(self.ca_file.as_deref())?;
         let dialing = Dialing {
             sources: self.sources.clone(),
             concurrency: self.concurrency.max(1),
@@ -274,6 +278,7 @@ impl DeliveryArgs {
 }
 
 fn main() -> Result<()> {
+    imcloud_common::tls::install_default_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),

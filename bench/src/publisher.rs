@@ -71,8 +71,13 @@ impl Publisher {
                 if api.http.is_empty() || api.api_key.is_empty() {
                     bail!("imcloud over HTTP needs --api and --api-key");
                 }
+                let mut client = reqwest::Client::builder().timeout(CALL_TIMEOUT);
+                if let Some(path) = &endpoint.ca_file {
+                    let pem = std::fs::read(path).with_context(|| format!("read {path}"))?;
+                    client = client.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+                }
                 Publisher::Http {
-                    client: reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?,
+                    client: client.build()?,
                     base: api.http.trim_end_matches('/').to_string(),
                     api_key: api.api_key.clone(),
                 }

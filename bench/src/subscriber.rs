@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use imcloud::client::{GoimClient, auth_body, reconnect_delay, sign_token};
+use imcloud::client::{ClientTls, GoimClient, auth_body, reconnect_delay, sign_token};
 use imcloud_proto::op;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,6 +39,9 @@ pub struct Endpoint {
     pub secret: String,
     /// nats-server's authorization token.
     pub nats_token: Option<String>,
+    /// CA certificates trusted for wss:// URLs and an https:// push API (none: the system's roots).
+    pub ca_file: Option<String>,
+    tls: Option<ClientTls>,
 }
 
 /// What a subscriber listens to.
@@ -72,6 +75,7 @@ impl Endpoint {
         for url in ws_urls {
             let hostport = url
                 .strip_prefix("ws://")
+                .or_else(|| url.strip_prefix("wss://"))
                 .and_then(|rest| rest.split('/').next())
                 .unwrap_or_default();
             let server = hostport
@@ -93,7 +97,21 @@ impl Endpoint {
             urls,
             secret: secret.to_string(),
             nats_token,
+            ca_file: None,
+            tls: None,
         })
+    }
+
+    /// TLS for wss:// URLs, trusting `ca_file` (else the system's roots).
+    pub fn with_ca_file(mut self, ca_file: Option<&str>) -> Result<Self> {
+        if self.urls.iter().any(|(u, _)| u.starts_with("wss://")) {
+            if self.kind != Kind::Imcloud {
+                bail!("wss:// is supported for imcloud targets only");
+            }
+            self.tls = Some(ClientTls::new(ca_file, &[b"http/1.1"])?);
+        }
+        self.ca_file = ca_file.map(str::to_string);
+        Ok(self)
     }
 
     pub fn prepare(&self, id: i64, topic: Topic) -> Result<Prepared> {
@@ -129,7 +147,8 @@ impl Endpoint {
         let (url, server) = (url.as_str(), *server);
         Ok(match self.kind {
             Kind::Imcloud => {
-                let mut c = GoimClient::connect_ws_from(url, server, source).await?;
+                let mut c =
+                    GoimClient::connect_ws_from_tls(url, server, source, self.tls.as_ref()).await?;
                 c.auth(p.auth.clone(), Duration::from_secs(30)).await?;
                 Subscriber::Goim(Box::new(GoimSub {
                     client: c,
@@ -137,6 +156,7 @@ impl Endpoint {
                     source,
                     url: url.to_string(),
                     server,
+                    tls: self.tls.clone(),
                     reconnects: 0,
                 }))
             }
@@ -174,6 +194,7 @@ pub struct GoimSub {
     /// Where it is connected (where a hint without a URL sends it back).
     url: String,
     server: SocketAddr,
+    tls: Option<ClientTls>,
     /// Reconnects made on a hint.
     pub reconnects: u64,
 }
@@ -197,7 +218,8 @@ impl GoimSub {
             }
             None => (self.url.clone(), self.server),
         };
-        let mut c = GoimClient::connect_ws_from(&url, server, self.source).await?;
+        let mut c =
+            GoimClient::connect_ws_from_tls(&url, server, self.source, self.tls.as_ref()).await?;
         c.auth(self.auth.clone(), Duration::from_secs(30)).await?;
         self.client = c;
         (self.url, self.server) = (url, server);

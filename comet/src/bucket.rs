@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::batch::Batch;
-use crate::channel::{Channel, Kick, MAX_ROOMS};
+#[cfg(test)]
+use crate::channel::MAX_ROOMS;
+use crate::channel::{Channel, Kick};
 use crate::room::Room;
 
 #[derive(Default)]
@@ -72,15 +74,18 @@ impl Bucket {
         }
     }
 
-    /// Puts a connection in a room. Errors when it is in too many rooms already.
-    pub fn join(&self, ch: &Arc<Channel>, room: &str) -> Result<(), String> {
+    /// Puts a connection in a room. Errors when it is in `max_rooms` rooms already.
+    pub fn join(&self, ch: &Arc<Channel>, room: &str, max_rooms: usize) -> Result<(), String> {
         let mut inner = self.write();
         let mut st = ch.state();
         if st.rooms.iter().any(|r| r == room) {
             return Ok(());
         }
-        if st.rooms.len() >= MAX_ROOMS {
-            return Err(format!("already in {MAX_ROOMS} rooms"));
+        if st.rooms.len() >= max_rooms {
+            metrics::counter!("imcloud_comet_rooms_refused_total").increment(1);
+            return Err(format!(
+                "already in {max_rooms} rooms (the most one connection may join)"
+            ));
         }
         st.rooms.push(room.to_string());
         drop(st);
@@ -105,13 +110,19 @@ impl Bucket {
     }
 
     /// Moves a connection's auth room (goim op 12); `None` leaves it without one.
-    pub fn change_auth_room(&self, ch: &Arc<Channel>, new: Option<&str>) -> Result<(), String> {
+    /// The new room counts against `max_rooms` once the old one is left.
+    pub fn change_auth_room(
+        &self,
+        ch: &Arc<Channel>,
+        new: Option<&str>,
+        max_rooms: usize,
+    ) -> Result<(), String> {
         let old = ch.state().auth_room.clone();
         if old.as_deref() == new {
             return Ok(());
         }
         if let Some(new) = new {
-            self.join(ch, new)?;
+            self.join(ch, new, max_rooms + usize::from(old.is_some()))?;
         }
         if let Some(old) = old {
             self.leave(ch, &old);
@@ -224,10 +235,11 @@ mod tests {
         let b = Bucket::default();
         let ch = channel(1, "k", Some("live://1"));
         b.put(ch.clone());
-        b.join(&ch, "live://2").unwrap();
-        b.join(&ch, "live://2").unwrap();
+        b.join(&ch, "live://2", MAX_ROOMS).unwrap();
+        b.join(&ch, "live://2", MAX_ROOMS).unwrap();
         assert_eq!(ch.state().rooms, vec!["live://1", "live://2"]);
-        b.change_auth_room(&ch, Some("live://3")).unwrap();
+        b.change_auth_room(&ch, Some("live://3"), MAX_ROOMS)
+            .unwrap();
         assert_eq!(ch.state().rooms, vec!["live://2", "live://3"]);
         assert_eq!(ch.state().auth_room.as_deref(), Some("live://3"));
         b.leave(&ch, "live://2");
@@ -236,9 +248,9 @@ mod tests {
         assert_eq!(b.count_into(&mut rooms, &mut ips), 1);
         assert_eq!(rooms, HashMap::from([("live://3".to_string(), 1)]));
         for i in 0..MAX_ROOMS {
-            let _ = b.join(&ch, &format!("r{i}"));
+            let _ = b.join(&ch, &format!("r{i}"), MAX_ROOMS);
         }
-        assert!(b.join(&ch, "one-too-many").is_err());
+        assert!(b.join(&ch, "one-too-many", MAX_ROOMS).is_err());
         b.remove(&ch);
         assert_eq!(b.channel_count(), 0);
         assert_eq!(b.push_room("live://3", &batch()), 0);

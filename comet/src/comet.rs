@@ -26,6 +26,10 @@ pub struct CometSettings {
     /// Bytes all outboxes together may hold.
     pub outbox_budget_bytes: usize,
     pub max_client_body: usize,
+    /// Frames a client may send per second (bursts of twice that); 0 = no limit.
+    pub frames_per_sec: u32,
+    /// Rooms one connection may be in.
+    pub max_rooms: usize,
 }
 
 impl CometSettings {
@@ -37,6 +41,8 @@ impl CometSettings {
             conn_queue_bytes: cfg.conn_queue_bytes,
             outbox_budget_bytes: cfg.comet_outbox_budget_bytes,
             max_client_body: cfg.max_client_body,
+            frames_per_sec: cfg.comet_frames_per_sec,
+            max_rooms: cfg.comet_max_rooms,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use imcloud_common::rate_limit::{Bucket, Rate};
 use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq};
 use imcloud_proto::{Frame, op};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
@@ -164,6 +165,8 @@ async fn run<T: Transport>(
     let hb_deadline = hb * comet.settings.heartbeat_max_misses;
     let mut deadline = Instant::now() + hb_deadline;
     let mut last_renew = Instant::now();
+    // Every client frame (op 4, heartbeats, room and sub ops) takes from this bucket.
+    let mut frames = Bucket::new(Rate::per_sec(comet.settings.frames_per_sec));
     loop {
         let can_feed = t.unwritten() == 0;
         tokio::select! {
@@ -200,6 +203,9 @@ async fn run<T: Transport>(
                     Err(ReadError::Gone) => return None,
                     Err(ReadError::Close(r)) => return Some(r),
                 };
+                if frames.take().is_err() {
+                    return Some(CloseReason::RateLimited(comet.settings.frames_per_sec));
+                }
                 if frame.op == op::HEARTBEAT {
                     deadline = Instant::now() + hb_deadline;
                     if last_renew.elapsed() >= hb / 2 {
@@ -288,13 +294,17 @@ fn handle(
             }
             comet
                 .bucket(&ch.key)
-                .change_auth_room(ch, target)
+                .change_auth_room(ch, target, comet.settings.max_rooms)
                 .map_err(CloseReason::Protocol)?;
             reply(op::CHANGE_ROOM_REPLY, frame.body)
         }
         op::JOIN_ROOM => {
             let room = room_body(&frame.body)?;
-            let result = valid_room(&room).and_then(|_| comet.bucket(&ch.key).join(ch, &room));
+            let result = valid_room(&room).and_then(|_| {
+                comet
+                    .bucket(&ch.key)
+                    .join(ch, &room, comet.settings.max_rooms)
+            });
             reply(op::JOIN_ROOM_REPLY, rooms_reply(ch, result.err()))
         }
         op::LEAVE_ROOM => {
@@ -350,13 +360,25 @@ mod tests {
             conn_queue_bytes: 1,
             outbox_budget_bytes: 1,
             max_client_body: 16,
+            frames_per_sec: 1,
+            max_rooms: 1,
         };
         let comet = Arc::new(Comet::new(
             "c".into(),
             settings,
             1,
             imcloud_proto::logic::logic_client::LogicClient::new(
-                imcloud_common::grpc_channel::lazy_channel("127.0.0.1:1").unwrap(),
+                imcloud_common::grpc_channel::lazy_channel(
+                    "127.0.0.1:1",
+                    &imcloud_common::grpc_channel::Caller::new(
+                        imcloud_common::Role::Comet,
+                        Arc::new(imcloud_common::internal_auth::InternalAuth::Token(
+                            "t".into(),
+                        )),
+                    ),
+                    imcloud_common::Role::Logic,
+                )
+                .unwrap(),
             ),
         ));
         let fut = serve(

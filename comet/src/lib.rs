@@ -9,6 +9,7 @@ pub mod command;
 pub mod connection;
 pub mod drain;
 pub mod grpc;
+pub mod limits;
 pub mod listener;
 pub mod online;
 pub mod op_filter;
@@ -18,6 +19,7 @@ pub mod room;
 pub mod server_tcp;
 pub mod server_websocket;
 pub mod socket_io;
+pub mod tls;
 pub mod transport;
 pub mod ws_codec;
 pub mod ws_handshake;
@@ -25,11 +27,14 @@ pub mod ws_handshake;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imcloud_common::grpc_channel::{self, logic_channel};
+use imcloud_common::fd_budget;
+use imcloud_common::grpc_channel::{self, Caller, logic_channel};
 use imcloud_common::grpc_telemetry::ServerTelemetry;
+use imcloud_common::internal_auth::{COMET_POLICY, InternalAuth, InternalAuthLayer};
 use imcloud_common::node::advertised;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::tls::public_tls;
 use imcloud_common::{Config, NodeInfo, Role};
 use imcloud_proto::comet::comet_server::CometServer;
 use imcloud_proto::logic::logic_client::LogicClient;
@@ -38,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::comet::{Comet, CometSettings};
+use crate::limits::{CometLimits, Protocol};
+use crate::listener::OnRefusal;
 
 /// How long shutdown waits for connections to flush and close after the drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +53,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum CometError {
     #[error("{0}")]
     LogicAddr(String),
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("gRPC server: {0}")]
@@ -58,6 +67,8 @@ pub struct CometListeners {
     pub ws: TcpListener,
     pub tcp: TcpListener,
     pub grpc: TcpListener,
+    /// wss, when `IMCLOUD_COMET_WSS_ADDR` is set.
+    pub wss: Option<TcpListener>,
 }
 
 /// Runs a comet until `shutdown`: accepts clients, serves job's gRPC, reports online counts. Then drains
@@ -70,12 +81,33 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), CometError> {
+    let config = |e: &dyn std::fmt::Display| CometError::Config(e.to_string());
+    let auth = InternalAuth::from_config(cfg).map_err(|e| config(&e))?;
+    // wss negotiates HTTP/1.1 by ALPN; goim TCP over TLS has no application protocol to name.
+    let load_tls = |on: bool, alpn: &'static [&'static [u8]]| -> Result<_, CometError> {
+        if !on {
+            return Ok(None);
+        }
+        let t = public_tls(&cfg.tls_cert_file, &cfg.tls_key_file, alpn).map_err(|e| config(&e))?;
+        t.watch(Duration::from_secs(cfg.tls_reload_secs));
+        Ok(Some(t))
+    };
+    let wss_tls = load_tls(listeners.wss.is_some(), &[b"http/1.1"])?;
+    let tcp_tls = load_tls(cfg.comet_tcp_tls, &[])?;
+    let max_connections = match cfg.comet_max_connections {
+        0 => fd_budget::client_budget(cfg.fd_reserve),
+        n => n,
+    };
+    let limits = Arc::new(CometLimits::new(cfg, max_connections));
     let grpc_addr = listeners.grpc.local_addr()?;
     let host = cfg.advertise_host();
     let mut me = NodeInfo::new(Role::Comet, cfg.node_id_or(grpc_addr.port()));
     me.grpc_addr = advertised(grpc_addr, &host);
     me.ws_addr = advertised(listeners.ws.local_addr()?, &host);
     me.tcp_addr = advertised(listeners.tcp.local_addr()?, &host);
+    if let Some(wss) = &listeners.wss {
+        me.wss_addr = advertised(wss.local_addr()?, &host);
+    }
     me.weight = cfg.comet_weight;
 
     let comet = Arc::new(Comet::new(
@@ -83,7 +115,7 @@ pub async fn run(
         CometSettings::from_config(cfg),
         cfg.comet_buckets,
         LogicClient::new(
-            logic_channel(cfg, &registry)
+            logic_channel(cfg, &registry, &Caller::new(Role::Comet, auth.clone()))
                 .await
                 .map_err(CometError::LogicAddr)?,
         ),
@@ -102,16 +134,43 @@ pub async fn run(
         listeners.ws,
         accept_stop.clone(),
         tracker.clone(),
+        limits.clone(),
+        OnRefusal::Explain(Protocol::Websocket),
         move |stream, peer| server_websocket::handle(c.clone(), stream, peer, stop.clone()),
     ));
+    if let (Some(wss), Some(tls)) = (listeners.wss, wss_tls) {
+        let (c, stop) = (comet.clone(), hard_stop.clone());
+        tokio::spawn(listener::accept_loop(
+            "wss",
+            wss,
+            accept_stop.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Close,
+            move |stream, peer| tls::handle_wss(c.clone(), tls.clone(), stream, peer, stop.clone()),
+        ));
+    }
     let (c, stop) = (comet.clone(), hard_stop.clone());
-    tokio::spawn(listener::accept_loop(
-        "tcp",
-        listeners.tcp,
-        accept_stop.clone(),
-        tracker.clone(),
-        move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
-    ));
+    match tcp_tls {
+        Some(tls) => tokio::spawn(listener::accept_loop(
+            "tcp+tls",
+            listeners.tcp,
+            accept_stop.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Close,
+            move |stream, peer| tls::handle_tcp(c.clone(), tls.clone(), stream, peer, stop.clone()),
+        )),
+        None => tokio::spawn(listener::accept_loop(
+            "tcp",
+            listeners.tcp,
+            accept_stop.clone(),
+            tracker.clone(),
+            limits.clone(),
+            OnRefusal::Explain(Protocol::GoimTcp),
+            move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
+        )),
+    };
     let reporter = tokio::spawn(online::report_loop(
         comet.clone(),
         registry.clone(),
@@ -120,15 +179,21 @@ pub async fn run(
         grpc_stop.clone(),
     ));
     registry.register(me.clone()).await?;
-    tracing::info!(id = %me.id, ws = %me.ws_addr, tcp = %me.tcp_addr, grpc = %me.grpc_addr, "comet serving");
+    tracing::info!(
+        id = %me.id, ws = %me.ws_addr, wss = %me.wss_addr, tcp = %me.tcp_addr, tcp_tls = cfg.comet_tcp_tls,
+        grpc = %me.grpc_addr, internal_mtls = auth.is_mtls(), max_connections = limits.max_connections(),
+        "comet serving"
+    );
 
+    // Only jobs and logic may deliver (imcloud_common::internal_auth::COMET_POLICY).
     let mut server = tokio::spawn(
         grpc_channel::server()
+            .layer(InternalAuthLayer::new(auth.clone(), &COMET_POLICY, ""))
             .add_service(ServerTelemetry::new(CometServer::new(grpc::CometService {
                 comet: comet.clone(),
             })))
             .serve_with_incoming_shutdown(
-                grpc_channel::incoming(listeners.grpc),
+                grpc_channel::incoming(listeners.grpc, auth, "comet gRPC"),
                 grpc_stop.clone().cancelled_owned(),
             ),
     );

@@ -1,38 +1,74 @@
-//! The accept loop shared by the websocket and goim TCP listeners.
+//! The accept loop every comet listener shares (websocket, wss, goim TCP with or without TLS).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
+use imcloud_common::accept::AcceptBackoff;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts connections until `shutdown`, running `handle` for each as a tracked task.
+use crate::limits::{Admission, CometLimits, Protocol, Refused, refuse};
+
+/// How a listener treats a connection it refuses (see [`crate::limits`]).
+#[derive(Debug, Clone, Copy)]
+pub enum OnRefusal {
+    /// Plaintext: tell the client why in its protocol, then close.
+    Explain(Protocol),
+    /// TLS: close before the handshake.
+    Close,
+}
+
+/// Accepts connections until `shutdown`. Each is admitted by `limits` before any byte is read, then
+/// `handle` runs as a tracked task holding the [`Admission`] for the connection's life. Accept errors
+/// (out of descriptors) back off.
 pub async fn accept_loop<F, Fut>(
     what: &'static str,
     listener: TcpListener,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    limits: Arc<CometLimits>,
+    on_refusal: OnRefusal,
     handle: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut backoff = AcceptBackoff::new(what);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tracker.spawn(handle(stream, peer));
+                    backoff.succeeded();
+                    match limits.admit(peer.ip()) {
+                        Ok(admission) => {
+                            let _ = stream.set_nodelay(true);
+                            let served = handle(stream, peer);
+                            tracker.spawn(hold(admission, served));
+                        }
+                        Err(refused) => refused_connection(stream, peer, on_refusal, refused),
+                    }
                 }
-                Err(e) => {
-                    // Typically out of file descriptors: back off instead of spinning.
-                    tracing::warn!("{what} accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) => backoff.failed(&e).await,
             }
+        }
+    }
+}
+
+async fn hold(admission: Admission, served: impl Future<Output = ()>) {
+    served.await;
+    drop(admission);
+}
+
+fn refused_connection(stream: TcpStream, peer: SocketAddr, on: OnRefusal, refused: Refused) {
+    tracing::debug!(%peer, "connection refused: {}", refused.text());
+    match (on, &refused) {
+        // Over the overall cap nothing is spent on the connection.
+        (_, Refused::Cap) | (OnRefusal::Close, _) => drop(stream),
+        (OnRefusal::Explain(p), _) => {
+            tokio::spawn(async move { refuse(stream, p, &refused).await });
         }
     }
 }

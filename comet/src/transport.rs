@@ -24,6 +24,8 @@ pub enum CloseReason {
     Shutdown,
     /// Closed on purpose by the server (op 6 pushed to the key); the text is the server's reason.
     ByServer(String),
+    /// The client sent frames faster than `IMCLOUD_COMET_FRAMES_PER_SEC` allows.
+    RateLimited(u32),
 }
 
 impl CloseReason {
@@ -39,6 +41,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer: outbound queue full".into(),
             CloseReason::Shutdown => "server shutting down".into(),
             CloseReason::ByServer(m) => m.clone(),
+            CloseReason::RateLimited(n) => {
+                format!("rate limited: more than {n} frames per second")
+            }
         }
     }
 
@@ -55,6 +60,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ByServer(_) => "by_server",
+            CloseReason::RateLimited(_) => "rate_limited",
         }
     }
 }

@@ -13,7 +13,8 @@ pub fn bearer_matches(authorization: Option<&str>, key: &str) -> bool {
     !key.is_empty() && constant_time_eq(given.trim().as_bytes(), key.as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two byte strings are equal, in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -187,6 +187,62 @@ settings! {
     drain_hint_url: String = String::new(), "IMCLOUD_DRAIN_HINT_URL";
     /// Logic and api: on SIGTERM, milliseconds they keep serving, out of the registry and not ready, before they stop taking calls
     drain_delay_ms: u64 = 0, "IMCLOUD_DRAIN_DELAY_MS";
+
+    // Security: TLS, internal authentication, keys and tokens, limits (docs/security.md).
+    /// PEM certificate chain of the public listeners (wss, TLS TCP, HTTPS); reloaded when it changes or on SIGHUP
+    tls_cert_file: String = String::new(), "IMCLOUD_TLS_CERT_FILE";
+    /// PEM private key of IMCLOUD_TLS_CERT_FILE
+    tls_key_file: String = String::new(), "IMCLOUD_TLS_KEY_FILE";
+    /// Comet wss listener (goim: 0.0.0.0:3103), path /sub; set = on, with IMCLOUD_TLS_CERT_FILE [default: off]
+    comet_wss_addr: String = String::new(), "IMCLOUD_COMET_WSS_ADDR";
+    /// true = the goim TCP listener speaks TLS (IMCLOUD_TLS_CERT_FILE)
+    comet_tcp_tls: bool = false, "IMCLOUD_COMET_TCP_TLS";
+    /// true = the api HTTP listener speaks HTTPS, HTTP/1.1 and HTTP/2 (IMCLOUD_TLS_CERT_FILE)
+    api_tls: bool = false, "IMCLOUD_API_TLS";
+    /// Seconds between checks of the certificate files for changes (SIGHUP checks at once)
+    tls_reload_secs: u64 = 10, "IMCLOUD_TLS_RELOAD_SECS";
+    /// Mutual TLS between the roles: PEM CA every role's certificate must chain to
+    internal_ca_file: String = String::new(), "IMCLOUD_INTERNAL_CA_FILE";
+    /// Mutual TLS between the roles: this role's PEM certificate (DNS name <role>.imcloud.internal)
+    internal_cert_file: String = String::new(), "IMCLOUD_INTERNAL_CERT_FILE";
+    /// Mutual TLS between the roles: this role's PEM private key
+    internal_key_file: String = String::new(), "IMCLOUD_INTERNAL_KEY_FILE";
+    /// Token on every internal gRPC call when mutual TLS is off [default: generated in standalone; required otherwise]
+    internal_token: String = String::new(), "IMCLOUD_INTERNAL_TOKEN";
+    /// The previous HS256 secret, still accepted (never used to sign) while its tokens live: key rotation
+    auth_secret_previous: String = String::new(), "IMCLOUD_AUTH_SECRET_PREVIOUS";
+    /// PEM public key (RSA or Ed25519): tokens a backend signs RS256 or EdDSA with its private key are accepted
+    auth_public_key_file: String = String::new(), "IMCLOUD_AUTH_PUBLIC_KEY_FILE";
+    /// Required `aud` of tokens, also written in the tokens logic signs [default: not checked]
+    auth_audience: String = String::new(), "IMCLOUD_AUTH_AUDIENCE";
+    /// Required `iss` of tokens, also written in the tokens logic signs [default: not checked]
+    auth_issuer: String = String::new(), "IMCLOUD_AUTH_ISSUER";
+    /// Comet: open connections per client IP (IPv6: per /64); 0 = no limit
+    comet_max_conns_per_ip: u32 = 1000, "IMCLOUD_COMET_MAX_CONNS_PER_IP";
+    /// Comet: new connections per second per client IP, in bursts of twice that; 0 = no limit
+    comet_connects_per_sec_per_ip: u32 = 50, "IMCLOUD_COMET_CONNECTS_PER_SEC_PER_IP";
+    /// Comet: frames per second a client may send on one connection, in bursts of twice that; over it the connection is closed; 0 = no limit
+    comet_frames_per_sec: u32 = 20, "IMCLOUD_COMET_FRAMES_PER_SEC";
+    /// Comet: rooms one connection may be in at once
+    comet_max_rooms: usize = 32, "IMCLOUD_COMET_MAX_ROOMS";
+    /// Comet: most client connections over all its listeners [default: 0 = the descriptor budget; standalone: minus the api's share]
+    comet_max_connections: usize = 0, "IMCLOUD_COMET_MAX_CONNECTIONS";
+    /// Api: requests per second with the API key, in bursts of twice that (429 with Retry-After over it); 0 = no limit
+    api_requests_per_sec_per_key: u32 = 50000, "IMCLOUD_API_REQUESTS_PER_SEC_PER_KEY";
+    /// Api: requests per second per client IP without the API key, in bursts of twice that (429 with Retry-After); 0 = no limit
+    api_requests_per_sec_per_ip: u32 = 500, "IMCLOUD_API_REQUESTS_PER_SEC_PER_IP";
+    /// Api: most open HTTP connections [default: 0 = the descriptor budget; standalone: a quarter of it]
+    api_max_connections: usize = 0, "IMCLOUD_API_MAX_CONNECTIONS";
+    /// Api: milliseconds to receive a request's headers, from when the connection is ready for one (so also the HTTP/1.1 keep-alive idle limit)
+    http_header_timeout_ms: u64 = 10000, "IMCLOUD_HTTP_HEADER_TIMEOUT_MS";
+    /// Api: longest wait, in milliseconds, for the next part of a request body (a stalled upload is answered 408)
+    http_body_timeout_ms: u64 = 10000, "IMCLOUD_HTTP_BODY_TIMEOUT_MS";
+    /// Api: milliseconds an HTTP connection may stay open without a request in flight (HTTP/2 too)
+    http_idle_timeout_ms: u64 = 60000, "IMCLOUD_HTTP_IDLE_TIMEOUT_MS";
+    /// Api: browser origins allowed by CORS, comma-separated (`*` = any) [default: none]
+    api_cors_origins: String = String::new(), "IMCLOUD_API_CORS_ORIGINS";
+    /// File descriptors kept free of client connections (database, Kafka, internal gRPC, logs)
+    fd_reserve: u64 = 256, "IMCLOUD_FD_RESERVE";
 }
 
 impl Config {
@@ -205,6 +261,16 @@ impl Config {
             .map_err(Box::new)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether `key` (a field name) was set by a flag, the environment or the TOML file, rather than
+    /// left at its built-in default.
+    pub fn explicitly_set(args: &ConfigArgs, key: &str) -> bool {
+        let mut figment = Figment::from(Serialized::defaults(args));
+        if let Some(path) = args.config.as_deref() {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment.find_value(key).is_ok()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -231,6 +297,11 @@ impl Config {
                 self.kafka_session_timeout_ms as u64,
             ),
             ("readiness_check_secs", self.readiness_check_secs),
+            ("tls_reload_secs", self.tls_reload_secs),
+            ("comet_max_rooms", self.comet_max_rooms as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -250,6 +321,25 @@ impl Config {
                 "log_format must be text or json, not {:?}",
                 self.log_format
             )));
+        }
+        if !self.comet_wss_addr.trim().is_empty()
+            && self.comet_wss_addr.trim().parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "comet_wss_addr {:?} is not an address such as 0.0.0.0:3103",
+                self.comet_wss_addr
+            )));
+        }
+        let wants_tls =
+            !self.comet_wss_addr.trim().is_empty() || self.comet_tcp_tls || self.api_tls;
+        if wants_tls
+            && (self.tls_cert_file.trim().is_empty() || self.tls_key_file.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "IMCLOUD_COMET_WSS_ADDR, IMCLOUD_COMET_TCP_TLS and IMCLOUD_API_TLS need \
+                 IMCLOUD_TLS_CERT_FILE and IMCLOUD_TLS_KEY_FILE"
+                    .into(),
+            ));
         }
         if self.session_ttl_secs < 2 * self.heartbeat_secs {
             return Err(ConfigError::Invalid(format!(
@@ -292,11 +382,57 @@ impl Config {
         !self.im.trim().eq_ignore_ascii_case("off")
     }
 
+    /// The comet wss listener's address, if wss is on.
+    pub fn comet_wss_addr(&self) -> Option<SocketAddr> {
+        self.comet_wss_addr.trim().parse().ok()
+    }
+
+    /// Refuses secrets a role process must not run with: the auth secrets (current and previous), the
+    /// API key and the internal token shorter than [`MIN_SECRET_BYTES`] (a standalone only warns, so that
+    /// a quick local try keeps working; its generated ones are long enough).
+    pub fn check_secrets(&self, standalone: bool) -> Result<(), ConfigError> {
+        let checks = [
+            ("IMCLOUD_AUTH_SECRET", &self.auth_secret),
+            ("IMCLOUD_AUTH_SECRET_PREVIOUS", &self.auth_secret_previous),
+            ("IMCLOUD_API_KEY", &self.api_key),
+            ("IMCLOUD_INTERNAL_TOKEN", &self.internal_token),
+        ];
+        let tokens = Config::list(&self.internal_token);
+        let checks = checks
+            .into_iter()
+            .filter(|(n, _)| *n != "IMCLOUD_INTERNAL_TOKEN")
+            .map(|(n, v)| (n, v.trim()))
+            .chain(
+                tokens
+                    .iter()
+                    .map(|t| ("IMCLOUD_INTERNAL_TOKEN", t.as_str())),
+            );
+        for (name, value) in checks {
+            let len = value.len();
+            if len == 0 || len >= MIN_SECRET_BYTES {
+                continue;
+            }
+            let msg = format!(
+                "{name} is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes (for example \
+                 `head -c 32 /dev/urandom | base64`)"
+            );
+            if standalone {
+                tracing::warn!("{msg}; accepted in standalone only");
+            } else {
+                return Err(ConfigError::Invalid(msg));
+            }
+        }
+        Ok(())
+    }
+
     /// Seconds without a heartbeat after which a comet closes a connection.
     pub fn heartbeat_deadline_secs(&self) -> u64 {
         self.heartbeat_secs * self.heartbeat_max_misses as u64
     }
 }
+
+/// The shortest secret, API key or internal token a role process accepts outside standalone.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// A URL with its password (`scheme://user:password@host`) masked, for logs.
 pub fn redact_url(url: &str) -> String {
@@ -364,6 +500,46 @@ mod tests {
             Err(ConfigError::MissingFile(_))
         ));
         assert!(Cli::try_parse_from(["x", "--comet-ws-addr", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn explicit_settings_are_told_from_defaults() {
+        let cli = Cli::parse_from(["x", "--comet-grpc-addr", "0.0.0.0:3109"]);
+        assert!(Config::explicitly_set(&cli.config, "comet_grpc_addr"));
+        assert!(!Config::explicitly_set(&cli.config, "logic_grpc_addr"));
+    }
+
+    #[test]
+    fn short_secrets_stop_a_role_but_not_standalone() {
+        let mut c = Config {
+            auth_secret: "short".into(),
+            ..Config::default()
+        };
+        assert!(
+            matches!(c.check_secrets(false), Err(ConfigError::Invalid(m)) if m.contains("IMCLOUD_AUTH_SECRET"))
+        );
+        assert!(c.check_secrets(true).is_ok());
+        c.auth_secret = "x".repeat(32);
+        c.internal_token = "y".repeat(31);
+        assert!(c.check_secrets(false).is_err());
+        c.internal_token = "y".repeat(32);
+        assert!(c.check_secrets(false).is_ok());
+    }
+
+    #[test]
+    fn tls_listeners_need_the_certificate() {
+        let c = Config {
+            api_tls: true,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            comet_wss_addr: "nonsense".into(),
+            tls_cert_file: "c".into(),
+            tls_key_file: "k".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use tonic::codegen::http;
-use tonic::transport::Channel;
 use tower::Service;
 use tracing::Instrument;
 
+use crate::grpc_channel::{BoxError, InternalChannel};
 use crate::trace_context;
 use crate::traced_span;
 
@@ -162,18 +162,18 @@ where
 /// A gRPC channel to another node with client telemetry (see the module doc). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct NodeChannel {
-    inner: Channel,
+    inner: InternalChannel,
 }
 
 impl NodeChannel {
-    pub fn new(inner: Channel) -> NodeChannel {
+    pub fn new(inner: InternalChannel) -> NodeChannel {
         NodeChannel { inner }
     }
 }
 
 impl Service<http::Request<tonic::body::Body>> for NodeChannel {
     type Response = http::Response<tonic::body::Body>;
-    type Error = tonic::transport::Error;
+    type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

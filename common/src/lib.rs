@@ -1,17 +1,21 @@
 //! Pieces every imcloud role shares: configuration, the registry and queue adapters, shutdown.
 
+pub mod accept;
 pub mod auth;
 pub mod config;
 pub mod engine_errors;
+pub mod fd_budget;
 pub mod grpc_channel;
 pub mod grpc_telemetry;
 pub mod im;
+pub mod internal_auth;
 pub mod node;
 pub mod queue;
 #[cfg(test)]
 mod queue_conformance;
 pub mod queue_kafka;
 pub mod queue_memory;
+pub mod rate_limit;
 pub mod readiness;
 pub mod registry;
 #[cfg(test)]
@@ -23,6 +27,7 @@ pub mod shutdown;
 /// dev-dependencies enable, so it is never in a release build).
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_name;
+pub mod tls;
 pub mod trace_context;
 
 pub use config::{Config, ConfigArgs, ConfigError};

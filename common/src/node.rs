@@ -43,6 +43,9 @@ pub struct NodeInfo {
     pub ws_addr: String,
     #[serde(default)]
     pub tcp_addr: String,
+    /// Comet wss listener, when on.
+    #[serde(default)]
+    pub wss_addr: String,
     #[serde(default)]
     pub http_addr: String,
     /// Relative capacity, used to weigh comets for new clients.
@@ -65,6 +68,7 @@ impl NodeInfo {
             grpc_addr: String::new(),
             ws_addr: String::new(),
             tcp_addr: String::new(),
+            wss_addr: String::new(),
             http_addr: String::new(),
             weight: 1,
             connections: 0,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use imcloud::client::{GoimClient, auth_body, reconnect_delay, sign_token};
+use imcloud::client::{ClientTls, GoimClient, auth_body, reconnect_delay, sign_token};
 use imcloud_proto::op;
 
 #[derive(Subcommand)]
@@ -26,12 +26,18 @@ pub enum ClientCmd {
 
 #[derive(Args)]
 pub struct SubArgs {
-    /// Websocket URL of a comet
+    /// Websocket URL of a comet (ws:// or wss://)
     #[arg(long, default_value = "ws://127.0.0.1:3102/sub")]
     url: String,
     /// Use goim TCP at this address instead of the websocket
     #[arg(long)]
     tcp: Option<String>,
+    /// The goim TCP listener speaks TLS (IMCLOUD_COMET_TCP_TLS)
+    #[arg(long)]
+    tls: bool,
+    /// PEM CA certificates to trust for wss:// and --tls (default: the system's)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<String>,
     #[arg(long)]
     mid: i64,
     /// Connection key (default: one assigned by the server)
@@ -58,9 +64,12 @@ pub struct SubArgs {
 
 #[derive(Args)]
 pub struct PushArgs {
-    /// Base URL of the HTTP API
+    /// Base URL of the HTTP API (http:// or https://)
     #[arg(long, default_value = "http://127.0.0.1:3111")]
     api: String,
+    /// PEM CA certificates to trust for https:// (default: the system's)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<String>,
     #[arg(long, env = "IMCLOUD_API_KEY", hide_env_values = true)]
     api_key: String,
     /// Operation (the op the client receives), >= 1000
@@ -131,12 +140,21 @@ async fn sub(a: SubArgs) -> Result<()> {
     // a failure. Any other close ends the command.
     loop {
         let mut c = match &a.tcp {
-            Some(addr) => GoimClient::connect_tcp(addr)
-                .await
-                .with_context(|| format!("connect to {addr}"))?,
-            None => GoimClient::connect_ws(&url)
-                .await
-                .with_context(|| format!("connect to {url}"))?,
+            Some(addr) => {
+                let tls = match a.tls {
+                    true => Some(ClientTls::new(a.ca_file.as_deref(), &[])?),
+                    false => None,
+                };
+                GoimClient::connect_tcp_tls(addr, tls.as_ref())
+                    .await
+                    .with_context(|| format!("connect to {addr}"))?
+            }
+            None => {
+                let tls = ClientTls::new(a.ca_file.as_deref(), &[b"http/1.1"])?;
+                GoimClient::connect_ws_tls(&url, Some(&tls))
+                    .await
+                    .with_context(|| format!("connect to {url}"))?
+            }
         };
         c.auth(
             auth_body(a.mid, &a.key, &a.room, &a.accepts, &token),
@@ -232,7 +250,16 @@ async fn push(a: PushArgs) -> Result<()> {
     };
     let mut query = query;
     query.push(("operation", op));
-    let resp = reqwest::Client::new()
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = &a.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("read {path}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{path}: not PEM certificates"))?;
+        http = http.tls_certs_only(certs);
+    }
+    let resp = http
+        .build()
+        .context("HTTP client")?
         .post(format!("{base}/goim/push/{path}"))
         .bearer_auth(&a.api_key)
         .query(&query)

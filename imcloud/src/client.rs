@@ -1,5 +1,6 @@
-//! A goim client over websocket or TCP: authenticate, heartbeat, send ops, receive frames (op 9 batches
-//! split into their inner frames). Used by `imcloud client sub`, the load generator and the tests.
+//! A goim client over websocket (ws:// or wss://) or TCP (plain or TLS): authenticate, heartbeat, send
+//! ops, receive frames (op 9 batches split into their inner frames). Used by `imcloud client sub`, the load
+//! generator and the tests. TLS trusts the CA file given, else the system's roots.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -10,11 +11,19 @@ use futures_util::{SinkExt, StreamExt};
 use imcloud_proto::frame::split_raw_batch;
 use imcloud_proto::{Frame, ReconnectHint, op};
 use serde_json::json;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use imcloud_common::tls::{MaybeTls, TlsError, client_config};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A client's connection: plain TCP or TLS.
+pub type ClientStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Largest frame the client accepts from the server.
 const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
@@ -34,11 +43,51 @@ pub enum ClientError {
     Timeout,
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl From<TlsError> for ClientError {
+    fn from(e: TlsError) -> ClientError {
+        ClientError::Tls(e.to_string())
+    }
+}
+
+/// The TLS settings of a client: trust the CA certificates in `ca_file`, or the system's roots.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl ClientTls {
+    pub fn new(ca_file: Option<&str>, alpn: &[&[u8]]) -> Result<ClientTls, ClientError> {
+        let system = || {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            roots
+        };
+        Ok(ClientTls {
+            config: Arc::new(client_config(ca_file, system, alpn)?),
+        })
+    }
+
+    /// The TLS handshake over `tcp` with server `host` (a DNS name or an IP address).
+    pub async fn connect(&self, host: &str, tcp: TcpStream) -> Result<ClientStream, ClientError> {
+        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+            .map_err(|e| ClientError::Tls(format!("bad server name {host:?}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(MaybeTls::Tls(Box::new(tls)))
+    }
 }
 
 enum Conn {
-    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
-    Tcp { stream: TcpStream, buf: BytesMut },
+    Ws(Box<WebSocketStream<ClientStream>>),
+    Tcp { stream: ClientStream, buf: BytesMut },
 }
 
 pub struct GoimClient {
@@ -69,10 +118,39 @@ pub fn auth_body(mid: i64, key: &str, room: &str, accepts: &[i32], token: &str) 
 }
 
 impl GoimClient {
-    /// Connects to `ws://host:port/sub`.
+    /// Connects to `ws://host:port/sub`, or `wss://` trusting the system's roots.
     pub async fn connect_ws(url: &str) -> Result<GoimClient, ClientError> {
+        GoimClient::connect_ws_tls(url, None).await
+    }
+
+    /// Connects to `ws://host:port/sub`, or `wss://host:port/sub` with `tls` (the system's roots when
+    /// `None`).
+    pub async fn connect_ws_tls(
+        url: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<GoimClient, ClientError> {
+        let request = url.into_client_request()?;
+        let uri = request.uri();
+        let secure = uri.scheme_str() == Some("wss");
+        let host = uri.host().unwrap_or("127.0.0.1").to_string();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+        tcp.set_nodelay(true)?;
+        let stream = if secure {
+            let system;
+            let tls = match tls {
+                Some(t) => t,
+                None => {
+                    system = ClientTls::new(None, &[b"http/1.1"])?;
+                    &system
+                }
+            };
+            tls.connect(&host, tcp).await?
+        } else {
+            MaybeTls::Plain(tcp)
+        };
         let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(client_ws_config()), true)
+            tokio_tungstenite::client_async_with_config(request, stream, Some(client_ws_config()))
                 .await?;
         Ok(GoimClient::new(Conn::Ws(Box::new(ws))))
     }
@@ -83,20 +161,56 @@ impl GoimClient {
         server: SocketAddr,
         source: IpAddr,
     ) -> Result<GoimClient, ClientError> {
-        let stream = tcp_from(server, source).await?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            url,
-            MaybeTlsStream::Plain(stream),
-            Some(client_ws_config()),
-        )
-        .await?;
+        GoimClient::connect_ws_from_tls(url, server, source, None).await
+    }
+
+    /// Like [`GoimClient::connect_ws_from`]; a `wss://` URL uses `tls` (the system's roots when `None`).
+    pub async fn connect_ws_from_tls(
+        url: &str,
+        server: SocketAddr,
+        source: IpAddr,
+        tls: Option<&ClientTls>,
+    ) -> Result<GoimClient, ClientError> {
+        let request = url.into_client_request()?;
+        let tcp = tcp_from(server, source).await?;
+        let stream = if request.uri().scheme_str() == Some("wss") {
+            let host = request.uri().host().unwrap_or("127.0.0.1").to_string();
+            match tls {
+                Some(t) => t.connect(&host, tcp).await?,
+                None => {
+                    ClientTls::new(None, &[b"http/1.1"])?
+                        .connect(&host, tcp)
+                        .await?
+                }
+            }
+        } else {
+            MaybeTls::Plain(tcp)
+        };
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(client_ws_config()))
+                .await?;
         Ok(GoimClient::new(Conn::Ws(Box::new(ws))))
     }
 
     /// Connects to goim's TCP port.
     pub async fn connect_tcp(addr: &str) -> Result<GoimClient, ClientError> {
+        GoimClient::connect_tcp_tls(addr, None).await
+    }
+
+    /// Connects to goim's TCP port (`host:port`), over TLS when `tls` is given.
+    pub async fn connect_tcp_tls(
+        addr: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<GoimClient, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            Some(t) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                t.connect(host, stream).await?
+            }
+            None => MaybeTls::Plain(stream),
+        };
         Ok(GoimClient::new(Conn::Tcp {
             stream,
             buf: BytesMut::new(),

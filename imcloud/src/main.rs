@@ -35,6 +35,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    imcloud_common::tls::install_default_provider();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,8 +52,13 @@ fn main() -> Result<()> {
             Cmd::Job(args) => ("job", args),
             Cmd::Api(args) => ("api", args),
         };
-        let cfg = Config::load(&args)?;
+        let mut cfg = Config::load(&args)?;
+        if role == "standalone" {
+            standalone::bind_internal_to_loopback(&mut cfg, &args);
+        }
         let telemetry = telemetry::init(role, cfg.log_format == "json");
+        let limit = imcloud_common::fd_budget::raise_limit();
+        tracing::debug!(limit, "open files limit");
         let metrics = telemetry::init_metrics();
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());

@@ -62,11 +62,17 @@ pub async fn comet(
     stop: CancellationToken,
 ) -> Result<()> {
     adapters::require_shared(&cfg, "comet", false)?;
+    cfg.check_secrets(false)?;
+    imcloud_common::internal_auth::check_config(&cfg)?;
     banner("comet", &cfg);
     let listeners = CometListeners {
         ws: bind("websocket", cfg.comet_ws_addr).await?,
         tcp: bind("goim TCP", cfg.comet_tcp_addr).await?,
         grpc: bind("comet gRPC", cfg.comet_grpc_addr).await?,
+        wss: match cfg.comet_wss_addr() {
+            Some(a) => Some(bind("wss", a).await?),
+            None => None,
+        },
     };
     let registry = adapters::registry(&cfg).await?;
     let readiness = Readiness::new();
@@ -82,6 +88,8 @@ pub async fn logic(
     stop: CancellationToken,
 ) -> Result<()> {
     adapters::require_shared(&cfg, "logic", true)?;
+    cfg.check_secrets(false)?;
+    imcloud_common::internal_auth::check_config(&cfg)?;
     if cfg.redis_url.trim().is_empty() {
         tracing::warn!(
             "IMCLOUD_REDIS_URL is not set: sessions live in this process only, which is right only while \
@@ -123,6 +131,8 @@ pub async fn job(
     stop: CancellationToken,
 ) -> Result<()> {
     adapters::require_shared(&cfg, "job", true)?;
+    cfg.check_secrets(false)?;
+    imcloud_common::internal_auth::check_config(&cfg)?;
     banner("job", &cfg);
     let registry = adapters::registry(&cfg).await?;
     let consumer = adapters::kafka_consumer(&cfg).await?;
@@ -139,6 +149,8 @@ pub async fn api(
     metrics: Option<PrometheusHandle>,
     stop: CancellationToken,
 ) -> Result<()> {
+    cfg.check_secrets(false)?;
+    imcloud_common::internal_auth::check_config(&cfg)?;
     banner("api", &cfg);
     let listener = bind("HTTP API", cfg.api_http_addr).await?;
     let registry = adapters::registry(&cfg).await?;

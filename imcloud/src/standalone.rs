@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use imcloud_comet::CometListeners;
-use imcloud_common::Config;
+use imcloud_common::fd_budget;
+use imcloud_common::{Config, ConfigArgs};
 
 use crate::{adapters, readiness_checks};
 use imcloud_common::node::advertised;
@@ -34,6 +35,19 @@ fn shown(addr: SocketAddr) -> String {
     advertised(addr, "127.0.0.1")
 }
 
+/// Standalone keeps its internal gRPC listeners (logic, comet) on loopback unless their addresses were
+/// set: nothing outside this machine needs them.
+pub fn bind_internal_to_loopback(cfg: &mut Config, args: &ConfigArgs) {
+    for (key, addr) in [
+        ("logic_grpc_addr", &mut cfg.logic_grpc_addr),
+        ("comet_grpc_addr", &mut cfg.comet_grpc_addr),
+    ] {
+        if !Config::explicitly_set(args, key) {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+    }
+}
+
 /// Runs everything until SIGTERM/Ctrl-C, then stops in order: api and logic (no new pushes), job (draining
 /// the queue), comet (flushing and closing connections).
 pub async fn run(
@@ -49,6 +63,21 @@ pub async fn run(
     if key_generated {
         cfg.api_key = generate_secret();
     }
+    let mtls = !cfg.internal_ca_file.trim().is_empty();
+    if !mtls && cfg.internal_token.trim().is_empty() {
+        // All roles share this process: the token only has to be unguessable.
+        cfg.internal_token = format!("{}{}", generate_secret(), generate_secret());
+    }
+    cfg.check_secrets(true)?;
+    // One descriptor table for every listener: the api gets a quarter of the budget unless told
+    // otherwise, the comets the rest, so a flood on one cannot starve the other.
+    let budget = fd_budget::client_budget(cfg.fd_reserve);
+    if cfg.api_max_connections == 0 {
+        cfg.api_max_connections = (budget / 4).max(1);
+    }
+    if cfg.comet_max_connections == 0 {
+        cfg.comet_max_connections = budget.saturating_sub(cfg.api_max_connections).max(1);
+    }
 
     let logic_l = bind("logic gRPC", cfg.logic_grpc_addr).await?;
     let logic_addr = shown(logic_l.local_addr()?);
@@ -57,6 +86,10 @@ pub async fn run(
         ws: bind("websocket", cfg.comet_ws_addr).await?,
         tcp: bind("goim TCP", cfg.comet_tcp_addr).await?,
         grpc: bind("comet gRPC", cfg.comet_grpc_addr).await?,
+        wss: match cfg.comet_wss_addr() {
+            Some(a) => Some(bind("wss", a).await?),
+            None => None,
+        },
     };
     let api_l = bind("HTTP API", cfg.api_http_addr).await?;
     let (ws, tcp, grpc, http) = (
@@ -91,22 +124,25 @@ pub async fn run(
     );
     let _checks_stop = checks_stop.drop_guard();
 
-    let note = |generated: bool, var: &str| {
-        if generated {
-            format!("(generated; set {var} to keep it)")
-        } else {
-            format!("(from {var})")
-        }
-    };
     println!("imcloud {} standalone", env!("CARGO_PKG_VERSION"));
+    let wss = comet_l
+        .wss
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(shown);
+    let scheme = if cfg.api_tls { "https" } else { "http" };
     println!("  websocket    ws://{ws}/sub");
-    println!("  goim tcp     {tcp}");
+    if let Some(wss) = &wss {
+        println!("  websocket    wss://{wss}/sub");
+    }
+    let tcp_tls = if cfg.comet_tcp_tls { "  (TLS)" } else { "" };
+    println!("  goim tcp     {tcp}{tcp_tls}");
     if cfg.im_enabled() {
         println!(
-            "  http api     http://{http}  (IM JSON API under /v1, OpenAPI at /v1/openapi.json)"
+            "  http api     {scheme}://{http}  (IM JSON API under /v1, OpenAPI at /v1/openapi.json)"
         );
     } else {
-        println!("  http api     http://{http}  (IM tier off: IMCLOUD_IM=off)");
+        println!("  http api     {scheme}://{http}  (IM tier off: IMCLOUD_IM=off)");
     }
     println!("  logic gRPC   {logic_addr}");
     println!("  comet gRPC   {grpc}");
@@ -114,23 +150,49 @@ pub async fn run(
         println!("  {line}");
     }
     println!(
-        "  auth secret  {}  {}",
-        cfg.auth_secret,
-        note(secret_generated, "IMCLOUD_AUTH_SECRET")
+        "  internal RPC {}",
+        if mtls {
+            "mutual TLS"
+        } else {
+            "internal token (generated unless IMCLOUD_INTERNAL_TOKEN is set)"
+        }
+    );
+    // A secret given by the operator is not echoed (it may end up in a log); a generated one must be
+    // shown, or nobody could use it.
+    let shown_secret = |generated: bool, value: &str, var: &str| {
+        if generated {
+            format!("{value}  (generated; set {var} to keep it)")
+        } else {
+            format!("(from {var})")
+        }
+    };
+    let secret_arg = |generated: bool, value: &str, var: &str| {
+        if generated {
+            value.to_string()
+        } else {
+            format!("\"${var}\"")
+        }
+    };
+    println!(
+        "  auth secret  {}",
+        shown_secret(secret_generated, &cfg.auth_secret, "IMCLOUD_AUTH_SECRET")
     );
     println!(
-        "  api key      {}  {}",
-        cfg.api_key,
-        note(key_generated, "IMCLOUD_API_KEY")
+        "  api key      {}",
+        shown_secret(key_generated, &cfg.api_key, "IMCLOUD_API_KEY")
     );
+    let ws_url = match &wss {
+        Some(wss) => format!("wss://{wss}/sub"),
+        None => format!("ws://{ws}/sub"),
+    };
     println!("try, in two more terminals:");
     println!(
-        "  imcloud client sub --url ws://{ws}/sub --mid 1 --room live://1000 --secret {}",
-        cfg.auth_secret
+        "  imcloud client sub --url {ws_url} --mid 1 --room live://1000 --secret {}",
+        secret_arg(secret_generated, &cfg.auth_secret, "IMCLOUD_AUTH_SECRET")
     );
     println!(
-        "  imcloud client push --api http://{http} --api-key {} room --type live --room 1000 'hello'",
-        cfg.api_key
+        "  imcloud client push --api {scheme}://{http} --api-key {} room --type live --room 1000 'hello'",
+        secret_arg(key_generated, &cfg.api_key, "IMCLOUD_API_KEY")
     );
 
     let api_stop = CancellationToken::new();
@@ -214,4 +276,34 @@ pub async fn run(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    #[test]
+    fn internal_grpc_stays_on_loopback_unless_set() {
+        let cli = Cli::parse_from(["x", "--comet-grpc-addr", "0.0.0.0:4109"]);
+        let mut cfg = Config::load(&cli.config).unwrap();
+        bind_internal_to_loopback(&mut cfg, &cli.config);
+        assert_eq!(cfg.logic_grpc_addr, "127.0.0.1:3119".parse().unwrap());
+        assert_eq!(
+            cfg.comet_grpc_addr,
+            "0.0.0.0:4109".parse().unwrap(),
+            "set explicitly"
+        );
+        assert_eq!(
+            cfg.comet_ws_addr,
+            "0.0.0.0:3102".parse().unwrap(),
+            "public listeners untouched"
+        );
+    }
 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use imcloud_common::grpc_channel::lazy_channel;
-use imcloud_common::grpc_telemetry::NodeChannel as Channel;
+use imcloud_common::grpc_channel::{Caller, lazy_channel};
+use imcloud_common::grpc_telemetry::NodeChannel;
 use imcloud_common::registry::Registry;
 use imcloud_common::{NodeInfo, Role};
 use imcloud_proto::comet::comet_client::CometClient;
@@ -103,8 +103,9 @@ struct Worker {
     left: CancellationToken,
 }
 
-#[derive(Default)]
 pub struct CometPool {
+    /// How this job calls comets (its role and internal credentials).
+    caller: Caller,
     workers: RwLock<HashMap<String, Worker>>,
     /// Cancelled when shutdown stops waiting: workers end what they hold as [`Outcome::Abandoned`].
     abandon: CancellationToken,
@@ -114,6 +115,16 @@ pub struct CometPool {
 }
 
 impl CometPool {
+    pub fn new(caller: Caller) -> CometPool {
+        CometPool {
+            caller,
+            workers: RwLock::default(),
+            abandon: CancellationToken::new(),
+            registry: OnceLock::new(),
+            last_refresh: Mutex::default(),
+        }
+    }
+
     /// Loads the registry's comets, then follows them until `shutdown`. The first load is a direct read, so
     /// deliveries consumed right after start-up find their comet even before a watch has caught up.
     pub async fn watch(self: &Arc<Self>, registry: Arc<dyn Registry>, shutdown: CancellationToken) {
@@ -154,7 +165,7 @@ impl CometPool {
             if c.grpc_addr.is_empty() || workers.contains_key(&c.id) {
                 continue;
             }
-            match lazy_channel(&c.grpc_addr).map(CometClient::new) {
+            match lazy_channel(&c.grpc_addr, &self.caller, Role::Comet).map(CometClient::new) {
                 Ok(client) => {
                     let (tx, rx) = mpsc::channel(WORKER_QUEUE);
                     let left = CancellationToken::new();
@@ -267,7 +278,7 @@ impl CometPool {
 
 async fn work(
     id: String,
-    mut client: CometClient<Channel>,
+    mut client: CometClient<NodeChannel>,
     mut rx: mpsc::Receiver<Task>,
     left: CancellationToken,
     abandon: CancellationToken,
@@ -334,7 +345,7 @@ fn record(id: &str, kind: &'static str, outcome: Outcome) {
 /// Returns one outcome per task.
 async fn deliver(
     id: &str,
-    client: &mut CometClient<Channel>,
+    client: &mut CometClient<NodeChannel>,
     tasks: &[Task],
     left: &CancellationToken,
     abandon: &CancellationToken,
@@ -380,7 +391,7 @@ async fn deliver(
 
 /// One call for the tasks: the delivery's own RPC for a single task, `PushMsgs` for several keys pushes.
 async fn send(
-    client: &mut CometClient<Channel>,
+    client: &mut CometClient<NodeChannel>,
     tasks: &[Task],
 ) -> Result<Vec<Outcome>, tonic::Status> {
     if let [task] = tasks {
@@ -407,7 +418,10 @@ async fn send(
     Ok(outcomes)
 }
 
-async fn send_one(client: &mut CometClient<Channel>, d: &Delivery) -> Result<(), tonic::Status> {
+async fn send_one(
+    client: &mut CometClient<NodeChannel>,
+    d: &Delivery,
+) -> Result<(), tonic::Status> {
     match d {
         Delivery::Keys { keys, protos } => {
             client
@@ -448,6 +462,11 @@ mod tests {
         n
     }
 
+    fn pool() -> CometPool {
+        let auth = imcloud_common::internal_auth::InternalAuth::Token("test-token".into());
+        CometPool::new(Caller::new(Role::Job, Arc::new(auth)))
+    }
+
     fn push() -> Delivery {
         Delivery::Keys {
             keys: vec!["k".into()],
@@ -457,7 +476,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_comet_is_retried_until_it_leaves_the_registry() {
-        let pool = CometPool::default();
+        let pool = pool();
         pool.sync(&[unreachable_comet("c1")]);
         let mut done = pool.to_comet("c1", push()).await.expect("c1 is registered");
         // Still retrying after several attempts' worth of time.
@@ -477,7 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_abandons_pending_deliveries_uncommitted() {
-        let pool = CometPool::default();
+        let pool = pool();
         pool.sync(&[unreachable_comet("c1")]);
         let done = pool.to_comet("c1", push()).await.expect("c1 is registered");
         pool.abandon();
@@ -493,7 +512,7 @@ mod tests {
     async fn a_comet_the_watch_has_not_shown_is_read_from_the_registry() {
         use imcloud_common::registry_memory::MemoryRegistry;
         let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
-        let pool = Arc::new(CometPool::default());
+        let pool = Arc::new(pool());
         let stop = CancellationToken::new();
         pool.watch(registry.clone(), stop.clone()).await;
         // Registered behind the pool's back: only a direct read can find it (the watch task is stopped).
@@ -512,7 +531,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_for_an_unregistered_comet_is_skipped() {
-        let pool = CometPool::default();
+        let pool = pool();
         assert!(pool.to_comet("nowhere", push()).await.is_none());
     }
 }

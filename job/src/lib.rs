@@ -8,6 +8,8 @@ pub mod room_batcher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imcloud_common::grpc_channel::Caller;
+use imcloud_common::internal_auth::{InternalAuth, InternalAuthError};
 use imcloud_common::queue::QueueConsumer;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
@@ -22,6 +24,8 @@ use crate::room_batcher::RoomBatcher;
 pub enum JobError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Auth(#[from] InternalAuthError),
 }
 
 /// Runs a job worker until `shutdown`, then stops fetching (an in-process queue: drains it), finishes the
@@ -33,12 +37,13 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
+    let auth = InternalAuth::from_config(cfg)?;
     let me = NodeInfo::new(
         Role::Job,
         cfg.node_id_or(format_args!("job{}", std::process::id())),
     );
     registry.register(me.clone()).await?;
-    let pool = Arc::new(CometPool::default());
+    let pool = Arc::new(CometPool::new(Caller::new(Role::Job, auth)));
     let watch_stop = CancellationToken::new();
     pool.watch(registry.clone(), watch_stop.clone()).await;
     let (rooms, batcher) = RoomBatcher::start(

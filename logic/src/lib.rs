@@ -22,6 +22,7 @@ use std::time::Duration;
 use imcloud_common::grpc_channel;
 use imcloud_common::grpc_telemetry::ServerTelemetry;
 use imcloud_common::im::operations::{MAX_IM_CALL_BYTES, MAX_UPLOAD_BYTES};
+use imcloud_common::internal_auth::{InternalAuth, InternalAuthLayer, LOGIC_POLICY};
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
@@ -34,7 +35,7 @@ use crate::online::Online;
 use crate::push::Pusher;
 use crate::server::LogicService;
 use crate::sessions::SessionStore;
-use crate::token::Tokens;
+use crate::token::{TokenKeys, Tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogicError {
@@ -142,10 +143,12 @@ pub async fn run(
     if cfg.api_key.is_empty() {
         return Err(LogicError::Config("IMCLOUD_API_KEY must be set".into()));
     }
+    let keys = TokenKeys::from_config(cfg).map_err(|e| LogicError::Config(e.to_string()))?;
+    let auth = InternalAuth::from_config(cfg).map_err(|e| LogicError::Config(e.to_string()))?;
     let im = match deps.db {
         Some(db) if cfg.im_enabled() => Some(Arc::new(im::Im::new(
             db,
-            &cfg.auth_secret,
+            keys.clone(),
             im_settings(cfg)?,
             deps.sessions.clone(),
         ))),
@@ -156,7 +159,7 @@ pub async fn run(
         .map_err(|e| LogicError::Config(e.to_string()))?;
     let online = Arc::new(Online::new(deps.registry.clone(), deps.sessions.clone()));
     let service = LogicService {
-        tokens: Tokens::new(&cfg.auth_secret, cfg.token_max_ttl_secs),
+        tokens: Tokens::with_keys(keys.clone(), cfg.token_max_ttl_secs),
         api_key: cfg.api_key.clone(),
         sessions: deps.sessions.clone(),
         registry: deps.registry.clone(),
@@ -196,13 +199,23 @@ pub async fn run(
         }
         stop.cancel();
     });
+    // Every call is authorised before its RPC runs (comet-only, api-or-API-key, API key): see
+    // imcloud_common::internal_auth.
     let served = grpc_channel::server()
+        .layer(InternalAuthLayer::new(
+            auth.clone(),
+            &LOGIC_POLICY,
+            &cfg.api_key,
+        ))
         .add_service(ServerTelemetry::new(
             LogicServer::new(service)
                 .max_decoding_message_size(MAX_IM_CALL_BYTES)
                 .max_encoding_message_size(MAX_IM_CALL_BYTES),
         ))
-        .serve_with_incoming_shutdown(grpc_channel::incoming(listener), stop_serving.cancelled())
+        .serve_with_incoming_shutdown(
+            grpc_channel::incoming(listener, auth, "logic gRPC"),
+            stop_serving.cancelled(),
+        )
         .await;
     refresh.abort();
     // Already gone unless the server ended on its own; deregistering twice is harmless.

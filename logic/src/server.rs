@@ -274,7 +274,7 @@ impl Logic for LogicService {
             domain: String::new(),
             tcp_port: first.map(|n| nodes::port_of(&n.tcp_addr)).unwrap_or(0),
             ws_port: first.map(|n| nodes::port_of(&n.ws_addr)).unwrap_or(0),
-            wss_port: 0,
+            wss_port: first.map(|n| nodes::port_of(&n.wss_addr)).unwrap_or(0),
             heartbeat: self.heartbeat_secs as i32,
             heartbeat_max: self.heartbeat_max_misses as i32,
             nodes: addrs,

@@ -15,7 +15,7 @@ use imcloud_proto::{Frame, op};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{API_KEY, SECRET, WAIT, free_ports, send_for_json};
+use super::{API_KEY, INTERNAL_TOKEN, SECRET, WAIT, free_ports, send_for_json};
 
 pub fn etcd_endpoints() -> String {
     std::env::var("IMCLOUD_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
@@ -110,6 +110,11 @@ impl Cluster {
         let env: Vec<(String, String)> = [
             ("IMCLOUD_AUTH_SECRET", SECRET.to_string()),
             ("IMCLOUD_API_KEY", API_KEY.to_string()),
+            ("IMCLOUD_INTERNAL_TOKEN", INTERNAL_TOKEN.to_string()),
+            // Every client of a test comes from 127.0.0.1: the per-IP limits (tested on a standalone in
+            // security.rs) would stop the larger tests.
+            ("IMCLOUD_COMET_MAX_CONNS_PER_IP", "0".to_string()),
+            ("IMCLOUD_COMET_CONNECTS_PER_SEC_PER_IP", "0".to_string()),
             ("IMCLOUD_ETCD_ENDPOINTS", etcd_endpoints()),
             ("IMCLOUD_ETCD_PREFIX", etcd_prefix.clone()),
             (
@@ -154,7 +159,10 @@ impl Cluster {
             logs,
             nodes: BTreeMap::new(),
             http: String::new(),
-            http_client: reqwest::Client::new(),
+            http_client: {
+                imcloud_common::tls::install_default_provider();
+                reqwest::Client::new()
+            },
             database: database.1,
         };
         let logics: Vec<String> = if spec.logics <= 1 {

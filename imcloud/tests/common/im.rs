@@ -121,6 +121,7 @@ impl ImServer {
 
 impl ImApi {
     pub fn new(base: &str) -> ImApi {
+        imcloud_common::tls::install_default_provider();
         ImApi {
             http: reqwest::Client::new(),
             base: base.to_string(),

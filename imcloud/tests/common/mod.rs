@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cluster;
 pub mod im;
 
@@ -10,18 +11,25 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use imcloud::client::{ClientError, GoimClient, auth_body, sign_token};
+use imcloud::client::{ClientError, ClientTls, GoimClient, auth_body, sign_token};
 use imcloud_common::test_name::unique_test_name;
 use imcloud_proto::Frame;
 use serde_json::Value;
 
-pub const SECRET: &str = "test-secret";
-pub const API_KEY: &str = "test-api-key";
+/// At least 32 bytes each: role processes (the cluster tests) refuse shorter secrets.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+pub const API_KEY: &str = "test-api-key-0123456789abcdef012345678";
+/// The cluster's internal RPC token (a standalone generates its own).
+pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef012";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Standalone {
     child: Child,
     pub ws_url: String,
+    /// Set when started with TLS: the wss listener, and the goim TCP and HTTP listeners speak TLS.
+    pub wss_url: Option<String>,
+    /// Trusts the test CA (TLS starts only).
+    pub client_tls: Option<ClientTls>,
     pub tcp_addr: String,
     pub http: String,
     pub logic_addr: String,
@@ -41,17 +49,39 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// How to start a standalone beyond the defaults.
+#[derive(Default, Clone, Copy)]
+pub struct StartOptions<'a> {
+    /// Extra `IMCLOUD_*` settings.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Serve wss, goim TCP over TLS and HTTPS with these certificates.
+    pub tls: Option<&'a certs::PublicCerts>,
+    /// Start under `ulimit -n` of this many files.
+    pub nofile: Option<u64>,
+    /// Write the server's log (stderr) to this file instead of the test's stderr.
+    pub log_file: Option<&'a std::path::Path>,
+}
+
 impl Standalone {
     pub async fn start() -> Standalone {
         Standalone::start_with(&[]).await
     }
 
     /// Starts a standalone with extra `IMCLOUD_*` settings and waits until its API answers.
+    pub async fn start_with(env: &[(&str, &str)]) -> Standalone {
+        Standalone::start_opts(StartOptions {
+            env,
+            ..StartOptions::default()
+        })
+        .await
+    }
+
+    /// Starts a standalone and waits until its API answers.
     /// A free port can be taken by another test's socket before the server binds it; then the server exits
     /// at once, and this tries again with new ports.
-    pub async fn start_with(env: &[(&str, &str)]) -> Standalone {
+    pub async fn start_opts(opts: StartOptions<'_>) -> Standalone {
         for attempt in 1..=3 {
-            match Standalone::try_start(env).await {
+            match Standalone::try_start(opts).await {
                 Some(s) => return s,
                 None => eprintln!(
                     "standalone exited during start-up (attempt {attempt}); retrying with new ports"
@@ -61,10 +91,21 @@ impl Standalone {
         panic!("standalone did not start in 3 attempts");
     }
 
-    async fn try_start(env: &[(&str, &str)]) -> Option<Standalone> {
-        let p = free_ports(5);
+    async fn try_start(opts: StartOptions<'_>) -> Option<Standalone> {
+        imcloud_common::tls::install_default_provider();
+        let env = opts.env;
+        let p = free_ports(6);
         let addr = |port: u16| format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imcloud"));
+        let mut cmd = match opts.nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_imcloud")),
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_imcloud"));
+                c
+            }
+        };
         cmd.arg("standalone")
             .env("IMCLOUD_AUTH_SECRET", SECRET)
             .env("IMCLOUD_API_KEY", API_KEY)
@@ -74,9 +115,17 @@ impl Standalone {
             .env("IMCLOUD_LOGIC_GRPC_ADDR", addr(p[3]))
             .env("IMCLOUD_API_HTTP_ADDR", addr(p[4]))
             .env("IMCLOUD_ONLINE_RENEW_SECS", "1")
+            // Every test client comes from 127.0.0.1: the per-IP limits are off unless a test sets them
+            // (imcloud/tests/security.rs does, to test them).
+            .env("IMCLOUD_COMET_MAX_CONNS_PER_IP", "0")
+            .env("IMCLOUD_COMET_CONNECTS_PER_SEC_PER_IP", "0")
+            .env("IMCLOUD_API_REQUESTS_PER_SEC_PER_IP", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(match opts.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::inherit(),
+            });
         let data_dir = if env.iter().any(|(k, _)| *k == "IMCLOUD_DATABASE_URL") {
             None
         } else {
@@ -87,18 +136,37 @@ impl Standalone {
             );
             Some(dir)
         };
+        let mut http_client = reqwest::Client::builder();
+        let (mut wss_url, mut client_tls, mut scheme) = (None, None, "http");
+        if let Some(tls) = opts.tls {
+            cmd.env("IMCLOUD_TLS_CERT_FILE", tls.cert_file())
+                .env("IMCLOUD_TLS_KEY_FILE", tls.key_file())
+                .env("IMCLOUD_COMET_WSS_ADDR", addr(p[5]))
+                .env("IMCLOUD_COMET_TCP_TLS", "true")
+                .env("IMCLOUD_API_TLS", "true")
+                .env("IMCLOUD_TLS_RELOAD_SECS", "1");
+            let ca = reqwest::Certificate::from_pem(tls.ca.pem.as_bytes()).expect("CA");
+            http_client = http_client.tls_certs_only([ca]);
+            wss_url = Some(format!("wss://{}/sub", addr(p[5])));
+            client_tls =
+                Some(ClientTls::new(Some(&tls.ca_file()), &[b"http/1.1"]).expect("client TLS"));
+            scheme = "https";
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let http_client = http_client.build().expect("HTTP client");
         let child = cmd.spawn().expect("start imcloud standalone");
         let mut s = Standalone {
             child,
             ws_url: format!("ws://{}/sub", addr(p[0])),
+            wss_url,
+            client_tls,
             tcp_addr: addr(p[1]),
-            http: format!("http://{}", addr(p[4])),
+            http: format!("{scheme}://{}", addr(p[4])),
             logic_addr: addr(p[3]),
             comet_grpc: addr(p[2]),
-            http_client: reqwest::Client::new(),
+            http_client,
             data_dir,
         };
         s.wait_ready().await.then_some(s)
@@ -225,9 +293,16 @@ impl Standalone {
         send_for_json(req, path).await
     }
 
+    /// The HTTP client, trusting the test CA when started with TLS.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http_client
+    }
+
     /// The Prometheus text of `/metrics` (every role's metrics, in one process).
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.http))
+        self.http_client
+            .get(format!("{}/metrics", self.http))
+            .send()
             .await
             .expect("GET /metrics")
             .text()

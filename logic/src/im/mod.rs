@@ -150,13 +150,13 @@ where
 impl Im {
     pub fn new(
         db: Db,
-        auth_secret: &str,
+        keys: Arc<crate::token::TokenKeys>,
         settings: ImSettings,
         sessions: Arc<dyn SessionStore>,
     ) -> Im {
         Im {
             db,
-            tokens: Tokens::new(auth_secret, settings.login_ttl_secs),
+            tokens: Tokens::with_keys(keys, settings.login_ttl_secs),
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute),
             send_buckets: Buckets::new(settings.sends_per_sec),
             typing_throttle: TypingThrottle::new(settings.typing_interval_ms),
