@@ -17,9 +17,7 @@ use axum::extract::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use imcloud_common::im::operations::{
-    Access, GetMe, ImRequest, NoBody, Operation, Visitor, visit,
-};
+use imcloud_common::im::operations::{Access, GetMe, ImRequest, NoBody, Operation, Visitor, visit};
 use imcloud_common::im::params::NoParams;
 use imcloud_proto::logic::ImCallReq;
 use serde_json::{Map, Value, json};

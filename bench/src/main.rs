@@ -388,12 +388,14 @@ fn main() -> Result<()> {
                 scale::worker(
                     &endpoint,
                     &dialing,
-                    first_id,
-                    connections,
-                    messages,
-                    &room,
-                    patience,
-                    heartbeat,
+                    scale::WorkerTask {
+                        first_id,
+                        n: connections,
+                        messages,
+                        room: &room,
+                        patience,
+                        heartbeat,
+                    },
                 )
                 .await?;
                 return Ok(());

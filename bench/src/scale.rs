@@ -344,17 +344,27 @@ impl Worker {
     }
 }
 
-/// One worker: `n` connections with ids `first_id..`, all in `room`, each expecting `messages` messages.
-pub async fn worker(
-    endpoint: &Endpoint,
-    dialing: &Dialing,
-    first_id: i64,
-    n: usize,
-    messages: usize,
-    room: &str,
-    patience: Duration,
-    heartbeat: Duration,
-) -> Result<()> {
+/// What one worker process does: `n` connections with ids `first_id..`, all in `room`, each expecting
+/// `messages` messages, waiting up to `patience` for each and sending a heartbeat every `heartbeat`.
+pub struct WorkerTask<'a> {
+    pub first_id: i64,
+    pub n: usize,
+    pub messages: usize,
+    pub room: &'a str,
+    pub patience: Duration,
+    pub heartbeat: Duration,
+}
+
+/// One worker process (see [`WorkerTask`]).
+pub async fn worker(endpoint: &Endpoint, dialing: &Dialing, task: WorkerTask<'_>) -> Result<()> {
+    let WorkerTask {
+        first_id,
+        n,
+        messages,
+        room,
+        patience,
+        heartbeat,
+    } = task;
     check_capacity(n)?;
     // Each connection is kept alive (heartbeats) from the moment it is up: opening the rest, and the other
     // workers, may take longer than the comet's heartbeat deadline.

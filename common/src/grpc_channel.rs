@@ -277,7 +277,10 @@ pub async fn discovered_channel(
             nodes = rx.borrow_and_update().clone();
         }
     });
-    Ok(NodeChannel::new(InternalChannel::new(Inner::Balanced(buffer), caller)))
+    Ok(NodeChannel::new(InternalChannel::new(
+        Inner::Balanced(buffer),
+        caller,
+    )))
 }
 
 /// How comet and api reach logic: discovered through etcd when it is configured, else IMCLOUD_LOGIC_ADDR.

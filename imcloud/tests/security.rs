@@ -88,6 +88,7 @@ async fn forged_chat_messages_through_logic_grpc_are_refused() {
             op: op::SEND_MSG,
             seq: 1,
             body: serde_json::to_vec(&send).unwrap(),
+            accepted_unix_us: 0,
         }),
     };
     for (how, r) in attempts(req) {
@@ -230,6 +231,7 @@ async fn every_internal_rpc_refuses_callers_without_credentials() {
             op: op::DISCONNECT_REPLY,
             seq: 0,
             body: b"forged kick".to_vec(),
+            accepted_unix_us: 0,
         }],
     };
     for (how, r) in attempts(kick.clone()) {

@@ -314,6 +314,7 @@ fn kick() -> comet::PushMsgReq {
             op: op::DISCONNECT_REPLY,
             seq: 0,
             body: b"forged kick".to_vec(),
+            accepted_unix_us: 0,
         }],
     }
 }
