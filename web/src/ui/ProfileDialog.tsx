@@ -4,6 +4,12 @@ import { useState } from "preact/hooks";
 import { ImagePicker } from "./ImagePicker";
 import { Modal } from "./Modal";
 import { useStore } from "./context";
+import type { UpdateMeReq } from "@imcloud/client";
+
+/** The sexes the profile can say (the API's `Sex`). */
+type Sex = NonNullable<UpdateMeReq["sex"]>;
+const SEXES: readonly Sex[] = ["unknown", "female", "male"];
+const asSex = (v: string): Sex => SEXES.find((s) => s === v) ?? "unknown";
 
 export function ProfileDialog() {
   const store = useStore();
@@ -12,11 +18,12 @@ export function ProfileDialog() {
     nickname: me.nickname,
     avatar: me.avatar,
     signature: me.signature,
-    sex: me.sex,
+    sex: asSex(me.sex),
     birthday: me.birthday,
     location: me.location,
   });
-  const set = (k: keyof typeof f) => (e: Event) => setF({ ...f, [k]: (e.currentTarget as HTMLInputElement).value });
+  const set = (k: Exclude<keyof typeof f, "sex">) => (e: Event) =>
+    setF({ ...f, [k]: (e.currentTarget as HTMLInputElement).value });
   return (
     <Modal id="profile" title="My profile" onClose={() => store.closeDialog()}>
       <form
@@ -40,7 +47,11 @@ export function ProfileDialog() {
         </label>
         <label>
           Sex
-          <select name="sex" value={f.sex} onChange={set("sex")}>
+          <select
+            name="sex"
+            value={f.sex}
+            onChange={(e) => setF({ ...f, sex: asSex((e.currentTarget as HTMLSelectElement).value) })}
+          >
             <option value="unknown">Not said</option>
             <option value="female">Female</option>
             <option value="male">Male</option>

@@ -2,6 +2,41 @@
 // Do not edit: run `npm run gen:types` after a server change.
 
 export interface paths {
+    "/v1/blocks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The users I blocked */
+        get: operations["blocks.list"];
+        put?: never;
+        /** Block a user: they cannot message me, befriend me or invite me to groups */
+        post: operations["blocks.create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/blocks/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Unblock a user */
+        delete: operations["blocks.delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/conversations": {
         parameters: {
             query?: never;
@@ -9,7 +44,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** My conversations with last message and unread count */
+        /** My conversations with last message and unread count (paged, most recent first) */
         get: operations["conversations.list"];
         put?: never;
         post?: never;
@@ -37,6 +72,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/conversations/{cid}/messages/{seq}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Recall a message: mine within the recall window, or any member's as a group owner or admin */
+        delete: operations["messages.recall"];
+        options?: never;
+        head?: never;
+        /** Edit my text message within the edit window (a new `edit` event in the seq stream) */
+        patch: operations["messages.edit"];
+        trace?: never;
+    };
+    "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Add my reaction to a message (a new `react` event) */
+        put: operations["reactions.add"];
+        post?: never;
+        /** Take my reaction off a message (a new `unreact` event) */
+        delete: operations["reactions.remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conversations/{cid}/messages/{seq}/readers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who has read a message (read receipts) */
+        get: operations["messages.readers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/conversations/{cid}/read": {
         parameters: {
             query?: never;
@@ -48,6 +136,40 @@ export interface paths {
         put?: never;
         /** Mark read up to a seq */
         post: operations["conversations.read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conversations/{cid}/reads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every participant's read seq (paged by user id) */
+        get: operations["conversations.reads"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conversations/{cid}/typing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Tell the others I am typing (never stored; at most one per typing interval) */
+        post: operations["conversations.typing"];
         delete?: never;
         options?: never;
         head?: never;
@@ -149,7 +271,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** My friends by friend group, with online status */
+        /** My friends by friend group, with online status (paged by nickname) */
         get: operations["friends.list"];
         put?: never;
         post?: never;
@@ -289,10 +411,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Members with roles and online status */
+        /** Members with roles and online status (paged) */
         get: operations["groups.members"];
         put?: never;
-        post?: never;
+        /** Invite a friend into the group (owner or admin; any member when the group needs no approval) */
+        post: operations["groups.invite"];
         delete?: never;
         options?: never;
         head?: never;
@@ -345,7 +468,8 @@ export interface paths {
         get: operations["me.get"];
         put?: never;
         post?: never;
-        delete?: never;
+        /** Delete my account: my data is removed or anonymised, my logins end and my connections close */
+        delete: operations["me.delete"];
         options?: never;
         head?: never;
         /** Update my profile */
@@ -454,6 +578,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/search/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Search the messages of the conversations I can read (full text, with highlights) */
+        get: operations["search.messages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/search/users": {
         parameters: {
             query?: never;
@@ -498,7 +639,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Log out: the token stops working */
+        /** Log out: the token stops working and this login's connections close */
         delete: operations["sessions.logout"];
         options?: never;
         head?: never;
@@ -578,11 +719,39 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AcceptFriendReq: {
-            /**
-             * Format: int64
-             * @description My friend group for them; omitted = my default group.
-             */
-            friend_group_id?: number | null;
+            friend_group_id?: components["schemas"]["Id"] | null;
+        };
+        AccountDeleted: {
+            /** Format: int64 */
+            deleted: number;
+        };
+        /**
+         * @description A role the owner may give (ownership moves only by transfer).
+         * @enum {string}
+         */
+        AssignableRole: "admin" | "member";
+        /** @description YYYY-MM-DD (years 1900 to 2100), or empty */
+        Birthday: string;
+        BlockChanged: {
+            blocked: boolean;
+            /** Format: int64 */
+            user_id: number;
+        };
+        BlockEvent: {
+            blocked: boolean;
+            /** Format: int64 */
+            user_id: number;
+        };
+        BlockReq: {
+            user_id: components["schemas"]["Id"];
+        };
+        Blocked: {
+            /** Format: int64 */
+            created_at: number;
+            user: components["schemas"]["PublicUser"];
+        };
+        Blocks: {
+            blocked: components["schemas"]["Blocked"][];
         };
         Conversation: {
             group?: components["schemas"]["Group"] | null;
@@ -595,32 +764,70 @@ export interface components {
             read_seq: number;
             /** @description private or group */
             type: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Messages from others after read_seq (changes such as edits and reactions do not count).
+             */
             unread: number;
             /** Format: int64 */
             updated_at: number;
         };
+        ConversationsPage: {
+            /** @description Most recently updated first. */
+            conversations: components["schemas"]["Conversation"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
         CreateGroupReq: {
-            avatar?: string;
-            description?: string;
+            avatar?: components["schemas"]["ImageRef"];
+            description?: components["schemas"]["Text0to200"];
             /**
              * Format: int64
              * @description 2 to the server's limit; default 500.
              */
             max_members?: number | null;
-            name: string;
+            name: components["schemas"]["Text1to32"];
             need_approval?: boolean;
         };
+        DeleteMeReq: {
+            /** @description The account's password, as a confirmation. */
+            password: components["schemas"]["GivenPassword"];
+        };
+        EditReq: {
+            /** @description The new text (1 to 5000 characters). */
+            content: string;
+        };
+        /**
+         * Format: email
+         * @description case-insensitive; stored lower-cased
+         */
+        Email: string;
         Error: {
             error: {
                 code: string;
                 message: string;
+                /** @description rate_limited: seconds to wait (also the Retry-After header) */
+                retry_after_secs?: number;
             };
         };
         Friend: {
             online: boolean;
             remark: string;
             user: components["schemas"]["PublicUser"];
+        };
+        /** @enum {string} */
+        FriendChange: "added" | "removed";
+        FriendDeleted: {
+            /** Format: int64 */
+            deleted: number;
+        };
+        FriendEvent: {
+            change: components["schemas"]["FriendChange"];
+            /**
+             * Format: int64
+             * @description The other user.
+             */
+            user_id: number;
         };
         FriendGroup: {
             /** Format: int64 */
@@ -632,8 +839,16 @@ export interface components {
             is_default: number;
             name: string;
         };
+        FriendGroupDeleted: {
+            /** Format: int64 */
+            deleted: number;
+            /** Format: int64 */
+            friends_moved_to: number;
+            /** Format: int64 */
+            moved: number;
+        };
         FriendGroupReq: {
-            name: string;
+            name: components["schemas"]["Text1to20"];
         };
         FriendGroupWithFriends: {
             friends: components["schemas"]["Friend"][];
@@ -642,6 +857,9 @@ export interface components {
             /** Format: int64 */
             is_default: number;
             name: string;
+        };
+        FriendGroups: {
+            friend_groups: components["schemas"]["FriendGroup"][];
         };
         FriendRequest: {
             /** Format: int64 */
@@ -653,22 +871,35 @@ export interface components {
             /** Format: int64 */
             id: number;
             note: string;
-            /** @description pending, accepted or refused */
-            status: string;
+            status: components["schemas"]["RequestStatus"];
             /** Format: int64 */
             to_user_id: number;
             user?: components["schemas"]["PublicUser"] | null;
         };
         FriendRequestReq: {
-            /**
-             * Format: int64
-             * @description My friend group for them; omitted = my default group.
-             */
-            friend_group_id?: number | null;
-            note?: string;
-            /** Format: int64 */
-            to_user_id: number;
+            friend_group_id?: components["schemas"]["Id"] | null;
+            note?: components["schemas"]["Text0to100"];
+            to_user_id: components["schemas"]["Id"];
         };
+        FriendRequests: {
+            incoming: components["schemas"]["FriendRequest"][];
+            outgoing: components["schemas"]["FriendRequest"][];
+        };
+        FriendUpdated: {
+            /** Format: int64 */
+            friend_group_id: number;
+            remark: string;
+            /** Format: int64 */
+            user_id: number;
+        };
+        /** @description One page of my friends (ordered by nickname), under every friend group of mine. */
+        FriendsPage: {
+            groups: components["schemas"]["FriendGroupWithFriends"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description the account's password */
+        GivenPassword: string;
         Group: {
             all_muted: boolean;
             avatar: string;
@@ -684,15 +915,80 @@ export interface components {
             max_members: number;
             /** Format: int64 */
             member_count: number;
-            /** @description My role, when I am a member: owner, admin or member. */
-            my_role?: string | null;
+            my_role?: components["schemas"]["GroupRole"] | null;
             name: string;
             need_approval: boolean;
             /** Format: int64 */
             owner_id: number;
         };
+        /** @enum {string} */
+        GroupChange: "joined" | "left" | "kicked" | "role" | "muted" | "updated" | "owner" | "dismissed";
+        GroupDismissed: {
+            /** Format: int64 */
+            dismissed: number;
+        };
+        GroupEvent: {
+            /**
+             * Format: int64
+             * @description kicked: who removed them; joined by invitation: who invited them.
+             */
+            by?: number | null;
+            change: components["schemas"]["GroupChange"];
+            group?: components["schemas"]["Group"] | null;
+            /** Format: int64 */
+            group_id: number;
+            /** Format: int64 */
+            muted_until?: number | null;
+            /** Format: int64 */
+            previous_owner?: number | null;
+            role?: components["schemas"]["GroupRole"] | null;
+            /** Format: int64 */
+            user_id?: number | null;
+        };
+        /**
+         * @description A member's role in a group.
+         * @enum {string}
+         */
+        GroupRole: "owner" | "admin" | "member";
+        Groups: {
+            groups: components["schemas"]["Group"][];
+        };
+        /** @description A part of a search hit's snippet: `[start, end)` in characters of `snippet` that matched. */
+        Highlight: {
+            end: number;
+            start: number;
+        };
+        /** Format: int64 */
+        Id: number;
+        /** @description "", an upload path /v1/uploads/<32 hex> or an http(s) URL */
+        ImageRef: string;
+        InviteReq: {
+            /** @description A friend of mine who is not yet a member. */
+            user_id: components["schemas"]["Id"];
+        };
+        Invited: {
+            /** Format: int64 */
+            group_id: number;
+            /** Format: int64 */
+            user_id: number;
+        };
+        JoinHandled: {
+            /** Format: int64 */
+            request_id: number;
+            status: components["schemas"]["RequestStatus"];
+        };
+        /** @description The result of a join: 200 `joined` at once, or 202 `pending` when the group needs approval. */
+        JoinOutcome: {
+            group: components["schemas"]["Group"];
+            /** @enum {string} */
+            status: "joined";
+        } | {
+            request: components["schemas"]["JoinRequest"];
+            /** @enum {string} */
+            status: "pending";
+        };
         JoinReq: {
-            note?: string;
+            note?: components["schemas"]["Text0to100"];
         };
         JoinRequest: {
             /** Format: int64 */
@@ -706,10 +1002,53 @@ export interface components {
             /** Format: int64 */
             id: number;
             note: string;
-            /** @description pending, accepted or refused */
-            status: string;
+            status: components["schemas"]["RequestStatus"];
             /** Format: int64 */
             user_id: number;
+        };
+        JoinRequests: {
+            requests: components["schemas"]["JoinRequest"][];
+        };
+        /** @description Every live event, as its JSON body: `{"event": "<name>", "data": {...}}`. */
+        LiveEvent: {
+            data: components["schemas"]["Message"];
+            /** @enum {string} */
+            event: "message";
+        } | {
+            data: components["schemas"]["ReadEvent"];
+            /** @enum {string} */
+            event: "read";
+        } | {
+            data: components["schemas"]["Notification"];
+            /** @enum {string} */
+            event: "notification";
+        } | {
+            data: components["schemas"]["PresenceEvent"];
+            /** @enum {string} */
+            event: "presence";
+        } | {
+            data: components["schemas"]["GroupEvent"];
+            /** @enum {string} */
+            event: "group";
+        } | {
+            data: components["schemas"]["FriendEvent"];
+            /** @enum {string} */
+            event: "friend";
+        } | {
+            data: components["schemas"]["TypingEvent"];
+            /** @enum {string} */
+            event: "typing";
+        } | {
+            data: components["schemas"]["BlockEvent"];
+            /** @enum {string} */
+            event: "block";
+        } | {
+            data: components["schemas"]["NotificationsReadEvent"];
+            /** @enum {string} */
+            event: "notifications_read";
+        };
+        LoggedOut: {
+            logged_out: boolean;
         };
         LoginReply: {
             /**
@@ -722,8 +1061,8 @@ export interface components {
             user: components["schemas"]["User"];
         };
         LoginReq: {
-            email: string;
-            password: string;
+            email: components["schemas"]["Email"];
+            password: components["schemas"]["GivenPassword"];
         };
         Member: {
             /** Format: int64 */
@@ -731,45 +1070,143 @@ export interface components {
             /** Format: int64 */
             muted_until: number;
             online: boolean;
-            role: string;
+            role: components["schemas"]["GroupRole"];
             user: components["schemas"]["PublicUser"];
         };
+        MemberRead: {
+            /** Format: int64 */
+            read_seq: number;
+            /** Format: int64 */
+            user_id: number;
+        };
+        /** @description `{"left": group id}` when I left, `{"removed": user id}` when I removed someone. */
+        MemberRemoved: {
+            /** Format: int64 */
+            left: number;
+        } | {
+            /** Format: int64 */
+            removed: number;
+        };
+        MemberUpdated: {
+            /** Format: int64 */
+            muted_until: number;
+            role: components["schemas"]["GroupRole"];
+            /** Format: int64 */
+            user_id: number;
+        };
+        MembersPage: {
+            /** @description The owner, then admins, then members, each by join time. */
+            members: components["schemas"]["Member"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A message, or (for the kinds `edit`, `recall`, `react`, `unreact`) a change to the message at
+         *     `ref_seq`, kept in the conversation's seq stream so that a syncing device learns of it.
+         */
         Message: {
             client_msg_id: string;
+            /**
+             * @description The text; for image and file an upload path or URL; for react/unreact the emoji; empty when
+             *     recalled.
+             */
             content: string;
             conversation_id: string;
             /** Format: int64 */
             created_at: number;
+            /**
+             * Format: int64
+             * @description When the content was last edited.
+             */
+            edited_at?: number | null;
             /** Format: int64 */
             id: number;
+            /** @description Reactions on this message, by emoji (history only). */
+            reactions?: components["schemas"]["ReactionCount"][];
+            /**
+             * Format: int64
+             * @description How many other participants have read it (history only; user messages).
+             */
+            read_by?: number | null;
+            /** @description The message was withdrawn (its content is gone). */
+            recalled?: boolean;
+            /**
+             * Format: int64
+             * @description The message this change applies to (edit, recall, react, unreact).
+             */
+            ref_seq?: number | null;
             /** Format: int64 */
             sender_id: number;
             /** Format: int64 */
             seq: number;
-            /** @description text, image or file */
-            type: string;
+            type: components["schemas"]["MessageKind"];
+        };
+        /**
+         * @description What a message is. `text`, `image` and `file` are what users send; the others are changes to an
+         *     earlier message, kept as events of their own in the conversation's seq stream (`ref_seq` names the
+         *     message they change).
+         * @enum {string}
+         */
+        MessageKind: "text" | "image" | "file" | "edit" | "recall" | "react" | "unreact";
+        MessagePage: {
+            conversation_id: string;
+            has_more: boolean;
+            /** Format: int64 */
+            last_seq: number;
+            /**
+             * Format: int64
+             * @description Group conversations: the number of members (for "read by N of M").
+             */
+            member_count?: number | null;
+            /** @description Ascending seq. */
+            messages: components["schemas"]["Message"][];
         };
         NoticeReq: {
-            content?: string;
-            title: string;
+            content?: components["schemas"]["Text0to2000"];
+            title: components["schemas"]["Text1to100"];
             /** @description 1 to 1000 users. */
-            user_ids: number[];
+            user_ids: components["schemas"]["Id"][];
+        };
+        NoticeSent: {
+            sent: number;
+            unknown_user_ids: number[];
         };
         Notification: {
             /** Format: int64 */
             created_at: number;
             /** Format: int64 */
             id: number;
-            /** @description friend_request, friend_request_result, group_join_request, group_join_result, group_notice */
+            /** @description friend_request, friend_request_result, group_join_request, group_join_result, group_notice, system */
             kind: string;
             payload: Record<string, never>;
             read: boolean;
         };
-        /** @description A user as others see them: the email only for friends. */
+        NotificationPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["Notification"][];
+            /** Format: int64 */
+            unread: number;
+        };
+        NotificationsReadEvent: {
+            /** Format: int64 */
+            unread: number;
+        };
+        /** @description 8 to 128 characters */
+        Password: string;
+        PresenceEvent: {
+            online: boolean;
+            /** Format: int64 */
+            user_id: number;
+        };
+        /**
+         * @description A user as others see them: the email only for friends; `deleted` once the account is gone (then
+         *     the nickname is "deleted user" and the profile is empty).
+         */
         PublicUser: {
             account_no: string;
             avatar: string;
             birthday: string;
+            deleted?: boolean;
             email?: string | null;
             /** Format: int64 */
             id: number;
@@ -779,62 +1216,165 @@ export interface components {
             sex: string;
             signature: string;
         };
+        ReactionCount: {
+            /** Format: int64 */
+            count: number;
+            emoji: string;
+            /** @description Whether I am among them. */
+            me: boolean;
+        };
+        ReadEvent: {
+            conversation_id: string;
+            /** Format: int64 */
+            seq: number;
+            /**
+             * Format: int64
+             * @description My unread count after the read (only on the reader's own devices).
+             */
+            unread?: number | null;
+            /** Format: int64 */
+            user_id: number;
+        };
         ReadNotificationsReq: {
-            /** @description Items to mark read; omitted = all. */
+            /** @description Items to mark read (at most 500); omitted = all. */
             ids?: number[] | null;
         };
         ReadReq: {
             /** Format: int64 */
             seq: number;
         };
-        RegisterReq: {
-            email: string;
-            nickname: string;
-            /** @description 8 to 128 characters */
-            password: string;
+        ReadState: {
+            conversation_id: string;
+            /** Format: int64 */
+            read_seq: number;
+            /** Format: int64 */
+            unread: number;
         };
-        SendReq: {
+        Readers: {
+            conversation_id: string;
+            next_cursor?: string | null;
             /**
-             * @description The client's id for this message (1 to 64 characters): a resend with the same id returns the
-             *     stored message.
+             * Format: int64
+             * @description Participants other than the sender.
              */
-            client_msg_id: string;
-            /** @description The text, or for image and file an upload path (/v1/uploads/…) or URL. */
+            of: number;
+            /**
+             * Format: int64
+             * @description Participants other than the sender who have read it.
+             */
+            read_by: number;
+            /** @description The readers on this page, by user id. */
+            readers: number[];
+            /** Format: int64 */
+            seq: number;
+        };
+        ReadsPage: {
+            conversation_id: string;
+            next_cursor?: string | null;
+            /** @description Each participant's read seq, by user id. */
+            reads: components["schemas"]["MemberRead"][];
+        };
+        RegisterReq: {
+            email: components["schemas"]["Email"];
+            nickname: components["schemas"]["Text1to32"];
+            /** @description 8 to 128 characters */
+            password: components["schemas"]["Password"];
+        };
+        /**
+         * @description The state of a friend request or a group join request.
+         * @enum {string}
+         */
+        RequestStatus: "pending" | "accepted" | "refused";
+        SearchHit: {
+            highlights: components["schemas"]["Highlight"][];
+            message: components["schemas"]["Message"];
+            /** @description The matching part of the text (plain text, not HTML). */
+            snippet: string;
+        };
+        SearchMessages: {
+            /** @description Best match first, then newest. */
+            hits: components["schemas"]["SearchHit"][];
+        };
+        /**
+         * @description The kinds a user may send with `POST …/messages`.
+         * @enum {string}
+         */
+        SendKind: "text" | "image" | "file";
+        SendReq: {
+            /** @description The client's id for this message: a resend with the same id returns the stored message. */
+            client_msg_id: components["schemas"]["Text1to64"];
+            /** @description The text (1 to 5000 characters), or for image and file an upload path or URL. */
             content: string;
             /** @description text (default), image or file */
-            type?: string;
+            type?: components["schemas"]["SendKind"];
         };
+        /**
+         * @description A profile's sex.
+         * @enum {string}
+         */
+        Sex: "unknown" | "male" | "female";
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text0to100: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text0to200: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text0to2000: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text0to32: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text0to64: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text1to100: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text1to20: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text1to32: string;
+        /** @description trimmed; counted in characters; no control characters but newline */
+        Text1to64: string;
         TransferReq: {
+            user_id: components["schemas"]["Id"];
+        };
+        TypingEvent: {
+            conversation_id: string;
+            typing: boolean;
             /** Format: int64 */
             user_id: number;
         };
-        UpdateFriendReq: {
+        TypingReq: {
+            /** @description true (default) while typing, false when stopped. */
+            typing?: boolean;
+        };
+        TypingSent: {
+            /** @description false when this was within the typing interval of the previous one (nothing was sent). */
+            sent: boolean;
+        };
+        Unread: {
             /** Format: int64 */
-            friend_group_id?: number | null;
-            remark?: string | null;
+            unread: number;
+        };
+        UpdateFriendReq: {
+            friend_group_id?: components["schemas"]["Id"] | null;
+            remark?: components["schemas"]["Text0to32"] | null;
         };
         UpdateGroupReq: {
             /** @description Only the owner and admins may speak while on. */
             all_muted?: boolean | null;
-            avatar?: string | null;
-            description?: string | null;
+            avatar?: components["schemas"]["ImageRef"] | null;
+            description?: components["schemas"]["Text0to200"] | null;
             /** Format: int64 */
             max_members?: number | null;
-            name?: string | null;
+            name?: components["schemas"]["Text1to32"] | null;
             need_approval?: boolean | null;
         };
         UpdateMeReq: {
-            avatar?: string | null;
-            /** @description YYYY-MM-DD, or empty to clear */
-            birthday?: string | null;
-            current_password?: string | null;
-            location?: string | null;
-            nickname?: string | null;
-            /** @description A new password; needs `current_password`. */
-            password?: string | null;
-            /** @description unknown, male or female */
-            sex?: string | null;
-            signature?: string | null;
+            avatar?: components["schemas"]["ImageRef"] | null;
+            birthday?: components["schemas"]["Birthday"] | null;
+            current_password?: components["schemas"]["GivenPassword"] | null;
+            location?: components["schemas"]["Text0to64"] | null;
+            nickname?: components["schemas"]["Text1to32"] | null;
+            password?: components["schemas"]["Password"] | null;
+            sex?: components["schemas"]["Sex"] | null;
+            signature?: components["schemas"]["Text0to200"] | null;
         };
         UpdateMemberReq: {
             /**
@@ -842,8 +1382,7 @@ export interface components {
              * @description Unix milliseconds; 0 unmutes (owner or admin).
              */
             muted_until?: number | null;
-            /** @description admin or member (owner only; ownership moves with /transfer). */
-            role?: string | null;
+            role?: components["schemas"]["AssignableRole"] | null;
         };
         Upload: {
             content_type: string;
@@ -853,6 +1392,7 @@ export interface components {
             /** @description Where to fetch it (also what avatar and image messages reference). */
             url: string;
         };
+        /** @description An account as its owner sees it (never the password hash). */
         User: {
             account_no: string;
             avatar: string;
@@ -869,6 +1409,9 @@ export interface components {
             sex: string;
             signature: string;
         };
+        UserList: {
+            users: components["schemas"]["PublicUser"][];
+        };
     };
     responses: never;
     parameters: never;
@@ -878,7 +1421,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    "conversations.list": {
+    "blocks.list": {
         parameters: {
             query?: never;
             header?: never;
@@ -893,7 +1436,141 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Blocks"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "blocks.create": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BlockReq"];
+            };
+        };
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockChanged"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "blocks.delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockChanged"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "conversations.list": {
+        parameters: {
+            query?: {
+                /** @description 1 to 500, default 100 */
+                limit?: number;
+                /** @description the previous page's next_cursor */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationsPage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -919,6 +1596,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description conversation id */
                 cid: string;
             };
             cookie?: never;
@@ -931,7 +1609,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["MessagePage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -950,6 +1637,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description conversation id */
                 cid: string;
             };
             cookie?: never;
@@ -978,6 +1666,243 @@ export interface operations {
                     "application/json": components["schemas"]["Message"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "messages.recall": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+                /** @description the message's seq */
+                seq: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "messages.edit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+                /** @description the message's seq */
+                seq: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditReq"];
+            };
+        };
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "reactions.add": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+                /** @description the message's seq */
+                seq: number;
+                /** @description one emoji, percent-encoded */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "reactions.remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+                /** @description the message's seq */
+                seq: number;
+                /** @description one emoji, percent-encoded */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "messages.readers": {
+        parameters: {
+            query?: {
+                /** @description 1 to 500, default 100 */
+                limit?: number;
+                /** @description the previous page's next_cursor */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+                /** @description the message's seq */
+                seq: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readers"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -994,6 +1919,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description conversation id */
                 cid: string;
             };
             cookie?: never;
@@ -1010,7 +1936,107 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["ReadState"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "conversations.reads": {
+        parameters: {
+            query?: {
+                /** @description 1 to 500, default 100 */
+                limit?: number;
+                /** @description the previous page's next_cursor */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadsPage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "conversations.typing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description conversation id */
+                cid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TypingReq"];
+            };
+        };
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TypingSent"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1039,7 +2065,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendGroups"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1075,6 +2110,15 @@ export interface operations {
                     "application/json": components["schemas"]["FriendGroup"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1103,7 +2147,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendGroupDeleted"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1141,6 +2194,15 @@ export interface operations {
                     "application/json": components["schemas"]["FriendGroup"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1167,7 +2229,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendRequests"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1201,6 +2272,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FriendRequest"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1238,6 +2318,15 @@ export interface operations {
                     "application/json": components["schemas"]["FriendRequest"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1269,6 +2358,15 @@ export interface operations {
                     "application/json": components["schemas"]["FriendRequest"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1282,7 +2380,12 @@ export interface operations {
     };
     "friends.list": {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description 1 to 500, default 100 */
+                limit?: number;
+                /** @description the previous page's next_cursor */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1295,7 +2398,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendsPage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1326,7 +2438,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendDeleted"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1361,7 +2482,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["FriendUpdated"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1390,7 +2520,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Groups"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1426,6 +2565,15 @@ export interface operations {
                     "application/json": components["schemas"]["Group"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1457,6 +2605,15 @@ export interface operations {
                     "application/json": components["schemas"]["Group"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1485,7 +2642,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["GroupDismissed"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1523,6 +2689,15 @@ export interface operations {
                     "application/json": components["schemas"]["Group"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1555,7 +2730,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["JoinOutcome"];
                 };
             };
             /** @description a join request was filed (the group needs approval) */
@@ -1564,7 +2739,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["JoinOutcome"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1595,7 +2779,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["JoinRequests"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1627,7 +2820,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["JoinHandled"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1659,7 +2861,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["JoinHandled"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1675,7 +2886,12 @@ export interface operations {
     };
     "groups.members": {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description 1 to 500, default 100 */
+                limit?: number;
+                /** @description the previous page's next_cursor */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: number;
@@ -1690,7 +2906,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["MembersPage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "groups.invite": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InviteReq"];
+            };
+        };
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invited"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1722,7 +2991,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["MemberRemoved"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1758,7 +3036,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["MemberUpdated"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1796,6 +3083,15 @@ export interface operations {
                     "application/json": components["schemas"]["Group"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1823,6 +3119,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "me.delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeleteMeReq"];
+            };
+        };
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountDeleted"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1858,6 +3205,15 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -1888,7 +3244,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["NoticeSent"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1907,7 +3272,7 @@ export interface operations {
             query?: {
                 /** @description from 1 */
                 page?: number;
-                /** @description 1 to 100 */
+                /** @description 1 to 100, default 20 */
                 page_size?: number;
             };
             header?: never;
@@ -1922,7 +3287,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["NotificationPage"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1955,7 +3329,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Unread"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -1978,13 +3361,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description success */
+            /** @description this document */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2003,7 +3395,7 @@ export interface operations {
             query?: {
                 /** @description from 1 */
                 page?: number;
-                /** @description 1 to 100 */
+                /** @description 1 to 100, default 20 */
                 page_size?: number;
             };
             header?: never;
@@ -2018,7 +3410,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["UserList"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2035,11 +3436,11 @@ export interface operations {
     "search.groups": {
         parameters: {
             query: {
-                /** @description group number or part of a name */
+                /** @description 1 to 64 characters */
                 q: string;
                 /** @description from 1 */
                 page?: number;
-                /** @description 1 to 100 */
+                /** @description 1 to 100, default 20 */
                 page_size?: number;
             };
             header?: never;
@@ -2054,7 +3455,63 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Groups"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "search.messages": {
+        parameters: {
+            query: {
+                /** @description words to find (1 to 64 characters) */
+                q: string;
+                /** @description only this conversation */
+                conversation_id?: string;
+                /** @description from 1 */
+                page?: number;
+                /** @description 1 to 100, default 20 */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchMessages"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2071,11 +3528,11 @@ export interface operations {
     "search.users": {
         parameters: {
             query: {
-                /** @description account number, part of a nickname, or an exact email */
+                /** @description 1 to 64 characters */
                 q: string;
                 /** @description from 1 */
                 page?: number;
-                /** @description 1 to 100 */
+                /** @description 1 to 100, default 20 */
                 page_size?: number;
             };
             header?: never;
@@ -2090,7 +3547,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["UserList"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2126,6 +3592,15 @@ export interface operations {
                     "application/json": components["schemas"]["LoginReply"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -2152,7 +3627,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["LoggedOut"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2188,6 +3672,15 @@ export interface operations {
                     "application/json": components["schemas"]["Upload"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -2204,6 +3697,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description 32 hex digits */
                 id: string;
             };
             cookie?: never;
@@ -2217,6 +3711,15 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": string;
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
@@ -2252,6 +3755,15 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description error */
             "4XX": {
                 headers: {
@@ -2281,6 +3793,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PublicUser"];
+                };
+            };
+            /** @description the database or logic is unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description error */
