@@ -28,6 +28,9 @@ pub struct Plan {
     pub users: usize,
     /// How long a subscriber waits for its next message before counting the rest as lost.
     pub patience: Duration,
+    /// Messages per latency window (0 = none): `Outcome::windows` has one histogram per window, in
+    /// publish order.
+    pub window: usize,
 }
 
 impl Plan {
@@ -63,6 +66,8 @@ pub struct Outcome {
     pub publish_elapsed: Duration,
     /// Send to receipt.
     pub latency: Latencies,
+    /// Send to receipt per window of `Plan::window` messages (empty without windows).
+    pub windows: Vec<Latencies>,
     /// Duration of each publish call.
     pub call: Latencies,
     /// The first receiving error, if any subscriber failed (its missing messages count as lost).
@@ -80,6 +85,8 @@ pub struct Receipt {
     pub delivered: u64,
     pub duplicates: u64,
     pub latency: Latencies,
+    /// Per window of the plan (empty without windows).
+    pub windows: Vec<Latencies>,
     pub last: Option<Instant>,
     pub error: Option<String>,
 }
@@ -91,7 +98,7 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
     for (k, sub) in subs.into_iter().enumerate() {
         let want = plan.expected(k);
         expected += want as u64;
-        receivers.spawn(receive(sub, want, plan.messages, plan.patience));
+        receivers.spawn(receive(sub, want, plan.clone()));
     }
 
     let started = Instant::now();
@@ -144,6 +151,7 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
         elapsed: Duration::ZERO,
         publish_elapsed,
         latency: Latencies::new(),
+        windows: (0..window_count(&plan)).map(|_| Latencies::new()).collect(),
         call,
         receive_error: None,
     };
@@ -153,6 +161,9 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
         out.delivered += r.delivered;
         out.duplicates += r.duplicates;
         out.latency.merge(&r.latency);
+        for (all, mine) in out.windows.iter_mut().zip(&r.windows) {
+            all.merge(mine);
+        }
         last = last.max(r.last.unwrap_or(started));
         if out.receive_error.is_none() {
             out.receive_error = r.error;
@@ -162,19 +173,29 @@ pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Res
     Ok(out)
 }
 
-/// Reads until `want` distinct messages (of sequence numbers below `messages`) arrived, or none came for
-/// `patience`.
-async fn receive(mut sub: Subscriber, want: usize, messages: usize, patience: Duration) -> Receipt {
-    let mut seen = vec![0u64; messages.div_ceil(64)];
+/// Windows of `plan.window` messages over the run.
+fn window_count(plan: &Plan) -> usize {
+    match plan.window {
+        0 => 0,
+        w => plan.messages.div_ceil(w),
+    }
+}
+
+/// Reads until `want` distinct messages (of sequence numbers below `plan.messages`) arrived, or none came
+/// for `plan.patience`.
+async fn receive(mut sub: Subscriber, want: usize, plan: Arc<Plan>) -> Receipt {
+    let mut seen = vec![0u64; plan.messages.div_ceil(64)];
     let mut r = Receipt {
         delivered: 0,
         duplicates: 0,
         latency: Latencies::new(),
+        // Histograms for the windows this subscriber hears from are made as they are needed.
+        windows: Vec::new(),
         last: None,
         error: None,
     };
     while (r.delivered as usize) < want {
-        let msg = match tokio::time::timeout(patience, sub.next_payload()).await {
+        let msg = match tokio::time::timeout(plan.patience, sub.next_payload()).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
                 r.error = Some(format!("{e:#}"));
@@ -196,6 +217,13 @@ async fn receive(mut sub: Subscriber, want: usize, messages: usize, patience: Du
         *word |= bit;
         r.delivered += 1;
         r.latency.record(age);
+        if plan.window > 0 {
+            let k = seq as usize / plan.window;
+            if r.windows.len() <= k {
+                r.windows.resize_with(k + 1, Latencies::new);
+            }
+            r.windows[k].record(age);
+        }
         r.last = Some(Instant::now());
     }
     r
@@ -215,6 +243,7 @@ mod tests {
             first_id: 100,
             users,
             patience: Duration::from_secs(1),
+            window: 0,
         }
     }
 
@@ -231,5 +260,15 @@ mod tests {
     fn every_room_subscriber_expects_every_message() {
         let p = plan(Some("fanout"), 10, 4);
         assert!((0..4).all(|k| p.expected(k) == 10));
+    }
+
+    #[test]
+    fn windows_cover_the_run_and_the_last_one_may_be_short() {
+        let mut p = plan(None, 25_000, 4);
+        assert_eq!(window_count(&p), 0, "no windows unless asked");
+        p.window = 10_000;
+        assert_eq!(window_count(&p), 3);
+        p.window = 5_000;
+        assert_eq!(window_count(&p), 5);
     }
 }

@@ -227,6 +227,10 @@ struct DeliveryArgs {
     /// Seconds a subscriber waits for its next message before the rest count as lost.
     #[arg(long, default_value_t = 10)]
     patience_secs: u64,
+    /// Also report the latency p99 of every this many messages, in publish order (0 = not), so that a
+    /// latency that grows with the run's length shows.
+    #[arg(long, default_value_t = 0)]
+    window: usize,
     /// The target's process(es): memory per subscriber and CPU time per 1,000 deliveries (summed).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
@@ -271,6 +275,7 @@ impl DeliveryArgs {
             inflight: self.inflight,
             via: self.via,
             patience: Duration::from_secs(self.patience_secs.max(1)),
+            window: self.window,
             server_pids: self.server_pids.clone(),
         };
         (api, delivery)

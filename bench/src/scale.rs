@@ -446,6 +446,7 @@ async fn hold_and_receive(
         delivered: 0,
         duplicates: 0,
         latency: Latencies::new(),
+        windows: Vec::new(),
         last: None,
         error: None,
     };

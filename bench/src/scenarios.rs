@@ -86,6 +86,8 @@ pub struct Delivery {
     pub inflight: usize,
     pub via: Via,
     pub patience: Duration,
+    /// Messages per latency window (0 = no windows).
+    pub window: usize,
     /// The target's processes: their memory growth per subscriber and CPU time per delivery are reported.
     pub server_pids: Vec<u32>,
 }
@@ -129,6 +131,7 @@ pub async fn delivery(
         first_id,
         users: args.subscribers,
         patience: args.patience,
+        window: args.window,
     };
     let out = delivery::run(subs, publisher, plan).await?;
     let (server_cpu, own_cpu) = (
@@ -153,6 +156,14 @@ pub async fn delivery(
         r.param("via", format!("{:?}", args.via).to_lowercase());
     }
     add_outcome(&mut r, &out, args.messages);
+    for (k, w) in out.windows.iter().enumerate() {
+        let (from, to) = (k * args.window, ((k + 1) * args.window).min(args.messages));
+        r.figure(
+            &format!("latency p99, messages {from}-{to}"),
+            w.ms(0.99),
+            "ms",
+        );
+    }
     if !args.server_pids.is_empty() {
         let thousands = (out.delivered as f64 / 1000.0).max(1e-9);
         r.param("server processes", args.server_pids.len())
