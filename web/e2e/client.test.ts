@@ -222,12 +222,20 @@ describe("web client", () => {
     const conv = await (await fetch(`${server.http}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } })).json();
     const cid = conv.conversations[0].id as string;
     for (let i = 1; i <= 40; i++) {
-      const r = await fetch(`${server.http}/v1/conversations/${cid}/messages`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ client_msg_id: `bulk-${i}`, content: `bulk ${i}` }),
-      });
-      expect(r.status).toBe(201);
+      // Faster than the per-user send limit (IMCLOUD_IM_SENDS_PER_SEC): wait as each 429 says, as a client would.
+      for (;;) {
+        const r = await fetch(`${server.http}/v1/conversations/${cid}/messages`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ client_msg_id: `bulk-${i}`, content: `bulk ${i}` }),
+        });
+        if (r.status === 429) {
+          await new Promise((done) => setTimeout(done, 1000 * Number(r.headers.get("retry-after") ?? "1")));
+          continue;
+        }
+        expect(r.status).toBe(201);
+        break;
+      }
     }
     const last = (await (await fetch(`${server.http}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } })).json()).conversations[0]
       .last_seq as number;
@@ -246,6 +254,37 @@ describe("web client", () => {
     }
     await expect.poll(seqs, W).toEqual(Array.from({ length: last }, (_, i) => i + 1));
     await b3.close();
+  });
+
+  it("an edit, a reaction and a recall show on the message they change, never as messages of their own", async () => {
+    const token = await alice.page.evaluate(() => localStorage.getItem("imcloud.token"));
+    const auth = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
+    const cid = (await (await fetch(`${server.http}/v1/conversations`, { headers: auth })).json()).conversations[0].id as string;
+    const b = bob.page;
+    await openFriendChat(b, "Alice");
+    await send(alice.page, "see you at 9");
+    const bubble = b.locator(".msg.theirs", { hasText: "see you at 9" }).last();
+    await bubble.waitFor({ state: "visible", timeout: W.timeout });
+    const seq = Number(await bubble.getAttribute("data-seq"));
+    const bubbles = () => b.locator(".messages .msg[data-seq]").count();
+    const before = await bubbles();
+    const call = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`${server.http}/v1/conversations/${cid}/messages/${seq}${path}`, {
+        method,
+        headers: auth,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      expect(r.status, `${method} ${path}`).toBe(200);
+    };
+    await call("PATCH", "", { content: "see you at 10" });
+    const edited = b.locator(`.msg[data-seq="${seq}"]`);
+    await expect.poll(() => textOf(edited.locator(".msg-text")), W).toBe("see you at 10");
+    await expect.poll(() => edited.locator(".edited").count(), W).toBe(1);
+    await call("PUT", `/reactions/${encodeURIComponent("👍")}`);
+    await expect.poll(() => textOf(edited.locator(".reaction")), W).toBe("👍 1");
+    await call("DELETE", "");
+    await expect.poll(() => textOf(edited.locator(".msg-text")), W).toBe("This message was withdrawn.");
+    expect(await bubbles()).toBe(before);
   });
 
   it("a third person joins a group by request; the owner approves, mutes and kicks, and each step shows on their screen", async () => {

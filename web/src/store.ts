@@ -670,6 +670,15 @@ export class Store {
     if (log.bySeq.has(m.seq)) return;
     log.bySeq.set(m.seq, m);
     const me = this.state.me?.id;
+    if (isChange(m)) {
+      // An edit, recall or reaction: applied to the message it names, never a bubble or unread of its own.
+      const target = m.ref_seq != null ? log.bySeq.get(m.ref_seq) : undefined;
+      if (target) applyChange(target, m, me);
+      const conv = this.conversation(m.conversation_id);
+      if (conv?.last_message && conv.last_message.seq === m.ref_seq && target) conv.last_message = target;
+      this.changed();
+      return;
+    }
     if (m.sender_id === me) log.pending = log.pending.filter((p) => p.clientMsgId !== m.client_msg_id);
     const conv = this.conversation(m.conversation_id);
     if (!conv) {
@@ -738,4 +747,38 @@ export function describe(e: unknown): string {
     return e.message;
   }
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Whether a message is a change to an earlier one (kept in the seq stream, shown on the message it names). */
+export function isChange(m: Message): boolean {
+  return m.type === "edit" || m.type === "recall" || m.type === "react" || m.type === "unreact";
+}
+
+/** Applies a change (`edit`, `recall`, `react`, `unreact`) to the message it names, in place. */
+export function applyChange(target: Message, change: Message, me: number | undefined): void {
+  switch (change.type) {
+    case "edit":
+      target.content = change.content;
+      target.edited_at = change.created_at;
+      break;
+    case "recall":
+      target.recalled = true;
+      target.content = "";
+      break;
+    case "react":
+    case "unreact": {
+      const mine = change.sender_id === me;
+      const reactions = [...(target.reactions ?? [])];
+      const i = reactions.findIndex((r) => r.emoji === change.content);
+      const delta = change.type === "react" ? 1 : -1;
+      const old = reactions[i] ?? { emoji: change.content, count: 0, me: false };
+      const next = { emoji: old.emoji, count: old.count + delta, me: mine ? delta > 0 : old.me };
+      if (i >= 0) reactions.splice(i, 1);
+      if (next.count > 0) reactions.splice(i >= 0 ? i : reactions.length, 0, next);
+      target.reactions = reactions;
+      break;
+    }
+    default:
+      break;
+  }
 }

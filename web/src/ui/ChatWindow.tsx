@@ -8,7 +8,7 @@ import type { Message } from "@imcloud/client";
 import { Avatar } from "./Avatar";
 import { useStore } from "./context";
 import { time, until } from "./format";
-import type { PendingMessage } from "../store";
+import { isChange, type PendingMessage } from "../store";
 
 export function ChatWindow({ cid }: { cid: string }) {
   const store = useStore();
@@ -24,7 +24,8 @@ export function ChatWindow({ cid }: { cid: string }) {
   const mutedUntil = isGroup ? (s.myMute.get(groupId) ?? 0) : 0;
   const muted = mutedUntil > Date.now();
   const allMuted = !!group?.all_muted && group.my_role === "member";
-  const messages = [...log.bySeq.values()].sort((a, b) => a.seq - b.seq);
+  // Edits, recalls and reactions show on the message they change, not as bubbles of their own.
+  const messages = [...log.bySeq.values()].filter((m) => !isChange(m)).sort((a, b) => a.seq - b.seq);
   const title = store.title(cid);
 
   const listRef = useRef<HTMLOListElement>(null);
@@ -183,10 +184,20 @@ function Bubble({ m, mine, isGroup, read }: { m: Message; mine: boolean; isGroup
       <div class="msg-body">
         {isGroup && !mine && <span class="msg-name small">{name}</span>}
         <div class="bubble">
-          <Content type={m.type} content={m.content} />
+          {m.recalled ? <span class="msg-text muted">This message was withdrawn.</span> : <Content type={m.type} content={m.content} />}
         </div>
+        {!m.recalled && m.reactions && m.reactions.length > 0 && (
+          <span class="msg-reactions small" aria-label="Reactions">
+            {m.reactions.map((r) => (
+              <span key={r.emoji} class={r.me ? "reaction mine" : "reaction"}>
+                {r.emoji} {r.count}
+              </span>
+            ))}
+          </span>
+        )}
         <span class="msg-meta small">
           <time dateTime={new Date(m.created_at).toISOString()}>{time(m.created_at)}</time>
+          {m.edited_at != null && !m.recalled && <span class="edited"> · edited</span>}
           {mine && (
             <span class="state" data-state={read ? "read" : "sent"}>
               {read ? " · read" : " · sent"}
