@@ -278,11 +278,51 @@ impl KafkaConsumer {
     }
 }
 
+/// How long a closing job keeps trying to commit while the group is rebalancing.
+const CLOSE_COMMIT_FOR: Duration = Duration::from_secs(5);
+
+/// Commit errors that mean "this member has not joined the group's current generation yet": serving the
+/// group's callbacks (a poll) lets it rejoin, and the commit then succeeds.
+fn rejoin_then_retry(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::UnknownMemberId
+    )
+}
+
 impl KafkaConsumer {
-    fn commit_stored(&self) {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!("Kafka commit: {e}"),
+    /// Commits the stored offsets, synchronously (off the async threads). A commit that meets a rebalance
+    /// this member has not joined yet polls the consumer for a moment, which serves the rebalance, and
+    /// tries again, for up to [`CLOSE_COMMIT_FOR`]: without that, a job stopped while the group was
+    /// rebalancing left the offsets of what it had delivered uncommitted, and the next owner delivered
+    /// them again. A message fetched by that poll is neither handled nor stored: the next owner gets it.
+    async fn commit_stored(&self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_COMMIT_FOR;
+        loop {
+            let c = self.consumer.clone();
+            let committed =
+                tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync))
+                    .await;
+            let Ok(committed) = committed else {
+                tracing::warn!("Kafka commit: the committing task failed");
+                return;
+            };
+            match committed {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
+                Err(KafkaError::ConsumerCommit(code))
+                    if rejoin_then_retry(code) && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!("Kafka commit: {code}; serving the rebalance, then again");
+                    let _ = tokio::time::timeout(Duration::from_millis(100), self.consumer.recv())
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!("Kafka commit: {e}");
+                    return;
+                }
+            }
         }
     }
 }
@@ -314,7 +354,7 @@ impl QueueConsumer for KafkaConsumer {
 
     /// Commits what has been stored and leaves the group, so the other jobs take the partitions at once.
     async fn close(&self) {
-        self.commit_stored();
+        self.commit_stored().await;
         self.consumer.unsubscribe();
     }
 

@@ -36,7 +36,7 @@ async fn expect_bodies(clients: &mut [LiveClient], expected: &[Vec<&str>], wait:
                 .next(deadline.saturating_duration_since(Instant::now()))
                 .await
             {
-                Some(Event::Msg(f)) => got.push(String::from_utf8_lossy(&f.body).into_owned()),
+                Some(Event::Msg(f, _)) => got.push(String::from_utf8_lossy(&f.body).into_owned()),
                 Some(Event::Closed(why)) => panic!("mid {} closed: {why}", c.mid),
                 None => break,
             }
@@ -131,8 +131,29 @@ async fn pushes_reach_exactly_their_targets_across_comets_and_every_node_is_in_e
     c.check_alive();
 }
 
+/// How a job leaves in the middle of a stream of pushes.
+#[derive(Debug, Clone, Copy)]
+enum JobExit {
+    /// SIGKILL: its partitions move after the Kafka session timeout; it redelivers nothing it committed.
+    Killed,
+    /// SIGTERM: it finishes its deliveries, commits and leaves the group at once.
+    Stopped,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
+    job_leaves_mid_stream(JobExit::Killed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_mid_stream_hands_over_without_loss() {
+    job_leaves_mid_stream(JobExit::Stopped).await;
+}
+
+/// 400 pushes 5 ms apart to four users on two comets; job1 leaves a third of the way through. Every
+/// acknowledged push arrives (at least once); prints the duplicates and how long the pushes sent after
+/// the exit waited at most, which is how long deliveries paused while job2 took job1's partitions over.
+async fn job_leaves_mid_stream(exit: JobExit) {
     let mut c = Cluster::start(ClusterSpec::default()).await;
     let mut clients = Vec::new();
     for mid in 1..=4i64 {
@@ -145,23 +166,34 @@ async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
     }
     expect_bodies(&mut clients, &vec![vec!["warm-up"]; 4], FIRST_WAIT).await;
 
-    // A stream of pushes to the four users; job1 is killed part-way through.
     const TOTAL: usize = 400;
     let mut acked: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut left_at = None;
     for i in 0..TOTAL {
         if i == TOTAL / 3 {
-            c.kill("job1");
+            match exit {
+                JobExit::Killed => c.kill("job1"),
+                JobExit::Stopped => {
+                    let status = c.terminate("job1", Duration::from_secs(30)).await;
+                    assert!(status.success(), "job1 exited with {status}");
+                }
+            }
+            left_at = Some(Instant::now());
         }
         let mid = (i % 4) as i64 + 1;
         let body = format!("p{i}");
+        let sent = Instant::now();
         let (status, v) = c
             .push("mids", &format!("operation=1000&mids={mid}"), &body)
             .await;
         if status == 200 && v["code"] == 0 {
-            acked.entry(mid).or_default().insert(body);
+            acked.entry(mid).or_default().insert(body.clone());
+            sent_at.insert(body, sent);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let left_at = left_at.expect("job1 left");
     let acked_total: usize = acked.values().map(BTreeSet::len).sum();
     assert!(
         acked_total >= TOTAL * 9 / 10,
@@ -171,6 +203,7 @@ async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
     // Every acknowledged push arrives, after job2 takes over job1's partitions (and redelivers what job1
     // had not committed, which may duplicate).
     let mut duplicates = 0usize;
+    let mut longest_wait = Duration::ZERO;
     for client in clients.iter_mut() {
         let want = &acked[&client.mid];
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -180,10 +213,15 @@ async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
                 .next(deadline.saturating_duration_since(Instant::now()))
                 .await
             {
-                Some(Event::Msg(f)) => {
-                    *seen
-                        .entry(String::from_utf8_lossy(&f.body).into_owned())
-                        .or_default() += 1;
+                Some(Event::Msg(f, arrived)) => {
+                    let body = String::from_utf8_lossy(&f.body).into_owned();
+                    if let Some(sent) = sent_at.get(&body)
+                        && *sent >= left_at
+                        && !seen.contains_key(&body)
+                    {
+                        longest_wait = longest_wait.max(arrived - *sent);
+                    }
+                    *seen.entry(body).or_default() += 1;
                 }
                 Some(Event::Closed(why)) => panic!("mid {} closed: {why}", client.mid),
                 None => {
@@ -209,10 +247,16 @@ async fn a_job_killed_mid_stream_loses_no_acknowledged_push() {
         );
     }
     println!(
-        "job killed mid-stream: {acked_total} of {TOTAL} pushes acknowledged, all delivered, {duplicates} duplicates"
+        "job1 {exit:?} mid-stream: {acked_total} of {TOTAL} pushes acknowledged, all delivered, \
+         {duplicates} duplicates; a push sent after the exit waited at most {:.2} s",
+        longest_wait.as_secs_f64()
     );
     let job2_delivered = c.metric("job2", "imcloud_job_delivered_total").await;
     assert!(job2_delivered > 0.0, "job2 delivered nothing");
+    if let JobExit::Stopped = exit {
+        // A job that leaves the group on SIGTERM commits what it delivered: nothing is delivered twice.
+        assert_eq!(duplicates, 0, "a graceful stop redelivered");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +366,7 @@ async fn a_redis_flush_and_a_killed_comet_leave_clients_reachable() {
         if client.mid % 2 == 1 {
             match client.next(Duration::from_secs(5)).await {
                 Some(Event::Closed(_)) | None => {}
-                Some(Event::Msg(f)) => panic!("unexpected message {f:?}"),
+                Some(Event::Msg(f, _)) => panic!("unexpected message {f:?}"),
             }
             *client = LiveClient::connect(
                 &url,

@@ -197,7 +197,7 @@ async fn a_push_and_an_im_send_are_each_one_trace_across_the_cluster() {
         let (status, v) = c.push("mids", "operation=1000&mids=42", "traced").await;
         assert_eq!(status, 200, "{v}");
         while let Some(ev) = client.next(Duration::from_secs(2)).await {
-            if let Event::Msg(f) = ev {
+            if let Event::Msg(f, _) = ev {
                 delivered |= f.body.as_ref() == b"traced";
             }
         }

@@ -511,7 +511,8 @@ impl Drop for Cluster {
 /// What a [`LiveClient`] saw.
 #[derive(Debug)]
 pub enum Event {
-    Msg(Frame),
+    /// An application message, with when it arrived.
+    Msg(Frame, Instant),
     Closed(String),
 }
 
@@ -547,7 +548,7 @@ impl LiveClient {
                 tokio::select! {
                     f = c.recv() => match f {
                         Ok(f) if f.op == op::HEARTBEAT_REPLY => {}
-                        Ok(f) => { let _ = tx.send(Event::Msg(f)); }
+                        Ok(f) => { let _ = tx.send(Event::Msg(f, Instant::now())); }
                         Err(e) => { let _ = tx.send(Event::Closed(e.to_string())); return; }
                     },
                     _ = tick.tick() => {
@@ -584,7 +585,7 @@ impl LiveClient {
             .await
         {
             match ev {
-                Event::Msg(f) => out.push(String::from_utf8_lossy(&f.body).into_owned()),
+                Event::Msg(f, _) => out.push(String::from_utf8_lossy(&f.body).into_owned()),
                 Event::Closed(_) => break,
             }
         }
