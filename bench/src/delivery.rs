@@ -217,8 +217,7 @@ async fn receive(mut sub: Subscriber, want: usize, plan: Arc<Plan>) -> Receipt {
         *word |= bit;
         r.delivered += 1;
         r.latency.record(age);
-        if plan.window > 0 {
-            let k = seq as usize / plan.window;
+        if let Some(k) = (seq as usize).checked_div(plan.window) {
             if r.windows.len() <= k {
                 r.windows.resize_with(k + 1, Latencies::new);
             }
