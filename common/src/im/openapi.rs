@@ -48,7 +48,16 @@ impl Visitor for Builder {
         }
         let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let reply = if is::<O::Reply, Binary>() {
-            json!({"description": "the file, with its Content-Type", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})
+            let content: Map<String, Value> = super::operations::UPLOAD_CONTENT_TYPES
+                .iter()
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        json!({"schema": {"type": "string", "format": "binary"}}),
+                    )
+                })
+                .collect();
+            json!({"description": "the file, with the Content-Type it was uploaded with", "content": content})
         } else if is::<O::Reply, Document>() {
             json!({"description": "this document", "content": {"application/json": {"schema": {"type": "object"}}}})
         } else {

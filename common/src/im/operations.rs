@@ -410,6 +410,19 @@ pub fn other_successes(op: &str) -> &'static [(u16, &'static str)] {
 
 /// The largest upload a deployment may allow (IMCLOUD_IM_UPLOAD_MAX_BYTES is checked against it).
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The content types an upload may have (logic checks each against the file's first bytes); a download
+/// answers with the type the file was uploaded with.
+pub const UPLOAD_CONTENT_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "application/zip",
+    "text/plain",
+    "application/octet-stream",
+];
 /// The largest ImCall request or reply on gRPC: an upload plus room for the rest.
 pub const MAX_IM_CALL_BYTES: usize = MAX_UPLOAD_BYTES + 1024 * 1024;
 

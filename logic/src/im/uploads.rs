@@ -173,6 +173,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_allow_list_is_the_one_the_api_documents() {
+        let here: Vec<&str> = ALLOWED.iter().map(|(t, _)| *t).collect();
+        assert_eq!(here, imcloud_common::im::operations::UPLOAD_CONTENT_TYPES);
+    }
+
+    #[test]
     fn uploads_are_checked_by_type_size_and_content() {
         assert_eq!(
             check_upload("image/png", b"\x89PNG\r\n\x1a\nxx", 100),

@@ -3704,13 +3704,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the file, with its Content-Type */
+            /** @description the file, with the Content-Type it was uploaded with */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/octet-stream": string;
+                    "application/pdf": string;
+                    "application/zip": string;
+                    "image/gif": string;
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                    "text/plain": string;
                 };
             };
             /** @description the database or logic is unavailable; retry */
