@@ -223,7 +223,7 @@ GENERIC = {
  "podSecurityContext":"Pod security context of every role.", "securityContext":"Container security context of every role.",
  "config.heartbeat_secs":"Seconds between client heartbeats.", "config.heartbeat_max_misses":"Heartbeat intervals without one before a comet closes the connection.",
  "config.session_ttl_secs":"Seconds a session lives without a heartbeat (at least twice heartbeat_secs).",
- "config.online_renew_secs":"Seconds between comets' room-count reports.", "config.conn_queue_capacity":"Frames queued per connection before it is closed as a slow consumer.",
+ "config.online_renew_secs":"Seconds between comets' room-count reports.", "config.conn_queue_bytes":"Bytes of frames queued per connection before it is closed as a slow consumer.", "config.comet_outbox_budget_bytes":"Bytes queued over all of a comet's connections; beyond it only empty queues take more.",
  "config.push_max_body":"Largest push message in bytes.", "config.readiness_check_secs":"Seconds between readiness checks of the engines.",
  "config.im_device_policy":"multi, or replace (one connection per user and platform).", "config.im_upload_max_bytes":"Largest IM upload in bytes.",
  "logs.level":"RUST_LOG filter.", "tracing.otlpEndpoint":"OTLP/gRPC endpoint of a collector (OTEL_EXPORTER_OTLP_ENDPOINT); empty = no traces.", "networkPolicy.enabled":"Render a NetworkPolicy per role.",
