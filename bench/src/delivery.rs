@@ -89,6 +89,41 @@ pub struct Receipt {
     pub windows: Vec<Latencies>,
     pub last: Option<Instant>,
     pub error: Option<String>,
+    /// Which sequence numbers arrived (a bit each), so that each message counts once.
+    seen: Vec<u64>,
+}
+
+impl Receipt {
+    /// An empty receipt for a run of `messages` numbered messages.
+    pub fn new(messages: usize) -> Receipt {
+        Receipt {
+            delivered: 0,
+            duplicates: 0,
+            latency: Latencies::new(),
+            windows: Vec::new(),
+            last: None,
+            error: None,
+            seen: vec![0u64; messages.div_ceil(64)],
+        }
+    }
+
+    /// Counts one received payload: a delivery (its latency recorded) the first time its sequence number
+    /// arrives, a duplicate after that. Returns the new delivery's sequence number and age in
+    /// microseconds; `None` for a duplicate or a payload that is not one of the run's messages.
+    pub fn count(&mut self, msg: &[u8]) -> Option<(u64, u64)> {
+        let (seq, age) = payload::decode(msg)?;
+        let word = self.seen.get_mut(seq as usize / 64)?;
+        let bit = 1u64 << (seq % 64);
+        if *word & bit != 0 {
+            self.duplicates += 1;
+            return None;
+        }
+        *word |= bit;
+        self.delivered += 1;
+        self.latency.record(age);
+        self.last = Some(Instant::now());
+        Some((seq, age))
+    }
 }
 
 pub async fn run(subs: Vec<Subscriber>, publisher: Publisher, plan: Plan) -> Result<Outcome> {
@@ -184,16 +219,8 @@ fn window_count(plan: &Plan) -> usize {
 /// Reads until `want` distinct messages (of sequence numbers below `plan.messages`) arrived, or none came
 /// for `plan.patience`.
 async fn receive(mut sub: Subscriber, want: usize, plan: Arc<Plan>) -> Receipt {
-    let mut seen = vec![0u64; plan.messages.div_ceil(64)];
-    let mut r = Receipt {
-        delivered: 0,
-        duplicates: 0,
-        latency: Latencies::new(),
-        // Histograms for the windows this subscriber hears from are made as they are needed.
-        windows: Vec::new(),
-        last: None,
-        error: None,
-    };
+    // Histograms for the windows this subscriber hears from are made as they are needed.
+    let mut r = Receipt::new(plan.messages);
     while (r.delivered as usize) < want {
         let msg = match tokio::time::timeout(plan.patience, sub.next_payload()).await {
             Ok(Ok(m)) => m,
@@ -203,27 +230,15 @@ async fn receive(mut sub: Subscriber, want: usize, plan: Arc<Plan>) -> Receipt {
             }
             Err(_) => break,
         };
-        let Some((seq, age)) = payload::decode(&msg) else {
+        let Some((seq, age)) = r.count(&msg) else {
             continue;
         };
-        let Some(word) = seen.get_mut(seq as usize / 64) else {
-            continue;
-        };
-        let bit = 1u64 << (seq % 64);
-        if *word & bit != 0 {
-            r.duplicates += 1;
-            continue;
-        }
-        *word |= bit;
-        r.delivered += 1;
-        r.latency.record(age);
         if let Some(k) = (seq as usize).checked_div(plan.window) {
             if r.windows.len() <= k {
                 r.windows.resize_with(k + 1, Latencies::new);
             }
             r.windows[k].record(age);
         }
-        r.last = Some(Instant::now());
     }
     r
 }

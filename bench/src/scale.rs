@@ -441,15 +441,7 @@ async fn hold_and_receive(
     heartbeat: Duration,
     mut go: watch::Receiver<bool>,
 ) -> Receipt {
-    let mut seen = vec![0u64; want.div_ceil(64)];
-    let mut r = Receipt {
-        delivered: 0,
-        duplicates: 0,
-        latency: Latencies::new(),
-        windows: Vec::new(),
-        last: None,
-        error: None,
-    };
+    let mut r = Receipt::new(want);
     let mut tick = tokio::time::interval(heartbeat);
     tick.tick().await;
     // Before `go` nothing is published, so there is no deadline; after it, `patience` from the last message.
@@ -482,18 +474,7 @@ async fn hold_and_receive(
                         break;
                     }
                 };
-                let Some((seq, age)) = payload::decode(&msg) else { continue };
-                let Some(word) = seen.get_mut(seq as usize / 64) else { continue };
-                let bit = 1u64 << (seq % 64);
-                if *word & bit != 0 {
-                    r.duplicates += 1;
-                    continue;
-                }
-                *word |= bit;
-                r.delivered += 1;
-                r.latency.record(age);
-                r.last = Some(Instant::now());
-                if deadline.is_some() {
+                if r.count(&msg).is_some() && deadline.is_some() {
                     deadline = Some(tokio::time::Instant::now() + patience);
                 }
             }
