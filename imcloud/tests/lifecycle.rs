@@ -26,6 +26,50 @@ async fn sigterm_flushes_and_closes_connections_then_exits_cleanly() {
     assert_eq!(expect_closed(&mut tcp).await, "server shutting down");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_from_sigterm_on_while_the_api_serves_its_drain_delay() {
+    let mut s = Standalone::start_with(&[("IMCLOUD_DRAIN_DELAY_MS", "3000")]).await;
+    // Ready once every role serves and its engine checks have passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, report) = s.get("/readyz").await;
+        if status == 200 {
+            assert_eq!(report["ready"], true, "{report}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status();
+    // The api keeps answering for the drain delay, not ready, so that load balancers move away.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let report = loop {
+        let (status, report) = s.get("/readyz").await;
+        if status == 503 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ready after SIGTERM: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (report["ready"].clone(), report["draining"].clone()),
+        (serde_json::json!(false), serde_json::json!(true)),
+        "{report}"
+    );
+    assert!(
+        tokio::task::block_in_place(|| s.terminate()),
+        "exit status 0 after the drain"
+    );
+}
+
 fn imcloud(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_imcloud"))
         .args(args)
