@@ -242,21 +242,13 @@ pub async fn run(
     readiness.set_serving();
     // Drain: not ready and out of the registry at once, serving on for `drain_delay_ms` while load
     // balancers move away, then no new requests and the ones in flight finish.
-    let drain_delay = Duration::from_millis(cfg.drain_delay_ms);
-    let stop_serving = CancellationToken::new();
-    let (reg, id, stop) = (registry.clone(), me.id.clone(), stop_serving.clone());
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        readiness.set_draining();
-        if let Err(e) = reg.deregister(Role::Api, &id).await {
-            tracing::warn!("deregister: {e}");
-        }
-        if !drain_delay.is_zero() {
-            tracing::info!("draining: serving {drain_delay:?} more while load balancers move away");
-            tokio::time::sleep(drain_delay).await;
-        }
-        stop.cancel();
-    });
+    let stop_serving = readiness.drain_on(
+        shutdown,
+        registry.clone(),
+        Role::Api,
+        me.id.clone(),
+        Duration::from_millis(cfg.drain_delay_ms),
+    );
     http_server::serve(listener, app, settings, stop_serving).await;
     if let Err(e) = registry.deregister(Role::Api, &me.id).await {
         tracing::warn!("deregister: {e}");

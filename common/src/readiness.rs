@@ -12,6 +12,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::node::Role;
+use crate::registry::Registry;
+
 /// Longest one engine check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -126,6 +129,35 @@ impl Readiness {
     pub fn set_draining(&self) {
         self.0.draining.store(true, Ordering::Release);
         self.publish();
+    }
+
+    /// The drain of a role that serves calls (logic, api): from `shutdown` on it is not ready and out of
+    /// the registry at once, and keeps serving for `delay` while callers and load balancers move away.
+    /// The token returned is cancelled then: the server stops taking new calls and finishes those in
+    /// flight.
+    pub fn drain_on(
+        &self,
+        shutdown: CancellationToken,
+        registry: Arc<dyn Registry>,
+        role: Role,
+        id: String,
+        delay: Duration,
+    ) -> CancellationToken {
+        let stop_serving = CancellationToken::new();
+        let (readiness, stop) = (self.clone(), stop_serving.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            readiness.set_draining();
+            if let Err(e) = registry.deregister(role, &id).await {
+                tracing::warn!("deregister: {e}");
+            }
+            if !delay.is_zero() {
+                tracing::info!("draining: serving {delay:?} more while callers move away");
+                tokio::time::sleep(delay).await;
+            }
+            stop.cancel();
+        });
+        stop_serving
     }
 
     pub fn is_draining(&self) -> bool {

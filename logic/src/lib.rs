@@ -182,23 +182,13 @@ pub async fn run(
     ));
     tracing::info!(addr = %local, id = %me.id, "logic serving gRPC");
     readiness.set_serving();
-    let registry = deps.registry.clone();
-    let drain_delay = Duration::from_millis(cfg.drain_delay_ms);
-    let (stop_serving, drained) = (CancellationToken::new(), readiness.clone());
-    let stop = stop_serving.clone();
-    let id = me.id.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        drained.set_draining();
-        if let Err(e) = registry.deregister(Role::Logic, &id).await {
-            tracing::warn!("deregister: {e}");
-        }
-        if !drain_delay.is_zero() {
-            tracing::info!("draining: serving {drain_delay:?} more while callers move away");
-            tokio::time::sleep(drain_delay).await;
-        }
-        stop.cancel();
-    });
+    let stop_serving = readiness.drain_on(
+        shutdown,
+        deps.registry.clone(),
+        Role::Logic,
+        me.id.clone(),
+        Duration::from_millis(cfg.drain_delay_ms),
+    );
     // Every call is authorised before its RPC runs (comet-only, api-or-API-key, API key): see
     // imcloud_common::internal_auth.
     let served = grpc_channel::server()
