@@ -211,44 +211,33 @@ fn refuse_duplicates(raw_query: Option<&str>) -> Option<Response> {
 }
 
 fn handler<O: Operation>(upload_max: usize) -> MethodRouter<AppState> {
-    if O::ROUTE.raw_body {
-        // An upload's body is read only once its caller is known (authenticate_first).
-        return on(
-            method_filter(O::ROUTE.method),
-            |State(s): State<AppState>,
-             ConnectInfo(client): ConnectInfo<SocketAddr>,
-             path: Result<RawPathParams, RawPathParamsRejection>,
-             RawQuery(raw): RawQuery,
-             query: Result<Query<O::Query>, QueryRejection>,
-             req: axum::extract::Request| async move {
-                if let Some(refused) = refuse_duplicates(raw.as_deref()) {
-                    return refused;
-                }
-                if let Some(refused) = authenticate_first(&s, req.headers(), client).await {
-                    return refused;
-                }
-                let headers = req.headers().clone();
-                let body = Bytes::from_request(req, &s).await;
-                forward::<O>(s, client, path, query, headers, body).await
-            },
-        )
-        .layer(DefaultBodyLimit::max(upload_max + 1));
-    }
-    on(
+    let m = on(
         method_filter(O::ROUTE.method),
         |State(s): State<AppState>,
          ConnectInfo(client): ConnectInfo<SocketAddr>,
          path: Result<RawPathParams, RawPathParamsRejection>,
          RawQuery(raw): RawQuery,
          query: Result<Query<O::Query>, QueryRejection>,
-         headers: HeaderMap,
-         body: Result<Bytes, BytesRejection>| async move {
+         req: axum::extract::Request| async move {
             if let Some(refused) = refuse_duplicates(raw.as_deref()) {
                 return refused;
             }
+            // An upload's body is read only once its caller is known.
+            if O::ROUTE.raw_body
+                && let Some(refused) = authenticate_first(&s, req.headers(), client).await
+            {
+                return refused;
+            }
+            let headers = req.headers().clone();
+            let body = Bytes::from_request(req, &s).await;
             forward::<O>(s, client, path, query, headers, body).await
         },
-    )
+    );
+    if O::ROUTE.raw_body {
+        m.layer(DefaultBodyLimit::max(upload_max + 1))
+    } else {
+        m
+    }
 }
 
 /// Checks the caller's login (as `GET /v1/me` does) before an upload body is read, so that an
