@@ -2,6 +2,9 @@
 //! -401 for a missing or wrong API key, -404 for unknown routes, -429 when rate limited, -500 for server
 //! errors. The HTTP status
 //! carries the detail (400, 401, 404, 405, 413, 5xx).
+//!
+//! `ApiError` maps a logic call's gRPC status to the HTTP status and code (`From<tonic::Status>`); `ok()`
+//! wraps a success.
 
 use axum::Json;
 use axum::http::StatusCode;

@@ -4,6 +4,9 @@
 //! to logic as one `ImCall` carrying the `ImRequest` (an upload's raw bytes travel beside it), with
 //! logic's status, body and content type passed back. Errors are `{"error":{"code","message"}}`; a
 //! `rate_limited` answer carries `Retry-After`.
+//!
+//! The routes are mounted by `visit` over the operation table; `serde_path_to_error` names the bad field in
+//! a 400. When logic cannot be reached, the answer is 503 `unavailable`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,13 @@
 //! imcloud api: the public HTTP edge. goim's push API and online/node queries under `/goim`, the token API
-//! under `/v1`, `/healthz` and `/metrics`. It holds no state: every request becomes a logic gRPC call.
+//! (`POST /v1/tokens`) and the IM JSON API under `/v1`, the web client at `/`, `/healthz`, `/readyz` and
+//! `/metrics`. It holds no state: every request becomes a logic gRPC call.
+//!
+//! `router()`: the public routes, the trusted ones behind `require_api_key` (checked before any body is
+//! read), the IM routes (`im_api`), the web client, JSON 404 and 405 fallbacks, the body limit
+//! (`push_max_body`). `run()` registers the api, builds its logic client (discovered through the registry,
+//! messages up to `MAX_IM_CALL_BYTES`) and wraps the router, outermost last, in: trace, security headers,
+//! CORS, the rate limit, the body timeout; it serves through `http_server` and drains with
+//! `Readiness::drain_on`.
 
 pub mod browser;
 pub mod envelope;

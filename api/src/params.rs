@@ -1,6 +1,8 @@
 //! goim-style query parameters: a list is either repeated (`keys=a&keys=b`) or comma-separated (`keys=a,b`).
 //! A single-valued parameter given twice is refused (400), here and on `/v1` ([`first_duplicate`]), so
 //! that no two components of a request path can read different values from one query.
+//!
+//! A list holds at most `MAX_LIST` (10,000) entries.
 
 use crate::envelope::ApiError;
 

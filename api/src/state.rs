@@ -1,4 +1,6 @@
-//! What every handler shares: the logic client and the API key.
+//! What every handler shares: the logic client, the API key, the Prometheus handle and the readiness.
+//! `AppState::authed` makes a logic request carrying the API key (marked sensitive), a `LOGIC_TIMEOUT` of
+//! 10 s, and the time the api accepted it (where a push's end-to-end latency starts).
 
 use std::time::Duration;
 

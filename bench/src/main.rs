@@ -2,6 +2,9 @@
 //! NATS's websocket listeners or the bare tokio-tungstenite server with the same scenarios, and prints a
 //! result table (or a JSON line with --json). `scripts/bench` runs the whole comparison; docs/benchmarks.md
 //! has the results.
+//!
+//! Subcommands: `idle`, `fanout`, `cost`, `push`, `scale` (and its hidden `scale-worker`), `bare-server`,
+//! and `table` (JSON result lines side by side as markdown).
 
 mod bare_server;
 mod centrifugo_ws;

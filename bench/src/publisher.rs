@@ -1,5 +1,7 @@
 //! How messages enter each target: imcloud's push API (HTTP or gRPC), a NATS PUB, Centrifugo's server HTTP
 //! API (`POST /api/publish`), or a message to the bare server's publish socket.
+//!
+//! The HTTP and gRPC push APIs and Centrifugo's keep several calls in flight.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! One receiving connection to any target, with the same calls for all of them: connect and authenticate,
 //! wait for the next application message, send a heartbeat.
+//!
+//! `Kind` (imcloud, centrifugo, nats, bare), `Endpoint` (URLs, secret or NATS token; tokens are signed
+//! before the clock starts), `Subscriber`; an imcloud subscriber follows a reconnect hint.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

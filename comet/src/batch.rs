@@ -1,6 +1,9 @@
 //! A push as it reaches a comet: one or more frames, encoded once as an op 9 raw batch inside a websocket
 //! frame ([`OutFrame`]) and shared by every recipient. A connection whose op filter rejects some of the
 //! frames gets its own smaller batch.
+//!
+//! `Batch::disconnect_reason()` is the body of an op 6 frame in the push, if any: the server closing those
+//! connections, which `grpc.rs` turns into kicks instead of a delivery.
 
 use imcloud_proto::Frame;
 use imcloud_proto::protocol::Proto;

@@ -1,5 +1,15 @@
 //! A shard of a comet's connections (by key hash) and of its rooms. Each bucket has its own lock, so
 //! pushes to different buckets never contend. Lock order: bucket, then channel state.
+//!
+//! Each bucket holds its channels (`key -> Arc<Channel>`) and its share of every room
+//! (`room id -> Room{conn_id -> Arc<Channel>}`). A room push visits every bucket, each under its own read
+//! lock; a key push takes a read lock only to clone the `Arc<Channel>`. No code takes a bucket lock while
+//! holding a channel state; the outbox's own lock is a leaf, and all of them are `std` locks never held
+//! across an `.await`. `put` of a key already present (same key, so same bucket) removes the older channel
+//! from its rooms and kicks it (`Kick::Replaced`); `remove` removes a key's entry only if the conn id still
+//! matches, so a late removal never drops the successor. Room joins over `comet_max_rooms` are refused and
+//! counted in `imcloud_comet_rooms_refused_total`. `change_auth_room` is a sequence of joins and leaves, not
+//! one critical section; only the connection's own task calls it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

@@ -1,5 +1,10 @@
 //! One authenticated connection as the buckets see it: identity, outbound queue, op filter and rooms.
 //! The connection task owns the socket; everything else reaches the client through [`Channel::send`].
+//!
+//! `Channel::send` pushes into the `Outbox`, which never waits, so it is safe under a bucket lock; the state
+//! (`filter`, `rooms`, `auth_room`) sits under a `Mutex` released before the push. A kick is a
+//! first-reason-wins atomic flag plus a `Notify`: `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the
+//! server's message) or `Drain`. `MAX_ROOM_LEN` bounds a room id (128 bytes).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};

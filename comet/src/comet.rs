@@ -1,4 +1,9 @@
 //! The comet's shared state: buckets, the logic client, and the room counts logic last reported.
+//!
+//! A connection lives in bucket `hash(key) % comet_buckets` (a per-process `RandomState`), so a key's
+//! bucket never changes. `push_keys` delivers a batch to connections by key, `kick_keys` closes them on the
+//! server's behalf (`Kick::ByServer`), `push_room` visits every bucket's share of a room. `CometSettings`
+//! holds what connections need from the configuration.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};

@@ -1,6 +1,23 @@
 //! The life of one client connection, whatever its transport: auth (op 7 -> logic.Connect -> op 8),
 //! then a loop that writes queued pushes, answers heartbeats and room/sub ops, forwards op 4 to logic,
 //! and closes on a protocol error, a missed heartbeat deadline, a kick or shutdown.
+//!
+//! 1. Handshake, within `handshake_timeout_ms` of the accept (upgrade, op 7 and `Logic.Connect`): a first
+//!    frame other than op 7 closes with `Protocol`, a refusal by logic with `AuthFailed(<its message>)`.
+//!    The `Channel` (an empty outbox, the op filter from `accepts`, the auth room) goes into its bucket, then
+//!    op 8 is written. If the handshake fails after logic accepted it (an invalid room id, or op 8 cannot be
+//!    written), `Logic.Disconnect` is called, so no session lingers.
+//! 2. The loop, an unbiased `select!` (neither a stream of pushes nor a chatty client starves the other
+//!    direction) over: shutdown and drain kicks (`drain::leave`: what is queued, op 22, then the close);
+//!    other kicks (`Replaced`, `SlowConsumer`, or `ByServer` after writing what the outbox holds); the outbox
+//!    (up to `WRITE_BATCH` = 64 frames fed once the previous ones are written); client frames (rate limited;
+//!    op 2 resets the deadline and renews the session in the background at most every `heartbeat_secs / 2`);
+//!    the heartbeat deadline (`heartbeat_secs × heartbeat_max_misses`).
+//! 3. The end: the outbox closes and the channel leaves its bucket and rooms. A server-side reason is
+//!    counted in `imcloud_comet_closed_total{reason}` and told (op 6, then the close); a client that left is
+//!    told nothing and not counted. Unless the connection was replaced, `Logic.Disconnect` (5 s timeout).
+//!
+//! The rare, large futures (auth, close, disconnect) are boxed, so an idle connection's task stays small.
 
 use std::net::IpAddr;
 use std::sync::Arc;

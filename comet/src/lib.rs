@@ -1,5 +1,11 @@
 //! imcloud comet: holds the client connections (websocket `/sub` and goim TCP), keeps them in buckets and
-//! rooms, and delivers what job pushes over gRPC. See docs/architecture.md.
+//! rooms, and delivers what job pushes over gRPC. docs/architecture.md has the map of the crate.
+//!
+//! `run()` advertises its `NodeInfo` (addresses bound to 0.0.0.0 become `advertise_host:port`), starts the
+//! accept loops, the online reporter and the gRPC server (`CometService` behind `InternalAuthLayer` with
+//! `COMET_POLICY`). On shutdown: not ready, the accept loops stop, the drain (`drain.rs`), then up to
+//! `DRAIN_TIMEOUT` (10 s) for the last connection tasks; only then does it deregister and stop the gRPC
+//! server, so job's deliveries reach every connection to its end.
 
 pub mod batch;
 pub mod bucket;

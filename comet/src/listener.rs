@@ -1,4 +1,7 @@
 //! The accept loop every comet listener shares (websocket, wss, goim TCP with or without TLS).
+//!
+//! Each connection is admitted by `limits` before any byte is read, gets TCP_NODELAY, and runs as a task on
+//! the comet's `TaskTracker` holding its admission; an accept error backs off (`AcceptBackoff`).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! Which pushed ops a connection wants. Auth `accepts` empty = every op (minus those unsubscribed later);
 //! non-empty = only those (plus those subscribed later). Op 14 subscribes, op 16 unsubscribes.
+//!
+//! `OpFilter` is `All{except}` or `Only(set)`; `parse_ops` reads a comma-separated op list; at most
+//! `MAX_OPS` (64) ops per set.
 
 use std::collections::BTreeSet;
 

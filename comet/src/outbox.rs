@@ -12,6 +12,8 @@
 //! still delivered to a reader that keeps up. The memory one connection can pin is therefore at most
 //! `limit` plus one frame. Frames shared by several connections count in full in each, so the budget is
 //! an upper bound of what outboxes hold, not an exact count.
+//!
+//! It shrinks back to a few slots after a burst and refuses frames once closed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

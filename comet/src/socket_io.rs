@@ -6,6 +6,9 @@
 //! - [`WriteQueue`] holds what is still to be written, as shared `Bytes` written with vectored writes (many
 //!   frames per system call, no copy into a per-connection buffer). How much of the first string has been
 //!   written is kept in the queue, not in a future, so an interrupted flush resumes where it stopped.
+//!
+//! - `read_while_writing` waits for the client while writing, and stops reading while `MAX_UNWRITTEN`
+//!   (64 KiB) of replies wait, so a client that sends requests but never reads their replies is bounded.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

@@ -1,4 +1,8 @@
 //! What the connection lifecycle needs from a socket; implemented for websocket and goim TCP.
+//!
+//! The `Transport` trait (read the next frame, `feed` a frame, `flush`, `close` with a reason) and
+//! `CloseReason`, each with its op 6 text, websocket close code and metric label (the table is in
+//! docs/protocol.md).
 
 use std::future::Future;
 

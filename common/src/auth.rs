@@ -1,4 +1,7 @@
 //! The API key that trusted backends present as `Authorization: Bearer <key>` (HTTP header or gRPC metadata).
+//!
+//! `bearer_matches` compares in constant time (`constant_time_eq`), takes the scheme name in any case, and
+//! never matches an empty key.
 
 /// Whether an `Authorization` value carries `key`, compared in constant time.
 pub fn bearer_matches(authorization: Option<&str>, key: &str) -> bool {

@@ -2,6 +2,9 @@
 //!
 //! Every setting is one field below; the macro gives each a default, a TOML key (the field name),
 //! an environment variable and a flag (`--field-name`), so the four layers can never drift apart.
+//! `Config::load` layers them (an unknown TOML key or a missing file is an error), `Config::validate`
+//! refuses values no role can run with, `Config::list` splits comma-separated values, and `redact_url`
+//! masks a password in a URL before it is printed. Every setting: docs/deployment.md.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,6 +5,15 @@
 //! its accepted connections ([`incoming`]: TLS handshakes off the accept loop, each connection tagged with
 //! what its certificate proves).
 //!
+//! - Every channel dials TCP with TCP_NODELAY (3 s connect timeout, 10 s per call) and is wrapped in
+//!   `grpc_telemetry::NodeChannel`. `lazy_channel(addr, caller, role)`: one address (job to each comet).
+//!   `discovered_channel(registry, role, fallback, caller)`: tower's p2c over pending requests across the
+//!   registered nodes, started from a direct registry read, then fed by the watch; `fallback` until the
+//!   first node appears, the last nodes kept when all have left (calls fail fast instead of hanging).
+//!   `logic_channel`, used by comet and api: discovered with etcd, else `IMCLOUD_LOGIC_ADDR`.
+//! - [`server`] allows [`MAX_CONCURRENT_STREAMS`] per connection, so a burst of calls queues at the client
+//!   instead of making h2 close the connection; [`incoming`] accepts with back-off (`AcceptBackoff`).
+//!
 //! Invariants: a client verifies that the server holds the role it meant to reach (the role's name is the
 //! TLS server name), whatever address it was given; the client TLS configuration is read at each new
 //! connection, so a certificate reload reaches new connections without dropping the open ones.

@@ -1,4 +1,10 @@
 //! What a node says about itself in the registry, and how it turns listen addresses into reachable ones.
+//!
+//! `Role`, `NodeInfo` (the registry entry: role, id, addresses, weight, connections, version; its JSON is
+//! what etcd holds, docs/deployment.md), `advertised()` (a listener bound to 0.0.0.0 is advertised as
+//! `advertise_host:port`), `default_advertise_host()` (the first IPv4 address the hostname resolves to,
+//! else 127.0.0.1) and `hostname()` (`$HOSTNAME`, then `/etc/hostname`, then `localhost`), from which
+//! default node ids are made.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 

@@ -1,7 +1,13 @@
-//! The queue between logic (producer) and job (consumer). Embedded: [`crate::queue_memory`]; distributed: Kafka.
+//! The queue between logic (producer) and job (consumer). Embedded: [`crate::queue_memory`]; distributed: Kafka
+//! (`queue_kafka`). `imcloud/src/adapters.rs` picks one from the configuration.
 //!
-//! Payloads are encoded `imcloud.queue.PushMsg`s. Messages with the same key keep their order.
-//! A consumer commits a delivery only after it has been handled (at-least-once).
+//! Payloads are encoded `imcloud.queue.PushMsg`s. What every implementation promises (and
+//! `queue_conformance` checks): `send` returns once the queue accepted the message (Kafka: the broker
+//! acknowledged it); messages with the same key keep their order; consumers of one group share the
+//! messages; a consumer commits a delivery only after it has been handled, and a commit covers every
+//! earlier delivery of its partition (at-least-once); `close` makes the commits durable and leaves the
+//! group. Record headers (`send_with_headers`, `Delivery::headers`) carry the trace context; `health` is
+//! the readiness check; `is_shared` tells a stopping job whether others take over what it leaves.
 
 use std::time::SystemTime;
 

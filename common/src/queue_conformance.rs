@@ -1,4 +1,9 @@
 //! The behaviour every queue implementation must show; run by each implementation's tests.
+//!
+//! `run(producer, consumer)`: 3 keys × 20 interleaved messages all arrive, each with its key and its
+//! production time, each key's in order, and every delivery is committed. Run against the embedded queue
+//! (`queue_memory.rs`) and against Kafka at `IMCLOUD_TEST_KAFKA_BROKERS` on a unique topic and group
+//! (`queue_kafka.rs`). Test-only (`#[cfg(test)]`), like every conformance suite.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,12 +2,19 @@
 //!
 //! - The producer is idempotent with `acks=all`: [`QueueProducer::send`] returns only after the broker
 //!   acknowledged the message, so an HTTP push answered 200 is in Kafka. Messages with one key go to one
-//!   partition and keep their order.
-//! - The consumer is one member of a consumer group. Offsets are never committed on receipt: a delivery is
+//!   partition and keep their order. A message not acknowledged within 10 s fails with
+//!   `QueueError::Unavailable` (HTTP 503).
+//! - The consumer is one member of a consumer group (cooperative-sticky assignor; a new group starts at the
+//!   earliest offset). Offsets are never committed on receipt: a delivery is
 //!   stored with [`QueueConsumer::commit`] once job has handed it to every comet it addresses, and the
 //!   stored offsets are committed every [`COMMIT_INTERVAL_MS`] and when the consumer closes. A job killed
 //!   in between makes the next owner of its partitions deliver the uncommitted tail again (at-least-once).
+//!   `GroupLog` logs partition assignments, revocations and failed commits.
 //! - [`ensure_topic`] creates the push topic at start-up when it is missing.
+//!
+//! Tests (on `IMCLOUD_TEST_KAFKA_BROKERS`, unique topic and group; they fail without a broker): the
+//! conformance suite, a second consumer receiving again what the first did not commit, and a send to an
+//! unreachable broker failing. Settings and failure behaviour: docs/deployment.md.
 
 use std::time::{Duration, SystemTime};
 

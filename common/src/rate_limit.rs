@@ -6,6 +6,9 @@
 //! hash: its memory is fixed whatever the number of keys (no map to flood), and two keys sharing a slot
 //! share a budget (with 16,384 slots, one key in 16,384 shares with a given other). IPv6 addresses are
 //! keyed by their /64, which one subscriber usually holds whole.
+//!
+//! `Rate`, `Bucket` (one owner), `KeyedLimiter` (by key), `ip_key` (an address as its limiter key, IPv6 by
+//! /64) and `retry_after_secs` (the `Retry-After` of a refusal).
 
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;

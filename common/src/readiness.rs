@@ -1,6 +1,10 @@
 //! Readiness of a role, as `/readyz` reports it: ready once the role serves, while every engine it cannot
 //! work without answers its last check, and until the role starts to drain.
 //!
+//! [`Readiness::drain_on`] is the drain logic and api share: at SIGTERM not ready and deregistered, then
+//! serving on for `IMCLOUD_DRAIN_DELAY_MS` (while load balancers and peers stop choosing the node), then
+//! the caller stops taking calls.
+//!
 //! Invariants: checks run in the background every `every` (each bounded by [`CHECK_TIMEOUT`]), so a probe
 //! never waits on an engine; a role is never ready before [`Readiness::set_serving`] nor after
 //! [`Readiness::set_draining`] (draining is one-way); the gauge `imcloud_ready` mirrors [`Readiness::ready`].

@@ -1,5 +1,10 @@
-//! Discovery: every node registers itself; job and api watch the comets. Embedded: [`crate::registry_memory`];
-//! distributed: etcd.
+//! Discovery: every node registers itself; job watches the comets (its delivery workers), comet and api
+//! watch the logic nodes, and logic lists the comets (node lists, online totals). Embedded:
+//! [`crate::registry_memory`]; distributed: etcd (`registry_etcd`), picked by `imcloud/src/adapters.rs`.
+//!
+//! What every implementation promises (and `registry_conformance` checks): `register` creates or replaces
+//! the entry of (role, id) and refuses an empty id; `deregister` removes it; `list(role)` is sorted by id;
+//! `watch(role)` is a `tokio::sync::watch` of the live list.
 
 use async_trait::async_trait;
 use tokio::sync::watch;

@@ -1,4 +1,8 @@
 //! The behaviour every [`Registry`] implementation must show; run by each implementation's tests.
+//!
+//! `run(registry)`: two nodes registered and listed (sorted, roles kept apart); re-registering updates in
+//! place and the watch sees it; a deregistration shows in the watch; an empty id is refused. Run against
+//! `MemoryRegistry` and against etcd at `IMCLOUD_TEST_ETCD_ENDPOINTS` under a unique prefix.
 
 use std::time::Duration;
 

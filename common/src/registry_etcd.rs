@@ -1,8 +1,15 @@
 //! The distributed registry: etcd. Every node is one key `<prefix><role>/<node_id>` (by default
 //! `/imcloud/nodes/comet/c1`) holding the JSON of its [`NodeInfo`], attached to a lease the node keeps
-//! alive. A node deregisters on graceful shutdown (the lease is revoked, which deletes the key); a killed
-//! node disappears when its lease expires. While etcd is unreachable, nodes keep serving with the last
-//! known membership and re-register when it comes back.
+//! alive (every TTL / 3). A node deregisters on graceful shutdown (the lease is revoked, which deletes the
+//! key); a killed node disappears when its lease expires. While etcd is unreachable, nodes keep serving
+//! with the last known membership and re-register when it comes back (under a new lease if the old one is
+//! gone). One watch task per role. Unlike the embedded registry, an id containing `/` is refused, and a new
+//! `watch` starts with an empty list until its first read completes. Key scheme, leases and failure
+//! behaviour: docs/deployment.md.
+//!
+//! Tests (on the etcd at `IMCLOUD_TEST_ETCD_ENDPOINTS`; they fail, not skip, without it): the conformance
+//! suite, a dropped registry's node disappearing when its lease expires, `deregister` removing at once,
+//! and re-registration after the lease is revoked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;

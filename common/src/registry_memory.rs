@@ -1,4 +1,6 @@
-//! The embedded registry: the nodes of one process, with the same watch semantics as etcd.
+//! The embedded registry: the nodes of one process, with the same watch semantics as etcd: a `BTreeMap`
+//! plus one `watch` channel per role. Entries live until they are deregistered (no leases: every node
+//! shares the process).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

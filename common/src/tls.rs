@@ -12,6 +12,9 @@
 //! SIGHUP) builds a new one and swaps it in only if it is valid; a broken file keeps the old one and is
 //! logged. Established connections keep the configuration of their handshake, so a reload never drops
 //! them; each new handshake takes the current one.
+//!
+//! Also `client_config` (the internal client side, naming the role it must reach) and `MaybeTls`, a plain or
+//! TLS stream, so one handler serves both.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

@@ -1,5 +1,6 @@
 //! W3C trace context (`traceparent`, `tracestate`) across process boundaries: gRPC metadata, HTTP
 //! headers and queue record headers. One push is one trace: api -> logic -> queue -> job -> comet.
+//! `traced_span!` makes a span only while tracing is on.
 //!
 //! Invariants: everything here is a no-op until [`enable`] has been called (the process exports traces,
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set), so a process without tracing pays one atomic load per hop; the

@@ -1,5 +1,14 @@
 //! Picks each adapter from the configuration: the distributed engine when its setting is present, otherwise
 //! the embedded implementation.
+//!
+//! - `registry()`: etcd when `etcd_endpoints` is set, else `MemoryRegistry`.
+//! - `sessions()`: Redis (one node, or a cluster with `redis_cluster`) when `redis_url` is set, else
+//!   `MemorySessions`; online reports live `online_ttl` = 3 × `online_renew_secs`.
+//! - `queue()`: Kafka when `kafka_brokers` is set, else the in-process queue; `kafka_producer()` and
+//!   `kafka_consumer()` each ensure the topic first.
+//! - `database()`: the IM database (`Db::open`). `require_shared()` refuses a role process on an adapter
+//!   that cannot be shared (comet without etcd, logic and job without etcd and Kafka). `describe()` gives
+//!   the banner's adapter lines, passwords masked.
 
 use std::sync::Arc;
 use std::time::Duration;

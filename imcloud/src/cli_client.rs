@@ -1,4 +1,6 @@
 //! `imcloud client …`: connect as a user and print what arrives, push through the HTTP API, mint tokens.
+//!
+//! `sub` follows a reconnect hint (op 22) to the comet it names. Usage: docs/api.md ("CLI tools").
 
 use std::time::Duration;
 

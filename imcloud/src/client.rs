@@ -1,6 +1,10 @@
 //! A goim client over websocket (ws:// or wss://) or TCP (plain or TLS): authenticate, heartbeat, send
 //! ops, receive frames (op 9 batches split into their inner frames). Used by `imcloud client sub`, the load
 //! generator and the tests. TLS trusts the CA file given, else the system's roots.
+//!
+//! `GoimClient` (connect over ws, wss, TCP or TLS TCP; `auth_body`, send, receive; the close reason of op 6
+//! and the hint of op 22), `reconnect_delay()` (a hint's delay plus a random jitter of up to a quarter of
+//! it, or up to 50 ms when that is more), and `sign_token()`.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};

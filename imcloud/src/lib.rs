@@ -1,4 +1,6 @@
-//! Pieces of the `imcloud` binary that its tests and tools share: the goim client and the standalone runner.
+//! Pieces of the `imcloud` binary that its tests and tools share: the goim client and the standalone runner
+//! (`adapters`, `client`, `readiness_checks`, `roles`, `standalone`, `telemetry`). The load generator
+//! (`bench/`) uses the client from here.
 
 pub mod adapters;
 pub mod client;

@@ -1,4 +1,8 @@
 //! The `imcloud` binary: the server roles, standalone mode, and operator client tools.
+//!
+//! Subcommands: `standalone` (`standalone.rs`), `comet`, `logic`, `job`, `api` (`roles.rs`), and
+//! `client sub|push|token` (`cli_client.rs`). Every server subcommand takes the same settings
+//! (`ConfigArgs`); telemetry (`telemetry.rs`) is set up before the role runs and flushed after it stops.
 
 mod cli_client;
 

@@ -1,5 +1,11 @@
 //! `imcloud comet | logic | job | api`: one role per process, for a cluster. The processes find each other
 //! through etcd and share Kafka (and Redis for sessions); see docs/deployment.md.
+//!
+//! Comet, logic and job check `adapters::require_shared`; logic warns without Redis (in-process sessions are
+//! right only with exactly one logic) and on SQLite. Each role logs its banner, binds its listeners, connects
+//! its adapters (logic: the Kafka producer; job: the Kafka consumer), sets up its readiness checks, serves
+//! `/metrics`, `/healthz` and `/readyz` on `IMCLOUD_METRICS_ADDR` (when set) until it has drained, and runs
+//! until SIGTERM or Ctrl-C, then does its one step of the drain (docs/operations.md).
 
 use anyhow::{Context, Result};
 use imcloud_comet::CometListeners;

@@ -1,6 +1,15 @@
 //! `imcloud standalone`: all four roles in one process, talking to each other over the same gRPC as in a
 //! cluster. By default on the embedded adapters (in-process registry and queue, in-memory sessions); with
 //! IMCLOUD_ETCD_ENDPOINTS / IMCLOUD_REDIS_URL / IMCLOUD_KAFKA_BROKERS set, on etcd, Redis and Kafka.
+//!
+//! `run()` generates the auth secret, API key and internal token when they are unset (and prints the first
+//! two), splits the descriptor budget (the api a quarter, the comets the rest), binds every listener (the
+//! gRPC ones on loopback unless set), connects the adapters, prints the banner and spawns the roles. SIGTERM
+//! or Ctrl-C, or the failure of any role, stops them in order, each finishing before the next: the api,
+//! logic (from then on no push is accepted, so everything queued is job's to deliver), job (drains the
+//! queue), comet (its drain). Because logic stops before comet, the comets' last calls to logic fail: new
+//! connections are refused ("auth failed"), op 4 is answered with code -500, heartbeats and the final
+//! `Disconnect` log a warning; sessions in Redis then stay until their TTL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

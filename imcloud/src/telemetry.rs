@@ -9,8 +9,8 @@
 //!   the exporter's batch settings come from the standard `OTEL_BSP_*` variables. SQL statements
 //!   (sqlx's `sqlx::query` events) become events of the span that ran them.
 //! - Metrics: the Prometheus recorder. Every `*_seconds` histogram has [`SECONDS_BUCKETS`], so percentiles
-//!   aggregate across pods; `serve_metrics` is the `/metrics`, `/healthz`, `/readyz` listener of comet,
-//!   logic and job processes.
+//!   aggregate across pods, and they are folded every 5 s even without a scrape; `serve_metrics` is the
+//!   `/metrics`, `/healthz`, `/readyz` listener of comet, logic and job processes.
 //!
 //! Invariant: [`Telemetry::shutdown`] flushes the spans still buffered; call it after the roles stopped.
 

@@ -1,6 +1,13 @@
 //! The distributed deployment: 2 comets, 1 logic, 2 jobs and 1 api as separate processes of the real binary
 //! on etcd, Kafka and Redis, configured only through the environment. Jobs, comets and Redis fail while
 //! clients stay connected and pushes flow.
+//!
+//! Every node is in etcd with a lease; each push kind reaches exactly its targets, and key deliveries go
+//! only to the comet holding the key (comet metrics). A job SIGKILLed, and one stopped with SIGTERM, while
+//! pushes flow: every acknowledged push arrives (how long deliveries paused and the duplicates are printed,
+//! not asserted: at-least-once allows them). A Redis flush: every client is reachable again once its next
+//! heartbeat has rewritten its session. A comet SIGKILLed: its entry leaves etcd when its lease expires, a
+//! push for it is skipped and counted by a job, and its clients reconnect to the other comet.
 
 mod common;
 

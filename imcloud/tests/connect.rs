@@ -1,4 +1,5 @@
-//! Connection behaviour of the real binary: auth, heartbeats, deadlines, bad input, same-key replacement, op 4.
+//! Connection behaviour of the real binary: auth, heartbeats, deadlines, bad input, same-key replacement, a
+//! key of another user refused, op 4.
 
 mod common;
 

@@ -1,4 +1,7 @@
-//! The real binary on the real engines: standalone with etcd as its registry and Redis as its session store.
+//! The real binary on the real engines: standalone with etcd as its registry and Redis as its session store
+//! (unique prefixes): every role registered with a lease, a mids push delivered over websocket and TCP,
+//! sessions written back by the next heartbeat after the Redis keys are deleted, nothing left in etcd after
+//! SIGTERM. Needs both engines (`IMCLOUD_TEST_ETCD_ENDPOINTS`, `IMCLOUD_TEST_REDIS_URL`).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The HTTP edge of the real binary: errors, auth, tokens, online counts and node lists.
+//! The HTTP edge of the real binary: errors, auth, tokens, online counts, node lists, metrics and health.
 
 mod common;
 

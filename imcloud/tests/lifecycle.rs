@@ -1,4 +1,7 @@
-//! Process lifecycle of the real binary: graceful shutdown, configuration and help.
+//! Process lifecycle of the real binary: graceful shutdown, configuration and help. SIGTERM flushes and
+//! closes connections, `/readyz` answers 503 from SIGTERM on while the api serves its drain delay; comet,
+//! logic and job refuse to start without etcd, job without Kafka, and an unreachable broker stops start-up;
+//! the help and the standalone banner.
 
 mod common;
 

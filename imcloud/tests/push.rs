@@ -1,4 +1,5 @@
-//! Pushes through the real binary reach exactly the connections they address, as op 9 batches.
+//! Pushes through the real binary reach exactly the connections they address, as op 9 batches: keys, mids,
+//! room and all; rooms and op filters; the gRPC push API needs the API key.
 
 mod common;
 

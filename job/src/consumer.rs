@@ -1,6 +1,15 @@
 //! The consumer loop: decode each queue message, hand it to the comets, and commit it (in queue order)
 //! only once every comet it addresses has accepted it (or has left the registry, or refused it as invalid).
 //! A message abandoned at shutdown blocks its partition's commits, so the next consumer delivers it again.
+//!
+//! Each message becomes one frame (`ver 1`, `op = operation`, `seq 0`, `body = msg`). Undecodable messages
+//! and ops below 1000 are skipped and counted in `imcloud_job_bad_messages_total`, except op 6 in a `PUSH`
+//! (logic closing those connections). The message and its `Done` receivers (one per comet delivery) go
+//! into a window of `IN_FLIGHT` (4,096) uncommitted messages; `commit_in_order` takes them in the order
+//! received and commits a message only when all its deliveries settled, so an offset is never committed
+//! before every earlier message of this job has ended its delivery. A lost worker or batcher counts as not
+//! settled. A paced broadcast (`speed > 0`) counts as delivered once the comet has started it, and a comet
+//! answers OK once the frames are queued on its connections, not written.
 
 use std::collections::HashSet;
 use std::sync::Arc;

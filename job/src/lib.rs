@@ -1,5 +1,13 @@
 //! imcloud job: consumes the push queue and delivers each message to the comet(s) it addresses:
 //! PUSH to the comet named in it, ROOM (batched) and BROADCAST to every comet.
+//!
+//! `run()` registers, watches the comets (`CometPool::watch`: one worker per registered comet), starts the
+//! room batcher and runs the `Consumer` until shutdown. Then it stops fetching: on Kafka that is all (what it
+//! has not taken is the other jobs'); on the in-process queue it keeps consuming while messages arrive
+//! within `DRAIN_GAP` (200 ms) of each other, for at most `DRAIN_MAX` (10 s). It drops the batcher (which
+//! flushes the pending rooms), waits for the committer, abandons after `ABANDON_AFTER` (5 s) the deliveries
+//! to comets that do not answer (uncommitted), stops watching, closes the queue (Kafka: commit the stored
+//! offsets and leave the group, so the other jobs take the partitions at once) and deregisters.
 
 pub mod comet_pool;
 pub mod consumer;

@@ -1,5 +1,9 @@
 //! Merges room messages: a room's messages wait up to `flush_after` (or until `max` of them) and then go
 //! to every comet as one BroadcastRoom, which each comet turns into one op 9 frame per connection.
+//!
+//! Its input holds 4,096 messages (`add` waits beyond that, and so does the consumer). A batch is settled
+//! only when every comet settled it (else every message of it is `Abandoned`). When every handle is
+//! dropped it flushes everything still pending, then stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;

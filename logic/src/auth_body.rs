@@ -1,4 +1,7 @@
 //! The op 7 body: goim's JSON `{"mid","key","room_id","platform","accepts"}` plus `"token"`.
+//!
+//! `mid` is required; `key`, `room_id` and `platform` are at most 128 bytes (`MAX_FIELD_LEN`); unknown fields
+//! are ignored.
 
 use serde::Deserialize;
 

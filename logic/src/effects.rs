@@ -2,6 +2,9 @@
 //! and connections to close. The IM tier returns these (from `/v1` calls, op 4 commands and the
 //! connection hooks); `LogicService` carries them out through the `Pusher`, best-effort: a push that
 //! cannot be queued is logged and counted, and its recipients catch up from the stores.
+//!
+//! They are queued before the operation's reply returns (the `ImCall` answer, the op 5, the op 8 of a
+//! login connection) and delivered asynchronously after it.
 
 use imcloud_common::im::events::LiveEvent;
 

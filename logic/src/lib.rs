@@ -1,5 +1,11 @@
 //! imcloud logic: authenticates connections, owns the session map and online counts, and turns pushes into
-//! queue messages addressed to the comets that hold the target connections.
+//! queue messages addressed to the comets that hold the target connections. It also runs the IM tier (`im`).
+//!
+//! `run()` refuses to start without `auth_secret` and `api_key`, checks the IM settings
+//! (`check_im_settings`), builds `LogicService` from `LogicDeps` (the adapters and the database), registers,
+//! recomputes the online room totals every `online_renew_secs`, and serves gRPC behind `InternalAuthLayer`
+//! (`LOGIC_POLICY`) with messages up to `MAX_IM_CALL_BYTES` (the upload ceiling plus 1 MiB), until its
+//! drain (`Readiness::drain_on`).
 
 pub mod auth_body;
 pub mod effects;

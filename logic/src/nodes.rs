@@ -1,4 +1,7 @@
 //! Which comets a client should connect to: goim's weighted node list, least loaded first.
+//!
+//! `weighted` orders comets by `weight / (connections + 1)` and leaves out draining ones; `port_of` reads a
+//! port from an address.
 
 use imcloud_common::NodeInfo;
 

@@ -1,4 +1,9 @@
 //! Online counts: comets report their room counts; logic sums them over every live comet.
+//!
+//! `Online::report` stores a comet's report (it lives 3 × `online_renew_secs`) and answers the cached
+//! all-comet room totals, which `refresh` recomputes every `online_renew_secs` from the reports of comets
+//! still registered, so heartbeat counts lag by up to about two intervals. `totals` (the `/goim/online/*`
+//! queries) sums the stored reports live. `top_rooms` ranks one room type.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

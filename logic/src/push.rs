@@ -1,5 +1,20 @@
 //! Pushes from backends become queue messages: one per comet (and key shard, on Kafka) for keys/mids, one
 //! for a room or for all.
+//!
+//! - keys: the live session of each key (`sessions_by_keys`; keys without one are skipped), then one `PUSH`
+//!   per comet holding any, keyed by `queue_key` (the comet id; on Kafka with a shard of the connection key,
+//!   `comet1#5`, so one comet's pushes spread over the partitions while each connection's keep their order);
+//!   job sends it to that comet alone (`PushMsg`, or several together in `PushMsgs`).
+//! - mids: every live connection of the users (`sessions_by_mids`), then as for keys.
+//! - room: one `ROOM`, keyed by the room id `type://room` (`room_id`); job batches it into `BroadcastRoom`
+//!   to every comet.
+//! - all: one `BROADCAST`, keyed `broadcast`; job sends `Broadcast(protos, speed)` to every comet.
+//!
+//! Every push is checked first (`check`): an op below 1000 (the protocol's) or a body over `push_max_body`
+//! is `INVALID_ARGUMENT`. A keys or mids push whose targets are all offline queues nothing (`queued: 0`),
+//! which is not an error; one spanning several comets produces its messages concurrently, so a failure can
+//! leave some queued (those are delivered). `kick_keys` is the one internal exception: an op 6 keys push
+//! that closes connections, with the reason as its body.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

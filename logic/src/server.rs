@@ -1,5 +1,19 @@
 //! The logic gRPC service: comet-facing (Connect, Heartbeat, …), client-facing (Nodes) and backend-facing
 //! (the Push RPCs and IssueToken, which need the API key as `authorization: Bearer …` metadata).
+//!
+//! - `Connect`: parse the op 7 body, verify the token (a refusal is counted in
+//!   `imcloud_logic_auth_failures_total`), let the hooks admit it (an IM login gets its key from them, and
+//!   their closes are carried out first); otherwise keep the client's key (a UUID if none) after refusing
+//!   one that a live session of another mid holds (`PERMISSION_DENIED`); then `SessionStore::add` and the
+//!   hooks' `opened` (presence). The check and the add are two store calls, so two users racing for a free
+//!   key can both be accepted (the later add owns it).
+//! - `Heartbeat` renews the session; if the store lost it, it is written again only when the key has no
+//!   live session (or exactly this one), so a stale comet cannot take back a key that moved.
+//! - `Disconnect` removes the session only if it still names this comet, then the hooks' `closed`.
+//! - `RenewOnline` stores a comet's report and answers the cached all-comet room totals; `Receive` hands
+//!   op 4 to the hooks (code -501 with the IM tier off); `ImCall` runs one `/v1` operation.
+//! - `carry_out` performs `Effects`: pushes through `Pusher::push_mids` (a failure is logged and counted in
+//!   `imcloud_logic_im_event_failures_total`), then closes through `Pusher::kick_keys`.
 
 use std::sync::Arc;
 

@@ -1,5 +1,12 @@
 //! The session map (mid -> key -> comet) and per-comet online reports. Embedded: [`crate::sessions_memory`];
 //! distributed: Redis. Entries expire unless renewed; comets renew them on client heartbeats.
+//!
+//! What every implementation promises (and `sessions_conformance` checks): `add` writes with a full TTL;
+//! `renew` extends it and answers `false` if the entry is missing, expired, or names another mid or comet;
+//! `remove` deletes only the exact (mid, key, comet); `sessions_by_keys` gives each key's live session or
+//! `None`, `sessions_by_mids` every live session of the users; `put_online` and `online` keep per-comet
+//! reports with their own TTL. Logic uses `session_ttl_secs` for sessions and 3 × `online_renew_secs` for
+//! reports, on both stores.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,11 @@
 //! The behaviour every [`SessionStore`] must show; run by each implementation's tests.
 //! The store must have been built with session and online TTLs of `ttl` (a few seconds).
+//!
+//! `run(store, ttl)`: add, then look up by key and by mid; re-adding a key on another comet moves it, and
+//! removing the stale (key, comet) pair answers `false` and keeps the new one; renew checks the comet; an
+//! unrenewed session lapses after the TTL and renewing it then answers `false`; online reports round-trip and
+//! expire. Run against `MemorySessions` and `RedisSessions` (one Redis and a Redis Cluster, under unique
+//! prefixes).
 
 use std::time::Duration;
 

@@ -1,4 +1,8 @@
 //! The embedded session store: sharded in-memory maps with the same TTL rules as the Redis store.
+//!
+//! 32 shards, each of key -> (mid, comet, expiry) and mid -> its connections, with keys and comet ids shared
+//! as `Arc<str>`. Expired entries are invisible to lookups and swept every `max(ttl, 1 s)`; a key added again
+//! for another mid leaves the old mid's list.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, RandomState};

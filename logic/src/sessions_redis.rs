@@ -15,6 +15,10 @@
 //! price is that add, renew and remove are each two single-key steps sent together rather than one
 //! atomic script; the string always decides, so a reader between the two steps sees at worst a
 //! connection missing from its user's list for a moment, and a renew puts a lost hash field back.
+//!
+//! Tests (on `IMCLOUD_TEST_REDIS_URL` and `IMCLOUD_TEST_REDIS_CLUSTER_URLS`; they fail without them): the
+//! conformance suite on both, stale fields not returned, a field lost to a racing cleanup restored by the
+//! next renew, keys spread over the cluster's slots, and two prefixes not seeing each other.
 
 use std::time::Duration;
 

@@ -1,5 +1,10 @@
 //! The goim binary frame: `packLen i32 | headerLen i16 (=16) | ver i16 | op i32 | seq i32 | body`,
 //! all big-endian; packLen counts the header too.
+//!
+//! `Header::parse` checks a header; `Frame::decode` reads one websocket message (the body slices the
+//! received buffer instead of copying it) and `Frame::decode_stream` frames a TCP byte stream;
+//! `encode_raw_batch` and `split_raw_batch` build and split op 9 batches without copying the inner frames.
+//! The decoding rules are in docs/protocol.md; the proptests here and `tests/frame_vectors.rs` check them.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 

@@ -1,4 +1,11 @@
 //! The imcloud wire protocol: the goim frame codec and ops, and the gRPC and queue messages.
+//!
+//! Re-exports [`Frame`] and [`op`]; includes the modules generated from `proto/proto/*.proto`: `protocol`
+//! (`Proto`, one frame as carried between services), `comet` (the `Comet` service job and logic call:
+//! `PushMsg`, `PushMsgs`, `Broadcast`, `BroadcastRoom`, `Rooms`), `logic` (the `Logic` service: comet-,
+//! api- and backend-facing RPCs) and `queue` (`PushMsg`, the queue payload: type PUSH/ROOM/BROADCAST,
+//! operation, speed, server, room, keys, msg); converts between `Frame` and `protocol::Proto`; and
+//! `push_msg::Type::label()` (`push`, `room`, `broadcast`), the `type` label of every metric.
 
 pub mod frame;
 pub mod op;

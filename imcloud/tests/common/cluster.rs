@@ -2,6 +2,10 @@
 //! Redis, configured only through `IMCLOUD_*` environment variables. Each cluster has its own etcd prefix,
 //! Kafka topic and group, and Redis prefix, so clusters of parallel tests never meet. Every process logs to
 //! a file; when a test fails, the tail of each log is printed.
+//!
+//! The logic's IM database is a SQLite file in the cluster's log directory. It runs several logics, adds
+//! nodes during a test (surge pods), waits for readiness, stops a node with SIGTERM and a deadline or kills
+//! it (SIGKILL), reads etcd entries, scrapes a node's metrics and flushes the cluster's Redis keys.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

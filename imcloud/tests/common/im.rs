@@ -1,6 +1,9 @@
 //! IM test harness: a standalone on SQLite or on its own PostgreSQL database (created by the server on
 //! start, dropped when the test ends), users registered and logged in through the JSON API, and
 //! websocket clients authenticated with their login tokens.
+//!
+//! Gives `next_event`, `no_event` and `command` (op 4 -> op 5); PostgreSQL databases are named under
+//! `IMCLOUD_TEST_POSTGRES_URL` and dropped with `psql`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

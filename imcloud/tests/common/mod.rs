@@ -1,5 +1,8 @@
 //! Test harness: starts the real `imcloud standalone` binary on free loopback ports and gives tests
 //! authenticated goim clients and an HTTP client for the API.
+//!
+//! Options: TLS, a descriptor limit, the log in a file. Each standalone gets its own SQLite IM database in a
+//! temporary directory, removed afterwards, unless the test gives `IMCLOUD_DATABASE_URL`.
 
 #![allow(dead_code)]
 
