@@ -296,3 +296,70 @@ async fn a_push_and_an_im_send_are_each_one_trace_across_the_cluster() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// JSON log lines carry the trace of the request they were written in: a refused auth is logged by
+/// logic inside its `Connect` span, and that line's `trace_id` and `span_id` are those of a span the
+/// OTLP receiver got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_log_line_written_inside_a_traced_rpc_carries_its_trace_and_span_ids() {
+    let (endpoint, spans) = receiver().await;
+    let log = std::env::temp_dir().join(imcloud_common::test_name::unique_test_name(
+        "imcloud-json-log",
+    ));
+    let s = common::Standalone::start_opts(common::StartOptions {
+        env: &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("IMCLOUD_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+        log_file: Some(&log),
+        ..common::StartOptions::default()
+    })
+    .await;
+    let mut c = imcloud::client::GoimClient::connect_ws(&s.ws_url)
+        .await
+        .expect("connect ws");
+    let token = imcloud::client::sign_token("not-the-server-secret-0123456789abcdef", 7, 600)
+        .expect("sign");
+    let refused = c
+        .auth(
+            imcloud::client::auth_body(7, "", "", &[], &token),
+            common::WAIT,
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a token signed with another secret was accepted"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (line, span) = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l.to_string().contains("auth refused") && l.get("trace_id").is_some());
+        if let Some(line) = line {
+            let got = spans.lock().unwrap().clone();
+            let span = got.into_iter().find(|g| {
+                Some(hex(&g.span.trace_id).as_str()) == line["trace_id"].as_str()
+                    && Some(hex(&g.span.span_id).as_str()) == line["span_id"].as_str()
+            });
+            if let Some(span) = span {
+                break (line, span);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 'auth refused' JSON line whose trace_id and span_id match a received span within 30 s; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = std::fs::remove_file(&log);
+    // Logic's server span of the refused Connect (standalone runs every role as one service).
+    assert_eq!(span.service, "imcloud-standalone", "{line}");
+    assert_eq!(span.span.name, "imcloud.logic.Logic/Connect", "{line}");
+    assert_eq!(line["level"], "INFO", "{line}");
+}
