@@ -48,7 +48,9 @@ impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> ApiError {
         let status = match s.code() {
             tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            // A call tonic's own deadline cut short ends as Cancelled ("Timeout expired"): logic did not
+            // answer in time, which is as unavailable as an answer saying so.
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -36,8 +36,12 @@ use crate::trace_context::Headers;
 
 /// How often the consumer commits the offsets job has stored.
 pub const COMMIT_INTERVAL_MS: u32 = 500;
-/// How long a push waits for the broker's acknowledgement (including retries) before it fails.
-const DELIVERY_TIMEOUT_MS: u32 = 10_000;
+/// How long a push waits for the broker's acknowledgement (including retries) before it fails. Long enough
+/// to ride out a partition leader election, and well inside the 10 s every internal RPC allows
+/// (`grpc_channel`), so that a broker outage answers the backend with logic's 503 "queue unavailable"
+/// rather than the api's own deadline (the fault test `a_kafka_broker_restart_loses_no_acknowledged_push`
+/// saw a 500 "Timeout expired" when both were 10 s).
+const DELIVERY_TIMEOUT_MS: u32 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
