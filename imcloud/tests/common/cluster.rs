@@ -57,6 +57,8 @@ pub struct Cluster {
     http_client: reqwest::Client,
     /// The PostgreSQL database of the IM stores.
     database: String,
+    /// The etcd the nodes register in (`IMCLOUD_ETCD_ENDPOINTS`, which a spec may set).
+    etcd: String,
 }
 
 pub struct ClusterSpec {
@@ -153,7 +155,14 @@ impl Cluster {
         .map(|(k, v)| (k.to_string(), v))
         .chain(spec.env.iter().cloned())
         .collect();
+        let etcd = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "IMCLOUD_ETCD_ENDPOINTS")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(etcd_endpoints);
         let mut c = Cluster {
+            etcd,
             tag,
             etcd_prefix,
             redis_prefix,
@@ -334,9 +343,9 @@ impl Cluster {
 
     /// The registry entries under this cluster's prefix: key -> (lease id, JSON value).
     pub async fn etcd_entries(&self) -> HashMap<String, (i64, Value)> {
-        let mut etcd = etcd_client::Client::connect([etcd_endpoints()], None)
+        let mut etcd = etcd_client::Client::connect([self.etcd.as_str()], None)
             .await
-            .unwrap_or_else(|e| panic!("etcd at {}: {e}", etcd_endpoints()));
+            .unwrap_or_else(|e| panic!("etcd at {}: {e}", self.etcd));
         let resp = etcd
             .get(
                 self.etcd_prefix.as_str(),

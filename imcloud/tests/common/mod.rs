@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod im;
+pub mod own_engines;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
