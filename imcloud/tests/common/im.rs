@@ -31,7 +31,7 @@ pub struct ImServer {
 }
 
 enum Server {
-    Own(Standalone),
+    Own(Box<Standalone>),
     Shared(&'static Standalone),
 }
 
@@ -114,7 +114,7 @@ impl ImServer {
         let server = Standalone::start_with(&env_refs).await;
         let api = ImApi::new(&server.http);
         ImServer {
-            server: Some(Server::Own(server)),
+            server: Some(Server::Own(Box::new(server))),
             pg_database,
             api,
         }
