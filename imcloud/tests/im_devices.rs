@@ -2,8 +2,8 @@
 //! upstream on a goim connection (op 4, answered by op 5), its live event reaching every connected
 //! device of every participant (the actor's other devices included where the event goes to them), and
 //! a device that was offline learning of it when it reconnects and syncs (history by seq, the lists).
-//! Typing is never stored, so a returning device has nothing to learn of it; search has no op 4
-//! command. Each test runs on SQLite and on PostgreSQL.
+//! Typing is never stored, so a returning device has nothing to learn of it; search has no event.
+//! Each test runs on SQLite and on PostgreSQL.
 
 mod common;
 
@@ -25,6 +25,7 @@ on_both_stores!(
     an_account_deletion_closes_every_device_and_friends_learn_live_or_on_reconnect,
     conversations_and_history_page_over_op_4,
     a_read_on_one_device_reaches_the_others_and_a_returning_device_through_sync,
+    message_search_over_op_4_finds_only_what_i_can_read,
 );
 
 /// An op 4 command that must succeed; its `data`.
@@ -774,5 +775,61 @@ async fn a_read_on_one_device_reaches_the_others_and_a_returning_device_through_
         ),
         (Some(0), Some(true)),
         "{boxed}"
+    );
+}
+
+async fn message_search_over_op_4_finds_only_what_i_can_read(store: Store) {
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
+    let carl = im.user("Carl").await;
+    im.befriend(&bob, &carl).await;
+    let (ab, bc) = (cid(&ann, &bob), cid(&bob, &carl));
+    im.send(&ann, &ab, "s1", "the quarterly report is ready")
+        .await;
+    im.send(&bob, &bc, "s2", "secret report for Carl").await;
+    let mut ann_ws = im.ws(&ann).await;
+    let mut bob_ws = im.ws(&bob).await;
+    let r = ok(&mut ann_ws, json!({"cmd": "search", "q": "report"})).await;
+    let hits = r["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 1, "Ann sees only her conversation: {r}");
+    assert_eq!(
+        hits[0]["message"]["conversation_id"].as_str(),
+        Some(ab.as_str())
+    );
+    let snippet = hits[0]["snippet"].as_str().unwrap_or("");
+    let (s, e) = (
+        hits[0]["highlights"][0]["start"].as_u64().unwrap_or(0) as usize,
+        hits[0]["highlights"][0]["end"].as_u64().unwrap_or(0) as usize,
+    );
+    let marked: String = snippet.chars().skip(s).take(e - s).collect();
+    assert_eq!(marked.to_lowercase(), "report", "{r}");
+    // Bob reads both, or one conversation when he names it, a page at a time.
+    let all = ok(&mut bob_ws, json!({"cmd": "search", "q": "report"})).await;
+    assert_eq!(all["hits"].as_array().map(Vec::len), Some(2), "{all}");
+    let one = ok(
+        &mut bob_ws,
+        json!({"cmd": "search", "q": "report", "conversation_id": bc}),
+    )
+    .await;
+    assert_eq!(one["hits"].as_array().map(Vec::len), Some(1), "{one}");
+    let paged = ok(
+        &mut bob_ws,
+        json!({"cmd": "search", "q": "report", "page": 2, "page_size": "1"}),
+    )
+    .await;
+    assert_eq!(paged["hits"].as_array().map(Vec::len), Some(1), "{paged}");
+    // The HTTP rules: a conversation I am not in, and a query without words.
+    assert_eq!(
+        refused(
+            &mut ann_ws,
+            404,
+            json!({"cmd": "search", "q": "report", "conversation_id": bc})
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(
+        refused(&mut ann_ws, 400, json!({"cmd": "search", "q": "\"*"})).await,
+        "invalid_argument"
     );
 }
