@@ -8,21 +8,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::im::{ImServer, Store, TestUser, command, next_event, no_event};
+use common::im::{
+    ImServer, Store, TestUser, cid, closed, command, next_event, no_event, on_both_stores,
+};
 use serde_json::{Value, json};
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Store::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Store::Postgres).await } )*
-        }
-    };
-}
 
 on_both_stores!(
     edits_are_new_events_in_the_seq_stream_within_the_window,
@@ -41,64 +30,12 @@ on_both_stores!(
     wrong_passwords_from_elsewhere_never_lock_the_owner_out,
 );
 
-fn cid(a: &TestUser, b: &TestUser) -> String {
-    format!("u-{}-{}", a.id.min(b.id), a.id.max(b.id))
-}
-
-async fn send(im: &ImServer, from: &TestUser, cid: &str, id: &str, text: &str) -> Value {
-    im.ok(
-        201,
-        "POST",
-        &format!("/v1/conversations/{cid}/messages"),
-        from,
-        Some(json!({"client_msg_id": id, "content": text})),
-    )
-    .await
-}
-
-async fn friends(im: &ImServer) -> (TestUser, TestUser) {
-    let (ann, bob) = (im.user("Ann").await, im.user("Bob").await);
-    im.befriend(&ann, &bob).await;
-    (ann, bob)
-}
-
-/// A group owned by `owner` with `members` joined (no approval).
-async fn group(im: &ImServer, owner: &TestUser, members: &[&TestUser]) -> i64 {
-    let g = im
-        .ok(
-            201,
-            "POST",
-            "/v1/groups",
-            owner,
-            Some(json!({"name": "team"})),
-        )
-        .await["id"]
-        .as_i64()
-        .expect("group id");
-    for m in members {
-        im.ok(200, "POST", &format!("/v1/groups/{g}/join"), m, None)
-            .await;
-    }
-    g
-}
-
-async fn history(im: &ImServer, user: &TestUser, cid: &str, after: i64) -> Value {
-    im.ok(
-        200,
-        "GET",
-        &format!("/v1/conversations/{cid}/messages?after_seq={after}"),
-        user,
-        None,
-    )
-    .await
-}
-
 async fn edits_are_new_events_in_the_seq_stream_within_the_window(store: Store) {
     let im = ImServer::start_with(store, &[("IMCLOUD_IM_EDIT_WINDOW_SECS", "2")]).await;
-    let (ann, bob) = friends(&im).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
     let mut bob_ws = im.ws(&bob).await;
-    let m = send(&im, &ann, &c, "e1", "helo").await;
+    let m = im.send(&ann, &c, "e1", "helo").await;
     next_event(&mut bob_ws, "message").await;
     let edit = im
         .ok(
@@ -125,7 +62,7 @@ async fn edits_are_new_events_in_the_seq_stream_within_the_window(store: Store) 
         (Some("edit"), Some("hello"))
     );
     // Through sync: the original shows the new content and when it was edited; the edit is its own seq.
-    let h = history(&im, &bob, &c, 0).await;
+    let h = im.history(&bob, &c, 0).await;
     assert_eq!(h["messages"][0]["content"], "hello", "{h}");
     assert!(h["messages"][0]["edited_at"].as_i64().is_some());
     assert_eq!(h["messages"][1]["type"], "edit");
@@ -177,7 +114,7 @@ async fn edits_are_new_events_in_the_seq_stream_within_the_window(store: Store) 
     );
     // Over op 4 too (inside the window again, on a new message).
     let mut ann_ws = im.ws(&ann).await;
-    let m2 = send(&im, &ann, &c, "e2", "second").await;
+    let m2 = im.send(&ann, &c, "e2", "second").await;
     let r = command(
         &mut ann_ws,
         json!({"cmd": "edit", "conversation_id": c, "seq": m2["seq"], "content": "2nd"}),
@@ -193,9 +130,9 @@ async fn edits_are_new_events_in_the_seq_stream_within_the_window(store: Store) 
 
 async fn authors_recall_within_the_window_and_group_managers_any_time(store: Store) {
     let im = ImServer::start_with(store, &[("IMCLOUD_IM_RECALL_WINDOW_SECS", "2")]).await;
-    let (ann, bob) = friends(&im).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
-    send(&im, &ann, &c, "r1", "oops").await;
+    im.send(&ann, &c, "r1", "oops").await;
     assert_eq!(
         im.refused(
             403,
@@ -220,7 +157,7 @@ async fn authors_recall_within_the_window_and_group_managers_any_time(store: Sto
         (recall["type"].as_str(), recall["ref_seq"].as_i64()),
         (Some("recall"), Some(1))
     );
-    let h = history(&im, &bob, &c, 0).await;
+    let h = im.history(&bob, &c, 0).await;
     assert_eq!(
         (
             h["messages"][0]["recalled"].as_bool(),
@@ -240,7 +177,7 @@ async fn authors_recall_within_the_window_and_group_managers_any_time(store: Sto
         .await,
         "conflict"
     );
-    send(&im, &ann, &c, "r2", "later").await;
+    im.send(&ann, &c, "r2", "later").await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(
         im.refused(
@@ -255,7 +192,7 @@ async fn authors_recall_within_the_window_and_group_managers_any_time(store: Sto
     );
     // In a group an admin recalls a member's message long after; a member cannot recall the admin's.
     let carl = im.user("Carl").await;
-    let g = group(&im, &ann, &[&bob, &carl]).await;
+    let g = im.group(&ann, "team", &[&bob, &carl]).await;
     im.ok(
         200,
         "PATCH",
@@ -266,8 +203,8 @@ async fn authors_recall_within_the_window_and_group_managers_any_time(store: Sto
     .await;
     let gc = format!("g-{g}");
     let mut carl_ws = im.ws(&carl).await;
-    send(&im, &carl, &gc, "c1", "spam").await;
-    send(&im, &bob, &gc, "b1", "admin here").await;
+    im.send(&carl, &gc, "c1", "spam").await;
+    im.send(&bob, &gc, "b1", "admin here").await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(
         im.refused(
@@ -299,10 +236,10 @@ async fn authors_recall_within_the_window_and_group_managers_any_time(store: Sto
 }
 
 async fn reactions_are_per_user_per_emoji_and_reach_every_device(store: Store) {
-    let im = ImServer::start(store).await;
-    let (ann, bob) = friends(&im).await;
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
-    send(&im, &ann, &c, "x1", "lunch?").await;
+    im.send(&ann, &c, "x1", "lunch?").await;
     let mut ann_ws = im.ws(&ann).await;
     let thumbs = "%F0%9F%91%8D"; // 👍
     let react = im
@@ -350,7 +287,7 @@ async fn reactions_are_per_user_per_emoji_and_reach_every_device(store: Store) {
         .await,
         "invalid_argument"
     );
-    let h = history(&im, &bob, &c, 0).await;
+    let h = im.history(&bob, &c, 0).await;
     let r = &h["messages"][0]["reactions"][0];
     assert_eq!(
         (r["emoji"].as_str(), r["count"].as_i64(), r["me"].as_bool()),
@@ -365,7 +302,7 @@ async fn reactions_are_per_user_per_emoji_and_reach_every_device(store: Store) {
         None,
     )
     .await;
-    let h = history(&im, &ann, &c, 0).await;
+    let h = im.history(&ann, &c, 0).await;
     assert_eq!(h["messages"][0]["reactions"][0]["count"], 1, "{h}");
     assert_eq!(
         h["messages"].as_array().map(Vec::len),
@@ -385,17 +322,17 @@ async fn reactions_are_per_user_per_emoji_and_reach_every_device(store: Store) {
 }
 
 async fn group_read_receipts_count_readers_and_list_them(store: Store) {
-    let im = ImServer::start(store).await;
+    let im = ImServer::shared(store).await;
     let (ann, bob, carl) = (
         im.user("Ann").await,
         im.user("Bob").await,
         im.user("Carl").await,
     );
-    let g = group(&im, &ann, &[&bob, &carl]).await;
+    let g = im.group(&ann, "team", &[&bob, &carl]).await;
     let gc = format!("g-{g}");
     let mut ann_ws = im.ws(&ann).await;
-    send(&im, &ann, &gc, "g1", "read me").await;
-    let h = history(&im, &ann, &gc, 0).await;
+    im.send(&ann, &gc, "g1", "read me").await;
+    let h = im.history(&ann, &gc, 0).await;
     assert_eq!(
         (
             h["messages"][0]["read_by"].as_i64(),
@@ -418,7 +355,7 @@ async fn group_read_receipts_count_readers_and_list_them(store: Store) {
         (receipt["user_id"].as_i64(), receipt["seq"].as_i64()),
         (Some(bob.id), Some(1))
     );
-    let h = history(&im, &carl, &gc, 0).await;
+    let h = im.history(&carl, &gc, 0).await;
     assert_eq!(h["messages"][0]["read_by"], 1, "{h}");
     let readers = im
         .ok(
@@ -464,7 +401,7 @@ async fn group_read_receipts_count_readers_and_list_them(store: Store) {
 
 async fn typing_is_ephemeral_and_throttled(store: Store) {
     let im = ImServer::start_with(store, &[("IMCLOUD_IM_TYPING_INTERVAL_MS", "60000")]).await;
-    let (ann, bob) = friends(&im).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
     let mut bob_ws = im.ws(&bob).await;
     let r = im
@@ -494,7 +431,7 @@ async fn typing_is_ephemeral_and_throttled(store: Store) {
     assert_eq!(r["sent"], false, "within the interval nothing is sent");
     no_event(&mut bob_ws, "typing", Duration::from_millis(500)).await;
     // Never stored: the conversation has no messages.
-    let h = history(&im, &bob, &c, 0).await;
+    let h = im.history(&bob, &c, 0).await;
     assert_eq!(h["last_seq"], 0, "{h}");
     let stranger = im.user("Eve").await;
     assert_eq!(
@@ -511,20 +448,20 @@ async fn typing_is_ephemeral_and_throttled(store: Store) {
 }
 
 async fn message_search_finds_only_readable_conversations_with_highlights(store: Store) {
-    let im = ImServer::start(store).await;
-    let (ann, bob) = friends(&im).await;
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
     let carl = im.user("Carl").await;
     im.befriend(&bob, &carl).await;
-    send(
-        &im,
+    im.send(
         &ann,
         &cid(&ann, &bob),
         "s1",
         "the quarterly report is ready",
     )
     .await;
-    send(&im, &bob, &cid(&bob, &carl), "s2", "secret report for Carl").await;
-    send(&im, &ann, &cid(&ann, &bob), "s3", "lunch at noon").await;
+    im.send(&bob, &cid(&bob, &carl), "s2", "secret report for Carl")
+        .await;
+    im.send(&ann, &cid(&ann, &bob), "s3", "lunch at noon").await;
     let r = im
         .ok(200, "GET", "/v1/search/messages?q=report", &ann, None)
         .await;
@@ -688,8 +625,8 @@ async fn webhooks_are_signed_and_can_refuse_or_rewrite_a_send(store: Store) {
         ],
     )
     .await;
-    let (ann, bob) = friends(&im).await;
-    let m = send(&im, &ann, &cid(&ann, &bob), "w1", "bad words").await;
+    let (ann, bob) = im.friends().await;
+    let m = im.send(&ann, &cid(&ann, &bob), "w1", "bad words").await;
     assert_eq!(
         m["content"], "[filtered]",
         "the before-send webhook rewrote it"
@@ -740,7 +677,7 @@ async fn webhooks_are_signed_and_can_refuse_or_rewrite_a_send(store: Store) {
         ],
     )
     .await;
-    let (ann, bob) = friends(&im).await;
+    let (ann, bob) = im.friends().await;
     let (s, v) = im
         .call(
             "POST",
@@ -759,7 +696,7 @@ async fn webhooks_are_signed_and_can_refuse_or_rewrite_a_send(store: Store) {
         (403, true),
         "{v}"
     );
-    assert_eq!(history(&im, &bob, &cid(&ann, &bob), 0).await["last_seq"], 0);
+    assert_eq!(im.history(&bob, &cid(&ann, &bob), 0).await["last_seq"], 0);
     drop(im);
     // A webhook that cannot be reached: fail-open sends, fail-closed refuses with 503.
     for (open, status) in [("true", 201), ("false", 503)] {
@@ -774,7 +711,7 @@ async fn webhooks_are_signed_and_can_refuse_or_rewrite_a_send(store: Store) {
             ],
         )
         .await;
-        let (ann, bob) = friends(&im).await;
+        let (ann, bob) = im.friends().await;
         let (s, v) = im
             .call(
                 "POST",
@@ -788,8 +725,8 @@ async fn webhooks_are_signed_and_can_refuse_or_rewrite_a_send(store: Store) {
 }
 
 async fn blocked_users_cannot_message_befriend_or_invite(store: Store) {
-    let im = ImServer::start(store).await;
-    let (ann, bob) = friends(&im).await;
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
     let carl = im.user("Carl").await;
     let mut ann_ws = im.ws(&ann).await;
     im.ok(
@@ -849,7 +786,7 @@ async fn blocked_users_cannot_message_befriend_or_invite(store: Store) {
         "forbidden"
     );
     // Invite: Bob owns a group and may not invite Ann, who blocked him.
-    let g = group(&im, &bob, &[]).await;
+    let g = im.group(&bob, "team", &[]).await;
     assert_eq!(
         im.refused(
             403,
@@ -865,7 +802,7 @@ async fn blocked_users_cannot_message_befriend_or_invite(store: Store) {
     assert_eq!(list["blocked"].as_array().map(Vec::len), Some(2), "{list}");
     im.ok(200, "DELETE", &format!("/v1/blocks/{}", bob.id), &ann, None)
         .await;
-    send(&im, &bob, &c, "b3", "friends again").await;
+    im.send(&bob, &c, "b3", "friends again").await;
     im.ok(
         200,
         "POST",
@@ -887,23 +824,12 @@ async fn blocked_users_cannot_message_befriend_or_invite(store: Store) {
     );
 }
 
-/// Waits for the server to close `c` (skipping the events that arrive before); returns its reason.
-async fn closed(c: &mut imcloud::client::GoimClient) -> String {
-    loop {
-        match c.recv_timeout(common::WAIT).await {
-            Ok(_) => continue,
-            Err(imcloud::client::ClientError::Closed(reason)) => return reason,
-            Err(e) => panic!("expected a close, got {e}"),
-        }
-    }
-}
-
 async fn account_deletion_anonymises_and_closes_connections(store: Store) {
-    let im = ImServer::start(store).await;
-    let (ann, bob) = friends(&im).await;
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
-    send(&im, &ann, &c, "d1", "bye").await;
-    let g = group(&im, &ann, &[&bob]).await;
+    im.send(&ann, &c, "d1", "bye").await;
+    let g = im.group(&ann, "team", &[&bob]).await;
     let mut ann_ws = im.ws(&ann).await;
     let mut bob_ws = im.ws(&bob).await;
     assert_eq!(
@@ -949,7 +875,7 @@ async fn account_deletion_anonymises_and_closes_connections(store: Store) {
         (Some("deleted user"), Some(true), true),
         "{u}"
     );
-    let h = history(&im, &bob, &c, 0).await;
+    let h = im.history(&bob, &c, 0).await;
     assert_eq!(h["messages"][0]["sender_id"], ann.id);
     let grp = im
         .ok(200, "GET", &format!("/v1/groups/{g}"), &bob, None)
@@ -983,17 +909,17 @@ async fn account_deletion_anonymises_and_closes_connections(store: Store) {
 }
 
 async fn conversations_friends_and_members_are_paged(store: Store) {
-    let im = ImServer::start(store).await;
+    let im = ImServer::shared(store).await;
     let ann = im.user("Ann").await;
     let mut others = Vec::new();
     for i in 0..3 {
         let u = im.user(&format!("U{i}")).await;
         im.befriend(&ann, &u).await;
-        send(&im, &u, &cid(&ann, &u), "p", "hi").await;
+        im.send(&u, &cid(&ann, &u), "p", "hi").await;
         others.push(u);
     }
     let refs: Vec<&TestUser> = others.iter().collect();
-    let g = group(&im, &ann, &refs).await;
+    let g = im.group(&ann, "team", &refs).await;
     for (path, key) in [
         ("/v1/conversations", "conversations"),
         (&format!("/v1/groups/{g}/members")[..], "members"),
@@ -1050,11 +976,11 @@ async fn conversations_friends_and_members_are_paged(store: Store) {
 }
 
 async fn reading_on_one_device_clears_unread_on_the_others(store: Store) {
-    let im = ImServer::start(store).await;
-    let (ann, bob) = friends(&im).await;
+    let im = ImServer::shared(store).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
-    send(&im, &ann, &c, "m1", "one").await;
-    send(&im, &ann, &c, "m2", "two").await;
+    im.send(&ann, &c, "m1", "one").await;
+    im.send(&ann, &c, "m2", "two").await;
     let mut phone = im.ws(&bob).await;
     let mut laptop = im.ws(&bob).await;
     let r = command(
@@ -1092,7 +1018,7 @@ async fn reading_on_one_device_clears_unread_on_the_others(store: Store) {
 
 async fn sends_over_the_rate_are_refused_over_http_and_op_4(store: Store) {
     let im = ImServer::start_with(store, &[("IMCLOUD_IM_SENDS_PER_SEC", "2")]).await;
-    let (ann, bob) = friends(&im).await;
+    let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
     let mut refused = None;
     for i in 0..10 {

@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use super::chat::{EditReq, ReadReq, SendReq, TypingReq};
 use super::operations::*;
-use super::params::{CidPath, CursorQuery, HistoryQuery, MessagePath, NoParams, ReactionPath};
+use super::params::{
+    CidPath, CursorQuery, HistoryQuery, MessagePath, MessageSearchQuery, NoParams, ReactionPath,
+};
 use super::values::{ConversationId, Emoji, Id};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,11 +59,16 @@ pub enum Command {
         seq: Id,
         emoji: Emoji,
     },
+    /// Message search: `q`, optionally `conversation_id`, `page`, `page_size`.
+    Search {
+        #[serde(flatten)]
+        query: MessageSearchQuery,
+    },
 }
 
 /// The commands, for the error that names them.
 pub const COMMANDS: &str =
-    "ping, send, read, history, conversations, typing, edit, recall, react, unreact";
+    "ping, send, read, history, conversations, typing, edit, recall, react, unreact, search";
 
 impl Command {
     /// Decodes an op 4 body.
@@ -146,6 +153,9 @@ impl Command {
                 NoBody {},
             )
             .into(),
+            Command::Search { query } => {
+                SearchMessagesOp::from_parts(NoParams {}, query, NoBody {}).into()
+            }
         })
     }
 }
@@ -176,6 +186,19 @@ mod tests {
             Some(ImRequest::ListMessages(r)) => {
                 assert_eq!(r.query.after_seq, Some(4));
                 assert_eq!(r.query.limit, Some(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        // search takes the query's fields, the page as a number or a string
+        let c = Command::from_frame(
+            br#"{"cmd":"search","q":"lunch","conversation_id":"u-1-2","page":"2"}"#,
+        )
+        .expect("search");
+        match c.into_request() {
+            Some(ImRequest::SearchMessagesOp(r)) => {
+                assert_eq!(r.query.q, "lunch");
+                assert_eq!(r.query.conversation_id.as_deref(), Some("u-1-2"));
+                assert_eq!(r.query.page, Some(2));
             }
             other => panic!("{other:?}"),
         }

@@ -28,10 +28,24 @@ pub fn postgres_base() -> String {
 
 /// A standalone serving the IM tier; derefs to its [`ImApi`].
 pub struct ImServer {
-    server: Option<Standalone>,
+    server: Option<Server>,
     pg_database: Option<String>,
     api: ImApi,
 }
+
+enum Server {
+    Own(Box<Standalone>),
+    Shared(&'static Standalone),
+}
+
+/// Cheap password hashing in the servers of the IM tests (argon2's smallest parameters; only a build
+/// with logic's test-support feature, as the tests' is, reads it): each test registers and logs in
+/// users of its own, and full hashes were most of these tests' CPU time.
+const FAST_PASSWORD_HASH: (&str, &str) = ("IMCLOUD_TEST_FAST_PASSWORD_HASH", "1");
+
+/// The shared servers of this test binary, one per store (see [`ImServer::shared`]).
+static SHARED_SQLITE: tokio::sync::OnceCell<Standalone> = tokio::sync::OnceCell::const_new();
+static SHARED_POSTGRES: tokio::sync::OnceCell<Standalone> = tokio::sync::OnceCell::const_new();
 
 /// The `/v1` JSON API of a deployment (standalone or the cluster's api).
 pub struct ImApi {
@@ -90,6 +104,7 @@ impl ImServer {
 
     pub async fn start_with(store: Store, env: &[(&str, &str)]) -> ImServer {
         let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        env.push((FAST_PASSWORD_HASH.0, FAST_PASSWORD_HASH.1.to_string()));
         let pg_database = match store {
             Store::Sqlite => None,
             Store::Postgres => {
@@ -102,14 +117,63 @@ impl ImServer {
         let server = Standalone::start_with(&env_refs).await;
         let api = ImApi::new(&server.http);
         ImServer {
-            server: Some(server),
+            server: Some(Server::Own(Box::new(server))),
             pg_database,
             api,
         }
     }
 
+    /// The test binary's server on `store` with the default settings, started by the first test that
+    /// asks, with a database of its own that this binary's run alone uses (dropped when it exits).
+    /// For the tests whose users, groups and conversations are theirs alone, as every user is newly
+    /// registered with a unique email: starting a server (and on PostgreSQL creating and migrating a
+    /// database) costs more than most such tests. A test that needs other settings, or counts
+    /// something over all users, starts its own ([`ImServer::start`]).
+    ///
+    /// Use the returned handle's own HTTP client ([`ImApi`]), never `server().request`: the shared
+    /// server's client belongs to the runtime of the test that started it.
+    pub async fn shared(store: Store) -> ImServer {
+        let cell = match store {
+            Store::Sqlite => &SHARED_SQLITE,
+            Store::Postgres => &SHARED_POSTGRES,
+        };
+        let server = cell
+            .get_or_init(|| async move {
+                let (url, cleanup) = match store {
+                    Store::Sqlite => {
+                        let dir = std::env::temp_dir().join(unique_test_name("imcloud-shared-db"));
+                        let dir = dir.display();
+                        (format!("sqlite://{dir}/im.db"), format!("rm -rf '{dir}'"))
+                    }
+                    Store::Postgres => {
+                        let (url, name) = test_database();
+                        let drop = format!(
+                            "psql '{}' -q -c 'DROP DATABASE IF EXISTS {name} WITH (FORCE)'",
+                            postgres_base()
+                        );
+                        (url, drop)
+                    }
+                };
+                Standalone::start_opts(super::StartOptions {
+                    env: &[("IMCLOUD_DATABASE_URL", &url), FAST_PASSWORD_HASH],
+                    shared_cleanup: Some(&cleanup),
+                    ..super::StartOptions::default()
+                })
+                .await
+            })
+            .await;
+        ImServer {
+            server: Some(Server::Shared(server)),
+            pg_database: None,
+            api: ImApi::new(&server.http),
+        }
+    }
+
     pub fn server(&self) -> &Standalone {
-        self.server.as_ref().expect("running")
+        match self.server.as_ref().expect("running") {
+            Server::Own(s) => s,
+            Server::Shared(s) => s,
+        }
     }
 
     /// A websocket client of `user` authenticated with their login token.
@@ -148,6 +212,30 @@ impl ImApi {
             req = req.json(&b);
         }
         send_for_json(req, path).await
+    }
+
+    /// Any call with a raw body and an optional bearer token (a login token or the API key).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body.into());
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        send_for_json(req, path).await
+    }
+
+    /// The base URL (`http://host:port`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Any /v1 call, with the answer's headers.
@@ -283,8 +371,29 @@ impl Drop for ImServer {
     fn drop(&mut self) {
         drop(self.server.take());
         if let Some(db) = &self.pg_database {
-            drop_test_database(db);
+            drop_test_database_later(db);
         }
+    }
+}
+
+/// [`drop_test_database`] without waiting for it (a drop takes about a second, most of a short
+/// test's time): `psql` runs on, and finishes even if the test binary has exited by then.
+pub fn drop_test_database_later(name: &str) {
+    let child = Command::new("psql")
+        .args([
+            &postgres_base(),
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    match child {
+        // Reaped on a thread of its own, so that no zombie is left while the tests run.
+        Ok(mut c) => {
+            std::thread::spawn(move || c.wait());
+        }
+        Err(e) => eprintln!("could not drop test database {name}: {e}"),
     }
 }
 
@@ -349,5 +458,124 @@ pub async fn command(c: &mut GoimClient, cmd: Value) -> Value {
             assert_eq!(f.seq, seq, "op 5 carries the command's seq");
             return serde_json::from_slice(&f.body).expect("reply JSON");
         }
+    }
+}
+
+/// Runs each named `async fn $name(store: Store)` of the including file once per store, as
+/// `sqlite::$name` and `postgres::$name`.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::common::im::Store::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::common::im::Store::Postgres).await } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
+/// The private conversation of `a` and `b`.
+pub fn cid(a: &TestUser, b: &TestUser) -> String {
+    format!("u-{}-{}", a.id.min(b.id), a.id.max(b.id))
+}
+
+/// The ids of a history page's messages.
+pub fn ids(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// The seqs of a history page's messages.
+pub fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
+/// Closes `c` by the server's hand: waits (skipping the events that arrive before) and returns the reason.
+pub async fn closed(c: &mut GoimClient) -> String {
+    loop {
+        match c.recv_timeout(WAIT).await {
+            Ok(_) => continue,
+            Err(ClientError::Closed(reason)) => return reason,
+            Err(e) => panic!("expected a close, got {e}"),
+        }
+    }
+}
+
+impl ImApi {
+    /// A text message from `from` into `cid`, which must be stored (201).
+    pub async fn send(&self, from: &TestUser, cid: &str, client_msg_id: &str, text: &str) -> Value {
+        self.ok(
+            201,
+            "POST",
+            &format!("/v1/conversations/{cid}/messages"),
+            from,
+            Some(json!({"client_msg_id": client_msg_id, "type": "text", "content": text})),
+        )
+        .await
+    }
+
+    /// `user`'s history of `cid` after `after` (one page of 50).
+    pub async fn history(&self, user: &TestUser, cid: &str, after: i64) -> Value {
+        self.ok(
+            200,
+            "GET",
+            &format!("/v1/conversations/{cid}/messages?after_seq={after}"),
+            user,
+            None,
+        )
+        .await
+    }
+
+    /// Ann and Bob, registered, logged in and friends.
+    pub async fn friends(&self) -> (TestUser, TestUser) {
+        let (ann, bob) = (self.user("Ann").await, self.user("Bob").await);
+        self.befriend(&ann, &bob).await;
+        (ann, bob)
+    }
+
+    /// A group named `name` owned by `owner`, with `members` joined (no approval); its id.
+    pub async fn group(&self, owner: &TestUser, name: &str, members: &[&TestUser]) -> i64 {
+        let g = self
+            .ok(
+                201,
+                "POST",
+                "/v1/groups",
+                owner,
+                Some(json!({"name": name})),
+            )
+            .await["id"]
+            .as_i64()
+            .expect("group id");
+        for m in members {
+            self.ok(200, "POST", &format!("/v1/groups/{g}/join"), m, None)
+                .await;
+        }
+        g
+    }
+
+    /// `user`'s conversation `cid` from the first page of their list.
+    pub async fn conversation(&self, user: &TestUser, cid: &str) -> Value {
+        let list = self.ok(200, "GET", "/v1/conversations", user, None).await;
+        list["conversations"]
+            .as_array()
+            .expect("conversations")
+            .iter()
+            .find(|c| c["id"] == cid)
+            .unwrap_or_else(|| panic!("{cid} not in {list}"))
+            .clone()
     }
 }

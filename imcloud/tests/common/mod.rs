@@ -41,6 +41,9 @@ pub struct Standalone {
     http_client: reqwest::Client,
     /// Holds the SQLite IM database unless the test gave IMCLOUD_DATABASE_URL; removed on drop.
     data_dir: Option<std::path::PathBuf>,
+    /// A shared server's lifeline (see [`StartOptions::shared_cleanup`]): closed when the test binary
+    /// exits, however it exits.
+    _lifeline: Option<std::process::ChildStdin>,
 }
 
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -64,6 +67,13 @@ pub struct StartOptions<'a> {
     pub nofile: Option<u64>,
     /// Write the server's log (stderr) to this file instead of the test's stderr.
     pub log_file: Option<&'a std::path::Path>,
+    /// A server that outlives the test that starts it and serves the rest of the test binary (kept in
+    /// a `static`, which is never dropped): it runs under a shell that holds the read end of a pipe
+    /// whose write end only this process holds. When the test binary exits (normally, by a panic or a
+    /// signal), the pipe closes and the shell kills the server and then runs this cleanup command
+    /// (dropping its database, say). The shell exits with the server, so a server that dies at start is
+    /// still seen and started again.
+    pub shared_cleanup: Option<&'a str>,
 }
 
 impl Standalone {
@@ -100,9 +110,21 @@ impl Standalone {
         let env = opts.env;
         let p = free_ports(6);
         let addr = |port: u16| format!("127.0.0.1:{port}");
-        let mut cmd = match opts.nofile {
-            None => Command::new(env!("CARGO_BIN_EXE_imcloud")),
-            Some(n) => {
+        let mut cmd = match (opts.nofile, opts.shared_cleanup) {
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_imcloud")),
+            (None, Some(cleanup)) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!(
+                        "trap '' INT TERM; exec 3<&0; \"$0\" \"$@\" 3<&- & pid=$!; exec 2>/dev/null; \
+                         {{ read -r _ <&3; kill -9 $pid 2>/dev/null; {cleanup}; }} & wait $pid"
+                    ))
+                    .arg(env!("CARGO_BIN_EXE_imcloud"))
+                    .stdin(Stdio::piped());
+                c
+            }
+            (Some(_), Some(_)) => panic!("a shared server has no file limit of its own"),
+            (Some(n), None) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
                     .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
@@ -160,7 +182,8 @@ impl Standalone {
             cmd.env(k, v);
         }
         let http_client = http_client.build().expect("HTTP client");
-        let child = cmd.spawn().expect("start imcloud standalone");
+        let mut child = cmd.spawn().expect("start imcloud standalone");
+        let lifeline = child.stdin.take();
         let mut s = Standalone {
             child,
             ws_url: format!("ws://{}/sub", addr(p[0])),
@@ -172,6 +195,7 @@ impl Standalone {
             comet_grpc: addr(p[2]),
             http_client,
             data_dir,
+            _lifeline: lifeline,
         };
         s.wait_ready().await.then_some(s)
     }

@@ -29,13 +29,28 @@ static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 /// Verified against for unknown emails, so that a login takes as long whether or not the account exists.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$JqgBSSu+7HvQ6xWc0VlZ2qJOQW5oN7RP9RSUw4OZfwg";
 
+/// The hasher: argon2's defaults, OWASP's parameters (19 MiB, 2 passes, 1 lane). Verifying reads the
+/// parameters from the stored hash, so a stored hash verifies whatever hashed it.
+fn argon2() -> Argon2<'static> {
+    // Every IM integration test registers and logs in users of its own, and two full hashes per user
+    // were most of those tests' CPU time. Their build (the test-support feature) takes argon2's
+    // smallest parameters when its harness sets this variable; no other build reads it.
+    #[cfg(feature = "test-support")]
+    if std::env::var_os("IMCLOUD_TEST_FAST_PASSWORD_HASH").is_some()
+        && let Ok(params) = argon2::Params::new(argon2::Params::MIN_M_COST, 1, 1, None)
+    {
+        return Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    }
+    Argon2::default()
+}
+
 async fn hash_password(password: String) -> Result<String, ImError> {
     let _slot = ARGON2_SLOTS
         .acquire()
         .await
         .map_err(|_| ImError::unavailable("shutting down"))?;
     tokio::task::spawn_blocking(move || {
-        Argon2::default()
+        argon2()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
     })
@@ -50,11 +65,7 @@ async fn password_matches(password: String, hash: String) -> bool {
     };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
+            .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false)
     })
     .await
