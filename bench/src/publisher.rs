@@ -198,6 +198,7 @@ impl Publisher {
                             r#type: "bench".into(),
                             room: name.into(),
                             msg: payload.to_vec(),
+                            persistent: false,
                         });
                         req.metadata_mut().insert("authorization", bearer.clone());
                         client.push_room(req).await
@@ -207,6 +208,7 @@ impl Publisher {
                             op: PUSH_OP,
                             mids: vec![id],
                             msg: payload.to_vec(),
+                            persistent: false,
                         });
                         req.metadata_mut().insert("authorization", bearer.clone());
                         client.push_mids(req).await

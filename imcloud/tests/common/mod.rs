@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod im;
+pub mod recovery;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
