@@ -208,7 +208,6 @@ impl Publisher {
                             op: PUSH_OP,
                             mids: vec![id],
                             msg: payload.to_vec(),
-                            persistent: false,
                         });
                         req.metadata_mut().insert("authorization", bearer.clone());
                         client.push_mids(req).await
