@@ -349,3 +349,134 @@ pub fn push_positioned(ch: &Channel, st: &mut ChannelState, room: &str, batch: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use imcloud_proto::logic::RecoverReply;
+    use imcloud_proto::protocol::Proto;
+
+    use super::*;
+    use crate::op_filter::OpFilter;
+    use crate::outbox::{Outbox, OutboxBudget};
+
+    const ROOM: &str = "live://1";
+
+    fn channel() -> Channel {
+        let state = ChannelState {
+            filter: OpFilter::from_accepts(&[]),
+            rooms: vec![ROOM.into()],
+            auth_room: None,
+            positions: Vec::new(),
+            recoveries: 0,
+        };
+        let outbox = Outbox::new(1 << 20, OutboxBudget::new(1 << 30));
+        Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), outbox, state)
+    }
+
+    fn proto(offset: u64, body: &str) -> Proto {
+        Proto {
+            ver: 1,
+            op: 1000,
+            body: body.as_bytes().to_vec(),
+            history_epoch: if offset > 0 { 7 } else { 0 },
+            history_offset: offset,
+            ..Default::default()
+        }
+    }
+
+    fn batch(msgs: &[(u64, &str)]) -> Batch {
+        Batch::room(ROOM, msgs.iter().map(|(o, b)| proto(*o, b)).collect())
+    }
+
+    /// Everything queued for the client: `R<recovered>` for op 24, `<offset>` for a publication, the body
+    /// for a plain message.
+    fn sent(ch: &Channel) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(f) = ch.outbox.try_pop() {
+            let f = Frame::decode(&f.goim(), 1 << 20).unwrap();
+            let inner = if f.op == op::RAW {
+                imcloud_proto::frame::split_raw_batch(&f.body, 1 << 20).unwrap()
+            } else {
+                vec![f]
+            };
+            for f in inner {
+                out.push(match f.op {
+                    op::RECOVER_REPLY => {
+                        let v: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
+                        format!("R{}", v["recovered"])
+                    }
+                    op::PUBLICATION => Publication::parse(&f.body).unwrap().offset.to_string(),
+                    _ => String::from_utf8_lossy(&f.body).into_owned(),
+                });
+            }
+        }
+        out
+    }
+
+    fn answer(top: u64, recovered: &[u64]) -> RecoverReply {
+        RecoverReply {
+            epoch: 7,
+            offset: top,
+            recovered: true,
+            reason: String::new(),
+            publications: recovered.iter().map(|&o| proto(o, "h")).collect(),
+        }
+    }
+
+    #[test]
+    fn live_messages_during_a_recovery_follow_it_once_in_order() {
+        let ch = channel();
+        let attempt = ch.state().begin_recovery(ROOM, 3);
+        // Arrive while logic reads the history: 6 and 7 (which the read will also return), then 8.
+        assert!(!ch.push_room(ROOM, &batch(&[(6, "x"), (7, "x")])));
+        assert!(
+            ch.push_room(ROOM, &batch(&[(0, "plain"), (8, "x")])),
+            "plain goes now"
+        );
+        finish(
+            &ch,
+            ROOM,
+            attempt,
+            3,
+            Some(Position {
+                epoch: 7,
+                offset: 4,
+            }),
+            Ok(answer(7, &[5, 6, 7])),
+        );
+        assert_eq!(sent(&ch), ["plain", "Rtrue", "5", "6", "7", "8"]);
+        // Live: a redelivery is dropped, the next one goes, another epoch is adopted.
+        ch.push_room(ROOM, &batch(&[(8, "x"), (9, "x")]));
+        let mut other = proto(1, "y");
+        other.history_epoch = 8;
+        ch.push_room(ROOM, &Batch::room(ROOM, vec![other]));
+        assert_eq!(sent(&ch), ["9", "1"]);
+        // A late answer to an old attempt is ignored.
+        finish(&ch, ROOM, attempt, 3, None, Ok(answer(9, &[])));
+        assert!(sent(&ch).is_empty());
+    }
+
+    #[test]
+    fn a_full_buffer_gives_the_recovery_up_and_goes_live() {
+        let ch = channel();
+        let attempt = ch.state().begin_recovery(ROOM, 3);
+        for o in 1..=BUFFER_MAX as u64 {
+            ch.push_room(ROOM, &batch(&[(o, "x")]));
+        }
+        assert!(sent(&ch).is_empty(), "buffered");
+        ch.push_room(ROOM, &batch(&[(BUFFER_MAX as u64 + 1, "x")]));
+        let got = sent(&ch);
+        assert_eq!(got[0], "Rfalse");
+        assert_eq!(got.len(), BUFFER_MAX + 2);
+        assert_eq!(got[BUFFER_MAX + 1], (BUFFER_MAX + 1).to_string());
+        finish(&ch, ROOM, attempt, 3, None, Ok(answer(5, &[])));
+        assert!(sent(&ch).is_empty(), "logic's late answer is ignored");
+    }
+
+    #[test]
+    fn goim_connections_get_plain_frames() {
+        let ch = channel();
+        assert!(ch.push_room(ROOM, &batch(&[(1, "a"), (0, "b")])));
+        assert_eq!(sent(&ch), ["a", "b"]);
+    }
+}
