@@ -37,6 +37,9 @@ use crate::out_frame::OutFrame;
 
 /// Live persistent messages one recovering room of one connection may hold.
 pub const BUFFER_MAX: usize = 1024;
+/// Most bytes of messages one recovery replays (also under half the connection's queue), well inside the
+/// 4 MiB a gRPC reply may carry.
+const MAX_REPLAY_BYTES: usize = 2 << 20;
 /// Longest wait for logic's answer.
 const LOGIC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,7 +154,7 @@ pub fn start(comet: &Arc<Comet>, ch: &Arc<Channel>, frame: Frame) -> Option<Fram
         room: room.clone(),
         epoch: from.map_or(0, |p| p.epoch),
         offset: from.map_or(0, |p| p.offset),
-        max_bytes: (comet.settings.conn_queue_bytes / 2).max(1) as u64,
+        max_bytes: (comet.settings.conn_queue_bytes / 2).clamp(1, MAX_REPLAY_BYTES) as u64,
     };
     let mut logic = comet.logic.clone();
     let ch = ch.clone();
