@@ -70,6 +70,7 @@ pub async fn room(
         r#type: p.required("type")?.to_string(),
         room: p.required("room")?.to_string(),
         msg: body(b)?,
+        persistent: p.optional_bool("persistent")?,
     };
     let r = from_logic(s.logic().push_room(s.authed(req)).await)?;
     Ok(ok(json!({"queued": r.queued})))

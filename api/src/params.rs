@@ -58,6 +58,18 @@ impl Params {
         }
     }
 
+    /// A boolean flag: `true`/`1` or `false`/`0`; absent is `false`.
+    pub fn optional_bool(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name)? {
+            None => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "{name} must be true or false, got {v:?}"
+            ))),
+        }
+    }
+
     /// A non-empty list parameter.
     pub fn list(&self, name: &str) -> Result<Vec<String>, ApiError> {
         let items: Vec<String> = self

@@ -200,6 +200,7 @@ impl Publisher {
                             r#type: "bench".into(),
                             room: name.into(),
                             msg: payload.to_vec(),
+                            persistent: false,
                         });
                         req.metadata_mut().insert("authorization", bearer.clone());
                         client.push_room(req).await

@@ -112,6 +112,7 @@ impl Bucket {
         let mut inner = self.write();
         let mut st = ch.state();
         st.rooms.retain(|r| r != room);
+        st.positions.retain(|(r, _)| r != room);
         if st.auth_room.as_deref() == Some(room) {
             st.auth_room = None;
         }
@@ -149,7 +150,7 @@ impl Bucket {
         self.read()
             .rooms
             .get(room)
-            .map(|r| r.push(batch))
+            .map(|r| r.push(room, batch))
             .unwrap_or(0)
     }
 
@@ -195,6 +196,8 @@ mod tests {
             filter: OpFilter::from_accepts(&[]),
             rooms: room.iter().map(|r| r.to_string()).collect(),
             auth_room: room.map(str::to_string),
+            positions: Vec::new(),
+            recoveries: 0,
         };
         let outbox = Outbox::new(1 << 20, OutboxBudget::new(1 << 30));
         Arc::new(Channel::new(

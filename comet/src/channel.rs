@@ -16,6 +16,7 @@ use crate::batch::Batch;
 use crate::op_filter::OpFilter;
 use crate::out_frame::OutFrame;
 use crate::outbox::{Outbox, PushError};
+use crate::recovery::RoomPos;
 
 /// Most rooms one connection may be in.
 pub const MAX_ROOMS: usize = 32;
@@ -44,6 +45,11 @@ pub struct ChannelState {
     pub rooms: Vec<String>,
     /// The auth room (op 12 changes it); heartbeat replies carry its online count.
     pub auth_room: Option<String>,
+    /// The rooms joined with op 23, where persistent messages arrive as publications
+    /// ([`crate::recovery`]); empty for every goim client.
+    pub positions: Vec<(String, RoomPos)>,
+    /// Recoveries started (numbers each attempt).
+    pub recoveries: u64,
 }
 
 pub struct Channel {
@@ -109,6 +115,19 @@ impl Channel {
             Some(b) => self.send(b),
             None => false,
         }
+    }
+
+    /// Queues a push to `room`: with positions if the connection joined that room with op 23 and the
+    /// push holds persistent messages, else as [`Channel::push`].
+    pub fn push_room(&self, room: &str, batch: &Batch) -> bool {
+        if batch.has_positions() {
+            let mut st = self.state();
+            if st.positions.iter().any(|(r, _)| r == room) {
+                // Under the state lock: positions and the outbox order move together.
+                return crate::recovery::push_positioned(self, &mut st, room, batch);
+            }
+        }
+        self.push(batch)
     }
 
     /// Counts one more command in flight, unless `max` already are.
@@ -196,6 +215,8 @@ mod tests {
             filter: OpFilter::from_accepts(&[]),
             rooms: vec![],
             auth_room: None,
+            positions: Vec::new(),
+            recoveries: 0,
         };
         let outbox = Outbox::new(limit, OutboxBudget::new(1 << 20));
         Channel::new(1, 1, "k".into(), [127, 0, 0, 1].into(), outbox, state)

@@ -36,6 +36,7 @@ use crate::command;
 use crate::drain;
 use crate::op_filter::{OpFilter, parse_ops};
 use crate::out_frame::OutFrame;
+use crate::recovery;
 use crate::transport::{CloseReason, Incoming, ReadError, Transport};
 
 /// Most queued frames written before one flush.
@@ -140,6 +141,8 @@ async fn authenticate<T: Transport>(
         filter: OpFilter::from_accepts(&reply.accepts),
         rooms: room.iter().cloned().collect(),
         auth_room: room,
+        positions: Vec::new(),
+        recoveries: 0,
     };
     let ch = Arc::new(Channel::new(
         comet.next_conn_id(),
@@ -299,6 +302,7 @@ fn handle(
             )
         }
         op::SEND_MSG => Ok(command::dispatch(comet, ch, frame)),
+        op::RECOVER => Ok(recovery::start(comet, ch, frame)),
         op::CHANGE_ROOM => {
             let room = room_body(&frame.body)?;
             let target = if room.is_empty() {

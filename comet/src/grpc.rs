@@ -143,7 +143,11 @@ impl CometRpc for CometService {
         let accepted = accepted(&r.protos);
         let _span = imcloud_common::traced_span!("comet.deliver", kind = "room", room = %r.room_id)
             .entered();
-        let delivered = self.comet.push_room(&r.room_id, &batch(r.protos)?);
+        let b = Batch::room(&r.room_id, r.protos);
+        if b.is_empty() {
+            return Err(Status::invalid_argument("no messages"));
+        }
+        let delivered = self.comet.push_room(&r.room_id, &b);
         observe_latency("room", &accepted, delivered);
         metrics::counter!("imcloud_comet_broadcast_room_total").increment(1);
         Ok(Response::new(BroadcastRoomReply { delivered }))

@@ -21,6 +21,7 @@ pub mod online;
 pub mod op_filter;
 pub mod out_frame;
 pub mod outbox;
+pub mod recovery;
 pub mod room;
 pub mod server_tcp;
 pub mod server_websocket;

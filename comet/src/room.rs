@@ -30,8 +30,11 @@ impl Room {
         self.members.is_empty()
     }
 
-    /// Queues a push to every member; returns how many got it.
-    pub fn push(&self, batch: &Batch) -> u32 {
-        self.members.values().filter(|ch| ch.push(batch)).count() as u32
+    /// Queues a push to every member (this is room `id`); returns how many got it.
+    pub fn push(&self, id: &str, batch: &Batch) -> u32 {
+        self.members
+            .values()
+            .filter(|ch| ch.push_room(id, batch))
+            .count() as u32
     }
 }

@@ -173,6 +173,10 @@ settings! {
     room_batch_max: usize = 32, "IMCLOUD_ROOM_BATCH_MAX";
     /// Job: milliseconds a room batch waits for more messages before it is flushed
     room_flush_ms: u64 = 5, "IMCLOUD_ROOM_FLUSH_MS";
+    /// Room history: persistent messages kept per room for recovery (op 23); the oldest go beyond it
+    room_history_size: usize = 100, "IMCLOUD_ROOM_HISTORY_SIZE";
+    /// Room history: seconds a room's history lives after its last persistent push; then it is dropped and the room's next history has a new epoch
+    room_history_ttl_secs: u64 = 300, "IMCLOUD_ROOM_HISTORY_TTL_SECS";
     /// Largest push message in bytes (logic enforces it for HTTP and gRPC; also the HTTP body limit)
     push_max_body: usize = 65536, "IMCLOUD_PUSH_MAX_BODY";
     /// Longest lifetime of a token minted by POST /v1/tokens or IssueToken, in seconds
@@ -291,6 +295,8 @@ impl Config {
             ("online_renew_secs", self.online_renew_secs),
             ("queue_capacity", self.queue_capacity as u64),
             ("room_batch_max", self.room_batch_max as u64),
+            ("room_history_size", self.room_history_size as u64),
+            ("room_history_ttl_secs", self.room_history_ttl_secs),
             ("push_max_body", self.push_max_body as u64),
             ("etcd_lease_ttl_secs", self.etcd_lease_ttl_secs),
             ("kafka_partitions", self.kafka_partitions.max(0) as u64),

@@ -216,6 +216,7 @@ pub const LOGIC_POLICY: ServicePolicy = ServicePolicy {
         ("Heartbeat", Allow::Roles(COMET)),
         ("RenewOnline", Allow::Roles(COMET)),
         ("Receive", Allow::Roles(COMET)),
+        ("Recover", Allow::Roles(COMET)),
         ("Nodes", Allow::RolesOrApiKey(API)),
         ("Instances", Allow::RolesOrApiKey(API)),
         ("OnlineTop", Allow::RolesOrApiKey(API)),

@@ -17,11 +17,17 @@ pub mod queue_kafka;
 pub mod queue_memory;
 pub mod rate_limit;
 pub mod readiness;
+pub mod redis_conn;
 pub mod registry;
 #[cfg(test)]
 mod registry_conformance;
 pub mod registry_etcd;
 pub mod registry_memory;
+pub mod room_history;
+#[cfg(test)]
+mod room_history_conformance;
+pub mod room_history_memory;
+pub mod room_history_redis;
 pub mod shutdown;
 /// Test-only: unique names for the resources tests create (the `test-support` feature, which only
 /// dev-dependencies enable, so it is never in a release build).

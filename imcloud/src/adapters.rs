@@ -19,9 +19,13 @@ use imcloud_common::config::redact_url;
 use imcloud_common::queue::{QueueConsumer, QueueProducer};
 use imcloud_common::queue_kafka::{KafkaConsumer, KafkaProducer, KafkaSettings, ensure_topic};
 use imcloud_common::queue_memory::memory_queue;
+use imcloud_common::redis_conn::RedisConn;
 use imcloud_common::registry::Registry;
 use imcloud_common::registry_etcd::EtcdRegistry;
 use imcloud_common::registry_memory::MemoryRegistry;
+use imcloud_common::room_history::RoomHistory;
+use imcloud_common::room_history_memory::MemoryHistory;
+use imcloud_common::room_history_redis::RedisHistory;
 use imcloud_logic::im::db::{Db, Engine};
 use imcloud_logic::sessions::SessionStore;
 use imcloud_logic::sessions_memory::MemorySessions;
@@ -125,6 +129,34 @@ pub async fn sessions(cfg: &Config) -> Result<Arc<dyn SessionStore>> {
     };
     let store = store.with_context(|| format!("Redis at {}", redis_urls(cfg)))?;
     Ok(Arc::new(store))
+}
+
+/// The room history of persistent room pushes: Redis (or Redis Cluster) when IMCLOUD_REDIS_URL is set, else
+/// in memory when `in_process` (standalone: job and logic share it), else none (a role in its own process
+/// cannot share an in-memory history with the others; persistent pushes are then refused).
+pub async fn history(cfg: &Config, in_process: bool) -> Result<Option<Arc<dyn RoomHistory>>> {
+    let ttl = Duration::from_secs(cfg.room_history_ttl_secs);
+    if cfg.redis_url.trim().is_empty() {
+        if !in_process {
+            return Ok(None);
+        }
+        return Ok(Some(Arc::new(MemoryHistory::new(
+            cfg.room_history_size,
+            ttl,
+        ))));
+    }
+    let conn = if cfg.redis_cluster {
+        RedisConn::cluster(&Config::list(&cfg.redis_url)).await
+    } else {
+        RedisConn::single(&cfg.redis_url).await
+    }
+    .with_context(|| format!("Redis at {} (room history)", redis_urls(cfg)))?;
+    Ok(Some(Arc::new(RedisHistory::new(
+        conn,
+        &cfg.redis_prefix,
+        cfg.room_history_size,
+        ttl,
+    ))))
 }
 
 /// The Redis URL(s), passwords masked.

@@ -108,6 +108,7 @@ pub async fn logic(
         registry: adapters::registry(&cfg).await?,
         sessions: adapters::sessions(&cfg).await?,
         queue: adapters::kafka_producer(&cfg).await?,
+        history: adapters::history(&cfg, false).await?,
         db: if cfg.im_enabled() {
             Some(adapters::database(&cfg).await?)
         } else {
@@ -142,10 +143,11 @@ pub async fn job(
     banner("job", &cfg);
     let registry = adapters::registry(&cfg).await?;
     let consumer = adapters::kafka_consumer(&cfg).await?;
+    let history = adapters::history(&cfg, false).await?;
     let readiness = Readiness::new();
     readiness_checks::registry(&readiness, &registry);
     readiness_checks::consumer(&readiness, &consumer);
-    let role = imcloud_job::run(&cfg, registry, consumer, readiness.clone(), stop);
+    let role = imcloud_job::run(&cfg, registry, consumer, history, readiness.clone(), stop);
     with_metrics(&cfg, metrics, &readiness, role).await
 }
 

@@ -111,6 +111,8 @@ pub async fn run(
     let registry: Arc<dyn Registry> = adapters::registry(&cfg).await?;
     let sessions = adapters::sessions(&cfg).await?;
     let (producer, consumer) = adapters::queue(&cfg).await?;
+    // Job appends to it, logic reads it for recoveries: one instance for both.
+    let history = adapters::history(&cfg, true).await?;
     // With the IM tier off, no database is opened at all.
     let db = if cfg.im_enabled() {
         Some(adapters::database(&cfg).await?)
@@ -227,6 +229,7 @@ pub async fn run(
 
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), logic_stop.clone());
+    let logic_history = history.clone();
     let logic = spawn_role(
         "logic",
         Box::pin(async move {
@@ -234,6 +237,7 @@ pub async fn run(
                 registry: reg,
                 sessions,
                 queue: producer,
+                history: logic_history,
                 db,
             };
             Ok(imcloud_logic::run(&c, deps, logic_l, Readiness::new(), stop).await?)
@@ -251,9 +255,9 @@ pub async fn run(
     let (reg, stop) = (registry.clone(), job_stop.clone());
     let job = spawn_role(
         "job",
-        Box::pin(
-            async move { Ok(imcloud_job::run(&c, reg, consumer, Readiness::new(), stop).await?) },
-        ),
+        Box::pin(async move {
+            Ok(imcloud_job::run(&c, reg, consumer, history, Readiness::new(), stop).await?)
+        }),
     );
     let c = cfg.clone();
     let (reg, stop) = (registry.clone(), api_stop.clone());

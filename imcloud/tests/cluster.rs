@@ -16,10 +16,15 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, ClusterSpec, Event, LiveClient};
 use common::im::{ImApi, next_event, next_event_within, ws_login};
+use common::recovery::{
+    Pos, join, nothing_more, pos_of, publications, publications_within, ws_client,
+};
 use serde_json::json;
 
 /// Kafka consumer groups need a few seconds to form, so the first pushes can take that long.
 const FIRST_WAIT: Duration = Duration::from_secs(40);
+/// Pushes after the first.
+const WAIT_ALL: Duration = Duration::from_secs(10);
 
 async fn push_ok(c: &Cluster, path: &str, query: &str, body: &str) {
     let (status, v) = c.push(path, query, body).await;
@@ -493,4 +498,72 @@ async fn the_im_tier_runs_on_the_distributed_engines_with_presence_and_chat_acro
         (p["user_id"].as_i64(), p["online"].as_bool()),
         (Some(ann.id), Some(false))
     );
+}
+
+/// Room recovery across comets: a client on comet1 leaves, 100 persistent pushes go by, and it comes back
+/// on comet2 with its position: it gets the 100 from the Redis history once, in order, then live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_100_missed_persistent_pushes_on_the_other_comet() {
+    let c = Cluster::start(ClusterSpec::default()).await;
+    let (room, q) = (
+        "live://crec",
+        "operation=1000&type=live&room=crec&persistent=true",
+    );
+    let url = |name: &str| c.nodes[name].ws_url.clone().expect("a comet");
+    // A plain member (a goim client) on comet2: once it has a message, job has appended it.
+    let mut observer = c.client("comet2", 9, "", room).await;
+    let mut a = ws_client(&url("comet1"), 1).await;
+    let first = join(&mut a, room, None).await;
+    assert_eq!(first["recovered"].as_bool(), Some(true), "{first}");
+    // The first push waits for the Kafka group to form.
+    push_ok(&c, "room", q, "warm").await;
+    let at = publications_within(&mut a, room, 1, FIRST_WAIT).await[0].0;
+    assert_eq!(
+        at,
+        Pos {
+            epoch: pos_of(&first).epoch,
+            offset: pos_of(&first).offset + 1
+        }
+    );
+    drop(a);
+
+    let want: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    for b in &want {
+        push_ok(&c, "room", q, b).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 101 {
+        match observer.next(WAIT_ALL).await {
+            Some(Event::Msg(f, _)) => seen.push(String::from_utf8_lossy(&f.body).into_owned()),
+            other => panic!("the observer got {other:?} after {} messages", seen.len()),
+        }
+    }
+    assert_eq!(
+        seen[1..],
+        want[..],
+        "plain members get persistent pushes as plain messages"
+    );
+    let mut b = ws_client(&url("comet2"), 1).await;
+    let reply = join(&mut b, room, Some(at)).await;
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["publications"].as_u64()),
+        (Some(true), Some(100)),
+        "{reply}"
+    );
+    let got = publications(&mut b, room, 100).await;
+    let offsets: Vec<u64> = got.iter().map(|(p, _)| p.offset).collect();
+    assert_eq!(
+        offsets,
+        (at.offset + 1..=at.offset + 100).collect::<Vec<_>>()
+    );
+    assert!(got.iter().all(|(p, _)| p.epoch == at.epoch));
+    let texts: Vec<String> = got.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, want, "all 100, once, in order");
+    push_ok(&c, "room", q, "live").await;
+    let live = publications(&mut b, room, 1).await;
+    assert_eq!(
+        (live[0].0.offset, live[0].1.as_str()),
+        (at.offset + 101, "live")
+    );
+    nothing_more(&mut b, Duration::from_millis(300)).await;
 }

@@ -89,6 +89,7 @@ async fn forged_chat_messages_through_logic_grpc_are_refused() {
             seq: 1,
             body: serde_json::to_vec(&send).unwrap(),
             accepted_unix_us: 0,
+            ..Default::default()
         }),
     };
     for (how, r) in attempts(req) {
@@ -141,6 +142,15 @@ async fn every_internal_rpc_refuses_callers_without_credentials() {
     };
     for (how, r) in attempts(hb) {
         refused("Heartbeat", how, logic.heartbeat(r).await);
+    }
+    let recover = logic::RecoverReq {
+        room: "live://1".into(),
+        epoch: 1,
+        offset: 0,
+        max_bytes: 1 << 20,
+    };
+    for (how, r) in attempts(recover) {
+        refused("Recover", how, logic.recover(r).await);
     }
     let online = logic::OnlineReq {
         server: "evil".into(),
@@ -198,6 +208,7 @@ async fn every_internal_rpc_refuses_callers_without_credentials() {
         r#type: "live".into(),
         room: "1".into(),
         msg: b"forged".to_vec(),
+        persistent: false,
     };
     for (how, r) in attempts(room).into_iter().take(3) {
         refused("PushRoom", how, logic.push_room(r).await);
@@ -232,6 +243,7 @@ async fn every_internal_rpc_refuses_callers_without_credentials() {
             seq: 0,
             body: b"forged kick".to_vec(),
             accepted_unix_us: 0,
+            ..Default::default()
         }],
     };
     for (how, r) in attempts(kick.clone()) {

@@ -315,6 +315,7 @@ fn kick() -> comet::PushMsgReq {
             seq: 0,
             body: b"forged kick".to_vec(),
             accepted_unix_us: 0,
+            ..Default::default()
         }],
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imcloud_common::queue::{Delivery as QueueDelivery, QueueConsumer, QueueError};
+use imcloud_common::room_history::Source;
 use imcloud_proto::queue::{PushMsg, push_msg};
 use imcloud_proto::{Frame, op};
 use prost::Message;
@@ -41,6 +42,9 @@ pub struct Consumer {
     pub queue: Arc<dyn QueueConsumer>,
     pub pool: Arc<CometPool>,
     pub rooms: RoomBatcher,
+    /// The queue's identity in room history sources (`kafka:<topic>`, or the embedded queue of this
+    /// process): a persistent message's source is `<scope>/<partition>` and its offset there.
+    pub scope: String,
 }
 
 fn proto(m: &PushMsg) -> imcloud_proto::protocol::Proto {
@@ -161,7 +165,13 @@ impl Consumer {
                     .into_iter()
                     .collect()
             }
-            push_msg::Type::Room => vec![self.rooms.add(m.room.clone(), proto(&m)).await],
+            push_msg::Type::Room => {
+                let persistent = m.persistent.then(|| Source {
+                    scope: format!("{}/{}", self.scope, d.partition),
+                    position: d.offset,
+                });
+                vec![self.rooms.add(m.room.clone(), proto(&m), persistent).await]
+            }
             push_msg::Type::Broadcast => {
                 let protos = Arc::new(vec![proto(&m)]);
                 self.pool

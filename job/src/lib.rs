@@ -21,6 +21,7 @@ use imcloud_common::internal_auth::{InternalAuth, InternalAuthError};
 use imcloud_common::queue::QueueConsumer;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::room_history::RoomHistory;
 use imcloud_common::{Config, NodeInfo, Role};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,7 @@ pub async fn run(
     cfg: &Config,
     registry: Arc<dyn Registry>,
     queue: Arc<dyn QueueConsumer>,
+    history: Option<Arc<dyn RoomHistory>>,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), JobError> {
@@ -56,6 +58,7 @@ pub async fn run(
     pool.watch(registry.clone(), watch_stop.clone()).await;
     let (rooms, batcher) = RoomBatcher::start(
         pool.clone(),
+        history,
         cfg.room_batch_max,
         Duration::from_millis(cfg.room_flush_ms),
     );
@@ -70,6 +73,12 @@ pub async fn run(
         queue: queue.clone(),
         pool,
         rooms,
+        scope: if queue.is_shared() {
+            format!("kafka:{}", cfg.kafka_topic)
+        } else {
+            // The embedded queue numbers its messages from 0 in every process.
+            format!("memory:{}", imcloud_common::grpc_telemetry::now_unix_us())
+        },
     }
     .run(shutdown)
     .await;

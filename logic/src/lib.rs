@@ -32,6 +32,7 @@ use imcloud_common::internal_auth::{InternalAuth, InternalAuthLayer, LOGIC_POLIC
 use imcloud_common::queue::QueueProducer;
 use imcloud_common::readiness::Readiness;
 use imcloud_common::registry::{Registry, RegistryError};
+use imcloud_common::room_history::RoomHistory;
 use imcloud_common::{Config, NodeInfo, Role};
 use imcloud_proto::logic::logic_server::LogicServer;
 use tokio::net::TcpListener;
@@ -58,6 +59,10 @@ pub struct LogicDeps {
     pub registry: Arc<dyn Registry>,
     pub sessions: Arc<dyn SessionStore>,
     pub queue: Arc<dyn QueueProducer>,
+    /// The room histories job appends persistent room pushes to; `None` when none is shared with the
+    /// jobs (roles in separate processes without Redis): persistent pushes and op 23 recoveries are then
+    /// refused.
+    pub history: Option<Arc<dyn RoomHistory>>,
     /// The IM stores (opened and migrated by the caller, see [`im::db::Db::open`]); `None` when the IM
     /// tier is off (`IMCLOUD_IM=off`).
     pub db: Option<im::db::Db>,
@@ -169,7 +174,15 @@ pub async fn run(
         api_key: cfg.api_key.clone(),
         sessions: deps.sessions.clone(),
         registry: deps.registry.clone(),
-        pusher: Pusher::new(deps.sessions.clone(), deps.queue.clone(), cfg.push_max_body),
+        pusher: {
+            let p = Pusher::new(deps.sessions.clone(), deps.queue.clone(), cfg.push_max_body);
+            if deps.history.is_some() {
+                p
+            } else {
+                p.without_room_history()
+            }
+        },
+        history: deps.history.clone(),
         online: online.clone(),
         heartbeat_secs: cfg.heartbeat_secs,
         heartbeat_max_misses: cfg.heartbeat_max_misses,

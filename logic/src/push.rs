@@ -45,6 +45,8 @@ pub struct Pusher {
     sessions: Arc<dyn SessionStore>,
     queue: Arc<dyn QueueProducer>,
     max_msg: usize,
+    /// Whether persistent room pushes can be kept (a room history the jobs share with this logic).
+    persistent_rooms: bool,
 }
 
 /// The queue key of a push to connection `key` on comet `server`. With one partition it is the comet's
@@ -77,7 +79,15 @@ impl Pusher {
             sessions,
             queue,
             max_msg,
+            persistent_rooms: true,
         }
+    }
+
+    /// Refuses persistent room pushes: no room history is shared with the jobs (separate processes
+    /// without Redis).
+    pub fn without_room_history(mut self) -> Pusher {
+        self.persistent_rooms = false;
+        self
     }
 
     fn check(&self, operation: i32, msg: &[u8]) -> Result<(), PushError> {
@@ -216,16 +226,26 @@ impl Pusher {
         self.produce_per_server(operation, by_server, msg).await
     }
 
+    /// Pushes to a room. A `persistent` message is also kept in the room's history by job, which gives
+    /// it its offset (see `imcloud_common::room_history`), so clients can recover it with op 23.
     pub async fn push_room(
         &self,
         operation: i32,
         kind: &str,
         room: &str,
         msg: &[u8],
+        persistent: bool,
     ) -> Result<u32, PushError> {
         self.check(operation, msg)?;
         if room.is_empty() {
             return Err(PushError::Invalid("room must not be empty".into()));
+        }
+        if persistent && !self.persistent_rooms {
+            return Err(PushError::Invalid(
+                "persistent pushes need a room history shared with the jobs: set IMCLOUD_REDIS_URL \
+                 (roles in separate processes cannot share an in-memory one)"
+                    .into(),
+            ));
         }
         let room = room_id(kind, room);
         let m = PushMsg {
@@ -233,6 +253,7 @@ impl Pusher {
             operation,
             room: room.clone(),
             msg: msg.to_vec(),
+            persistent,
             ..Default::default()
         };
         self.produce(&room, m).await?;
@@ -300,7 +321,13 @@ mod tests {
             .collect();
         assert_eq!(servers, vec!["c1", "c2"]);
 
-        assert_eq!(pusher.push_room(1002, "live", "7", b"r").await.unwrap(), 1);
+        assert_eq!(
+            pusher
+                .push_room(1002, "live", "7", b"r", false)
+                .await
+                .unwrap(),
+            1
+        );
         let m = PushMsg::decode(&c.recv().await.unwrap().payload[..]).unwrap();
         assert_eq!(
             (m.r#type(), m.room.as_str()),
@@ -391,7 +418,7 @@ mod tests {
             Err(PushError::Invalid(_))
         ));
         assert!(matches!(
-            pusher.push_room(1000, "live", "", b"x").await,
+            pusher.push_room(1000, "live", "", b"x", false).await,
             Err(PushError::Invalid(_))
         ));
         assert!(matches!(

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use imcloud_common::registry::Registry;
+use imcloud_common::room_history::RoomHistory;
 use imcloud_common::{Role, auth};
 use imcloud_proto::logic::logic_server::Logic;
 use imcloud_proto::logic::*;
@@ -39,6 +40,9 @@ pub struct LogicService {
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) pusher: Pusher,
+    /// Room histories, read for clients that rejoin a room with op 23 (`None`: no history shared with the
+    /// jobs, see [`crate::LogicDeps::history`]).
+    pub(crate) history: Option<Arc<dyn RoomHistory>>,
     pub(crate) online: Arc<Online>,
     pub(crate) heartbeat_secs: u64,
     pub(crate) heartbeat_max_misses: u32,
@@ -368,6 +372,47 @@ impl Logic for LogicService {
         }))
     }
 
+    /// A comet asks for a room's history on behalf of a client that joined it with op 23.
+    async fn recover(&self, req: Request<RecoverReq>) -> Result<Response<RecoverReply>, Status> {
+        let r = req.into_inner();
+        let Some(history) = &self.history else {
+            return Err(Status::failed_precondition(
+                "no room history here: set IMCLOUD_REDIS_URL",
+            ));
+        };
+        if r.room.is_empty() {
+            return Err(Status::invalid_argument("room must not be empty"));
+        }
+        let max_bytes = usize::try_from(r.max_bytes).unwrap_or(usize::MAX);
+        let read = history
+            .read(&r.room, r.epoch, r.offset, max_bytes)
+            .await
+            .map_err(unavailable)?;
+        let outcome = read.outcome(r.epoch, r.offset);
+        let publications = match outcome {
+            Ok(()) => read
+                .entries
+                .into_iter()
+                .map(|e| imcloud_proto::protocol::Proto {
+                    ver: 1,
+                    op: e.op,
+                    body: e.body,
+                    history_offset: e.offset,
+                    history_epoch: read.epoch,
+                    ..Default::default()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Response::new(RecoverReply {
+            epoch: read.epoch,
+            offset: read.top,
+            recovered: outcome.is_ok(),
+            reason: outcome.err().map(|w| w.as_str()).unwrap_or_default().into(),
+            publications,
+        }))
+    }
+
     async fn push_keys(&self, req: Request<PushKeysReq>) -> Result<Response<PushReply>, Status> {
         self.check_api_key(&req)?;
         let r = req.into_inner();
@@ -387,7 +432,7 @@ impl Logic for LogicService {
         let r = req.into_inner();
         let queued = self
             .pusher
-            .push_room(r.op, &r.r#type, &r.room, &r.msg)
+            .push_room(r.op, &r.r#type, &r.room, &r.msg, r.persistent)
             .await?;
         Ok(Response::new(PushReply { queued }))
     }

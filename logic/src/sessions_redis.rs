@@ -24,10 +24,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
+use imcloud_common::redis_conn::RedisConn;
+use redis::{AsyncCommands, Script};
 
 use crate::sessions::{ServerOnline, Session, SessionError, SessionStore};
 
@@ -55,43 +53,8 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// Where the sessions live: one Redis, or a Redis Cluster.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 pub struct RedisSessions {
-    conn: Conn,
+    conn: RedisConn,
     prefix: String,
     ttl: Duration,
     online_ttl: Duration,
@@ -109,10 +72,6 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().max(1) as u64
 }
 
-/// Bounded waits: a Redis that is down fails calls within seconds instead of stalling handshakes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 impl RedisSessions {
     /// Connects to one Redis at `url` (redis://…); the connection reconnects by itself after Redis
     /// restarts.
@@ -122,15 +81,8 @@ impl RedisSessions {
         ttl: Duration,
         online_ttl: Duration,
     ) -> Result<RedisSessions, SessionError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(unavailable)?;
-        Ok(Self::with(Conn::Single(conn), prefix, ttl, online_ttl))
+        let conn = RedisConn::single(url).await.map_err(unavailable)?;
+        Ok(Self::with(conn, prefix, ttl, online_ttl))
     }
 
     /// Connects to a Redis Cluster through any of its `nodes` (redis://…); the client learns the slot
@@ -141,17 +93,11 @@ impl RedisSessions {
         ttl: Duration,
         online_ttl: Duration,
     ) -> Result<RedisSessions, SessionError> {
-        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT)
-            .retries(2)
-            .build()
-            .map_err(unavailable)?;
-        let conn = client.get_async_connection().await.map_err(unavailable)?;
-        Ok(Self::with(Conn::Cluster(conn), prefix, ttl, online_ttl))
+        let conn = RedisConn::cluster(nodes).await.map_err(unavailable)?;
+        Ok(Self::with(conn, prefix, ttl, online_ttl))
     }
 
-    fn with(conn: Conn, prefix: &str, ttl: Duration, online_ttl: Duration) -> RedisSessions {
+    fn with(conn: RedisConn, prefix: &str, ttl: Duration, online_ttl: Duration) -> RedisSessions {
         RedisSessions {
             conn,
             prefix: prefix.to_string(),

@@ -9,9 +9,11 @@
 
 pub mod frame;
 pub mod op;
+pub mod publication;
 pub mod reconnect_hint;
 
 pub use frame::{Frame, FrameError};
+pub use publication::Publication;
 pub use reconnect_hint::ReconnectHint;
 
 pub mod protocol {
@@ -46,6 +48,7 @@ impl From<&Frame> for protocol::Proto {
             seq: f.seq,
             body: f.body.to_vec(),
             accepted_unix_us: 0,
+            ..Default::default()
         }
     }
 }

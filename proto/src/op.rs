@@ -1,5 +1,6 @@
 //! Frame operations. 1..=17 are goim's; 18..=21 are imcloud's multi-room extension; 22 is the drain's
-//! reconnect hint; 23..=29 are reserved (room-history recovery); >= 1000 belong to applications.
+//! reconnect hint; 23..=25 are room recovery
+//! (26..=29 reserved for it); >= 1000 belong to applications.
 
 /// Client heartbeat (body empty).
 pub const HEARTBEAT: i32 = 2;
@@ -35,5 +36,14 @@ pub const LEAVE_ROOM_REPLY: i32 = 21;
 /// Server to client, just before a draining comet closes the connection: where and when to reconnect.
 /// Body: JSON `{"reason": string, "delay_ms": number, "url": string|null}` ([`crate::ReconnectHint`]).
 pub const RECONNECT_HINT: i32 = 22;
+/// imcloud: join a room and recover what was missed since a position. Body: JSON
+/// `{"room": string, "epoch"?: number, "offset"?: number}`.
+pub const RECOVER: i32 = 23;
+/// Reply to [`RECOVER`], same seq. Body: JSON `{"code","message","room","epoch","offset","recovered",
+/// "reason","publications","rooms","auth_room"}`.
+pub const RECOVER_REPLY: i32 = 24;
+/// Server to client, inside op 9: a persistent room message with its position, to connections that joined
+/// the room with [`RECOVER`]. Body: epoch u64, offset u64, op i32, room length u16, room, message.
+pub const PUBLICATION: i32 = 25;
 /// First application op.
 pub const APP_MIN: i32 = 1000;

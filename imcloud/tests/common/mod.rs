@@ -10,6 +10,7 @@ pub mod certs;
 pub mod cluster;
 pub mod im;
 pub mod own_engines;
+pub mod recovery;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

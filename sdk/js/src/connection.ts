@@ -13,13 +13,18 @@
 //! - A reconnect hint makes the next attempt wait `delay_ms` plus jitter, go to the hinted url once, and
 //!   resets the backoff instead of counting a failure.
 //! - Every pending request settles exactly once: by its reply, its timeout, or the close of its socket.
-//! - Unknown ops from 22 to 999 (23-29 are reserved for room-history recovery) are ignored.
+//! - Rooms joined with recovery (op 23, `recoverRooms` / `joinRoomWithRecovery`) keep the position (epoch,
+//!   offset) of the last publication (op 25) handled; every reconnect rejoins them from it. A publication
+//!   at or below the position in the same epoch (a redelivery) is dropped, so each is emitted once, in
+//!   order. The position moves to the op 24 reply's only when nothing is replayed (a first join, or
+//!   `recovered: false`, when the app must sync the gap itself: the `recovery` event says so).
+//! - Unknown ops from 22 to 999 (26-29 are reserved for room-history recovery) are ignored.
 
 import { Backoff, type BackoffOptions } from "./backoff.js";
 import { type CloseInfo, classifyClose } from "./close_reason.js";
 import { Emitter } from "./emitter.js";
 import { CommandError, ConnectionClosedError, ImcloudError, NotConnectedError, RoomError, TimeoutError } from "./errors.js";
-import { type Frame, bodyText, decodeFrame, encodeFrame, splitBatch } from "./frame.js";
+import { type Frame, bodyText, decodeFrame, decodePublication, encodeFrame, splitBatch } from "./frame.js";
 import * as op from "./ops.js";
 
 /** The part of the WHATWG `WebSocket` this connection uses (browsers, Node 22+, or the `ws` package). */
@@ -55,6 +60,8 @@ export interface ConnectionOptions {
   room?: string;
   /** Extra rooms to be in (ops 18/20), kept across reconnects. */
   rooms?: readonly string[];
+  /** Rooms to join with recovery (op 23), kept across reconnects, each rejoined from its last position. */
+  recoverRooms?: readonly string[];
   /** Only these pushed ops are delivered; empty or missing means all. */
   accepts?: readonly number[];
   /** A WebSocket implementation; default `globalThis.WebSocket`. */
@@ -94,6 +101,34 @@ export interface RoomsReply {
   auth_room: string | null;
 }
 
+/** A room's place in its history: the last publication handled. */
+export interface RoomPosition {
+  epoch: number;
+  offset: number;
+}
+
+/** The answer to a join with recovery (op 24). */
+export interface RecoveryReply {
+  room: string;
+  epoch: number;
+  offset: number;
+  /** False: the missed messages cannot be replayed (see `reason`); sync them from the application. */
+  recovered: boolean;
+  /** `epoch_changed`, `history_gap`, `too_large`, `ahead`, `buffer_full`, `unavailable`, or null. */
+  reason: string | null;
+  /** How many replayed publications follow. */
+  publications: number;
+}
+
+/** A persistent room message (op 25), emitted once per position. */
+export interface PublicationEvent {
+  room: string;
+  epoch: number;
+  offset: number;
+  op: number;
+  body: Uint8Array;
+}
+
 export interface ConnectionEvents {
   state: ConnectionState;
   /** Authenticated (op 8). `reconnected` is false for the first open after `start()`. */
@@ -105,6 +140,10 @@ export interface ConnectionEvents {
   /** A heartbeat reply: the online count of the auth room. */
   heartbeat: { online: number };
   hint: ReconnectHint;
+  /** A persistent message of a room joined with recovery, replayed or live, in order, once. */
+  publication: PublicationEvent;
+  /** The answer to each join with recovery, including the ones every reconnect makes. */
+  recovery: RecoveryReply;
 }
 
 interface Pending {
@@ -137,6 +176,8 @@ export class Connection extends Emitter<ConnectionEvents> {
   private beatTimer: ReturnType<typeof setInterval> | null = null;
   private deadTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly extraRooms: Set<string>;
+  /** Rooms joined with recovery, and their positions (null: none yet). */
+  private readonly positions = new Map<string, RoomPosition | null>();
   private authRoom: string | null;
   /** Filter: `only` set when in "only these" mode, else the `unsubscribed` set of the "all but" mode. */
   private only: Set<number> | null;
@@ -150,6 +191,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.random = opts.random ?? Math.random;
     this.backoff = new Backoff(opts.backoff, this.random);
     this.extraRooms = new Set(opts.rooms ?? []);
+    for (const r of opts.recoverRooms ?? []) this.positions.set(r, null);
     this.authRoom = opts.room ?? null;
     this.only = opts.accepts && opts.accepts.length > 0 ? new Set(opts.accepts) : null;
   }
@@ -233,9 +275,61 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.roomRequest(op.JOIN_ROOM, room, () => this.extraRooms.delete(room));
   }
 
+  /** The position of a room joined with recovery (null before its first publication or reply). */
+  position(room: string): RoomPosition | null {
+    return this.positions.get(room) ?? null;
+  }
+
+  /**
+   * Joins a room with recovery (op 23), from `from` (a position the app stored) or the one this
+   * connection holds; kept across reconnects. Resolves with the op 24 answer; when not connected, at once
+   * with null (the join happens on open).
+   */
+  async joinRoomWithRecovery(room: string, from?: RoomPosition): Promise<RecoveryReply | null> {
+    this.positions.set(room, from ?? this.positions.get(room) ?? null);
+    if (!this.isOpen) return null;
+    return this.recoverRequest(room);
+  }
+
+  private async recoverRequest(room: string): Promise<RecoveryReply> {
+    const from = this.positions.get(room) ?? null;
+    const body = from ? { room, epoch: from.epoch, offset: from.offset } : { room };
+    const reply = await this.request(op.RECOVER, JSON.stringify(body));
+    const r = parseRecovery(reply.body);
+    if (!r) throw new RoomError(-500, "the server's reply is not JSON");
+    if ("error" in r) throw new RoomError(r.code, r.error);
+    return r;
+  }
+
+  /** Op 24, before its promise settles: the position moves to the reply's unless a replay follows. */
+  private onRecoveryReply(frame: Frame): void {
+    const r = parseRecovery(frame.body);
+    if (!r || "error" in r || !this.positions.has(r.room)) return;
+    const held = this.positions.get(r.room) ?? null;
+    const replays = r.recovered && held !== null && held.epoch === r.epoch;
+    if (!replays) this.positions.set(r.room, { epoch: r.epoch, offset: r.offset });
+    this.emit("recovery", r);
+  }
+
+  private onPublication(f: Frame): void {
+    let p;
+    try {
+      p = decodePublication(f.body);
+    } catch {
+      return;
+    }
+    if (!this.positions.has(p.room)) return;
+    const held = this.positions.get(p.room);
+    if (held && held.epoch === p.epoch && p.offset <= held.offset) return;
+    this.positions.set(p.room, { epoch: p.epoch, offset: p.offset });
+    if (this.only ? !this.only.has(p.op) : this.unsubscribed.has(p.op)) return;
+    this.emit("publication", { room: p.room, epoch: p.epoch, offset: p.offset, op: p.op, body: p.body });
+  }
+
   /** Leaves a room (op 20); leaving the auth room clears it. */
   async leaveRoom(room: string): Promise<RoomsReply> {
     this.extraRooms.delete(room);
+    this.positions.delete(room);
     if (this.authRoom === room) this.authRoom = null;
     if (!this.isOpen) return { rooms: this.rooms, auth_room: this.authRoom };
     return this.roomRequest(op.LEAVE_ROOM, room);
@@ -423,7 +517,10 @@ export class Connection extends Emitter<ConnectionEvents> {
           this.giveUp(ws, { kind: "protocol", reason: `bad batch from the server: ${errorText(e)}`, fatal: false });
           return;
         }
-        for (const f of inner) if (f.op >= op.APP_MIN) this.emit("push", f);
+        for (const f of inner) {
+          if (f.op === op.PUBLICATION) this.onPublication(f);
+          else if (f.op >= op.APP_MIN) this.emit("push", f);
+        }
         return;
       }
       case op.DISCONNECT_REPLY:
@@ -431,6 +528,10 @@ export class Connection extends Emitter<ConnectionEvents> {
         return;
       case op.RECONNECT_HINT:
         this.onHint(frame.body);
+        return;
+      case op.RECOVER_REPLY:
+        this.onRecoveryReply(frame);
+        this.settle(frame);
         return;
       default:
         if (frame.op >= op.APP_MIN) this.emit("push", frame);
@@ -448,6 +549,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     for (const room of this.extraRooms) {
       if (room !== this.authRoom) this.roomRequest(op.JOIN_ROOM, room).catch(() => this.extraRooms.delete(room));
     }
+    for (const room of this.positions.keys()) this.recoverRequest(room).catch(() => undefined);
     if (!this.only && this.unsubscribed.size > 0) {
       this.request(op.UNSUB, [...this.unsubscribed].join(",")).catch(() => undefined);
     }
@@ -593,4 +695,26 @@ export class Connection extends Emitter<ConnectionEvents> {
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** An op 24 body, or its refusal. */
+function parseRecovery(body: Uint8Array): RecoveryReply | { code: number; error: string } | null {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(bodyText(body));
+  } catch {
+    return null;
+  }
+  // -503: in the room, live, but the history could not be read: a recovery that failed, not a refusal.
+  if (r.code !== 0 && r.code !== -503) {
+    return { code: typeof r.code === "number" ? r.code : -500, error: String(r.message ?? "recovery refused") };
+  }
+  return {
+    room: String(r.room ?? ""),
+    epoch: Number(r.epoch ?? 0),
+    offset: Number(r.offset ?? 0),
+    recovered: r.recovered === true,
+    reason: typeof r.reason === "string" ? r.reason : null,
+    publications: Number(r.publications ?? 0),
+  };
 }

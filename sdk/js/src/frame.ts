@@ -153,3 +153,30 @@ export function encodeBatch(frames: readonly Frame[]): Uint8Array {
 export function unbatch(frame: Frame): Frame[] {
   return frame.op === RAW ? splitBatch(frame.body) : [frame];
 }
+
+/** An op 25 body: a persistent room message with its place in the room's history. */
+export interface Publication {
+  epoch: number;
+  offset: number;
+  /** The op the message was pushed with. */
+  op: number;
+  room: string;
+  body: Uint8Array;
+}
+
+/** Decodes an op 25 body: `epoch u64 | offset u64 | op i32 | roomLen u16 | room | message` (big-endian;
+ * epochs and offsets stay below 2^53). */
+export function decodePublication(body: Uint8Array): Publication {
+  if (body.length < 22) throw new FrameError("truncated", `publication of ${body.length} bytes`);
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const u64 = (at: number) => v.getUint32(at) * 2 ** 32 + v.getUint32(at + 4);
+  const len = v.getUint16(20);
+  if (body.length < 22 + len) throw new FrameError("truncated", "publication room");
+  return {
+    epoch: u64(0),
+    offset: u64(8),
+    op: v.getInt32(16),
+    room: decoder.decode(body.subarray(22, 22 + len)),
+    body: body.subarray(22 + len),
+  };
+}

@@ -1,5 +1,5 @@
-//! Frame operations (goim's 2-17, imcloud's 18-22) and the IM tier's live-event ops (1000-1005).
-//! Invariant: the values equal `proto/src/op.rs` and docs/protocol.md; ops 23-29 are reserved (room-history
+//! Frame operations (goim's 2-17, imcloud's 18-25) and the IM tier's live-event ops (1000-1005).
+//! Invariant: the values equal `proto/src/op.rs` and docs/protocol.md; ops 26-29 are reserved (room-history
 //! recovery) and, like every other unknown op from 22 to 999, are ignored by the connection.
 
 export const HEARTBEAT = 2;
@@ -22,6 +22,12 @@ export const LEAVE_ROOM = 20;
 export const LEAVE_ROOM_REPLY = 21;
 /** Server to client, just before a drain closes the connection: `{"reason","delay_ms","url"}`. */
 export const RECONNECT_HINT = 22;
+/** Join a room and recover what was missed since a position: `{"room","epoch"?,"offset"?}`. */
+export const RECOVER = 23;
+/** Reply to op 23 (same seq): `{"code","message","room","epoch","offset","recovered","reason","publications",…}`. */
+export const RECOVER_REPLY = 24;
+/** Inside op 9: a persistent room message with its position (see `decodePublication`). */
+export const PUBLICATION = 25;
 /** First application op. */
 export const APP_MIN = 1000;
 
