@@ -5,7 +5,8 @@
 //! - `spread`: N conversations (private chats of two friends; `--members K` above 2 makes them groups of
 //!   K), messages sent round robin over them at a fixed rate, each conversation's members taking turns.
 //!   The schedule is open loop: every send has a due time and its latency counts from that time, so a
-//!   server that stalls shows as latency rather than as a slower schedule. `--rate 0` sends flat out with
+//!   server that stalls shows as latency rather than as a slower schedule; sends still due when the run's
+//!   time is up, every call slot being taken, are not sent (and counted). `--rate 0` sends flat out with
 //!   `--inflight` calls at a time instead.
 //! - `hot`: the same into one conversation.
 //! - `fanout`: one group of M members, every member connected over the websocket (goim frames, its login
@@ -291,6 +292,8 @@ struct Sends {
 }
 
 struct SendRun {
+    /// Sends still due when the run's time was up, because every call slot was taken.
+    not_sent: usize,
     accepted: f64,
     ok: u64,
     errors: u64,
@@ -313,8 +316,12 @@ fn load1() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// How one send went: its latencies in microseconds (from its due time, from the call's start), or
+/// what went wrong.
+type SendResult = Result<(u64, u64), String>;
+
 /// One send: message `i` of run `run` into conversation `i % n`, from its next member in turn.
-async fn send_one(api: &Api, convs: &[Conv], run: usize, i: usize, due: Instant) -> Sends {
+async fn send_one(api: &Api, convs: &[Conv], run: usize, i: usize, due: Instant) -> SendResult {
     let conv = &convs[i % convs.len()];
     let sender = &conv.senders[(i / convs.len()) % conv.senders.len()];
     let body =
@@ -324,41 +331,40 @@ async fn send_one(api: &Api, convs: &[Conv], run: usize, i: usize, due: Instant)
         .call(Method::POST, &conv.path, Some(sender), Some(&body))
         .await;
     let done = Instant::now();
-    let mut s = Sends::default();
     match res {
         Ok((201, v)) => {
-            s.ok = 1;
-            s.latency
-                .record(done.saturating_duration_since(due).as_micros() as u64);
-            s.call.record((done - t).as_micros() as u64);
             if let Some(seq) = v["seq"].as_i64() {
                 conv.seqs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(seq);
             }
+            Ok((
+                done.saturating_duration_since(due).as_micros() as u64,
+                (done - t).as_micros() as u64,
+            ))
         }
-        Ok((status, v)) => {
-            s.errors = 1;
-            s.first_error = Some(format!("{status} {v}"));
-        }
-        Err(e) => {
-            s.errors = 1;
-            s.first_error = Some(format!("{e:#}"));
-        }
+        Ok((status, v)) => Err(format!("{status} {v}")),
+        Err(e) => Err(format!("{e:#}")),
     }
-    s
 }
 
-fn merge(all: &Mutex<Sends>, one: Sends) {
+/// Counts one send into the run's totals (one histogram each for the run, not one per send).
+fn merge(all: &Mutex<Sends>, one: SendResult) {
     let mut a = all.lock().unwrap_or_else(|e| e.into_inner());
-    a.ok += one.ok;
-    a.errors += one.errors;
-    if a.first_error.is_none() {
-        a.first_error = one.first_error;
+    match one {
+        Ok((latency, call)) => {
+            a.ok += 1;
+            a.latency.record(latency);
+            a.call.record(call);
+        }
+        Err(e) => {
+            a.errors += 1;
+            if a.first_error.is_none() {
+                a.first_error = Some(e);
+            }
+        }
     }
-    a.latency.merge(&one.latency);
-    a.call.merge(&one.call);
 }
 
 /// Sends for `secs` at `rate` (open loop, at most `inflight` calls at once) or, with rate 0, flat out
@@ -376,14 +382,24 @@ async fn send_run(
     let load1 = load1();
     let cpu0 = cpu_secs(None)?;
     let start = Instant::now();
+    let mut not_sent = 0usize;
     if rate > 0 {
         let total = (rate as f64 * secs) as usize;
+        let deadline = start + Duration::from_secs_f64(secs);
         let sem = Arc::new(Semaphore::new(inflight));
         let mut tasks = JoinSet::new();
         for i in 0..total {
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
-            let permit = sem.clone().acquire_owned().await?;
+            // A server slower than the schedule holds every permit: what is still due when the run's
+            // time is up is not sent (and counted).
+            let Ok(permit) =
+                tokio::time::timeout_at(deadline.into(), sem.clone().acquire_owned()).await
+            else {
+                not_sent = total - i;
+                break;
+            };
+            let permit = permit?;
             let (api, convs, stats) = (api.clone(), convs.clone(), stats.clone());
             tasks.spawn(async move {
                 let s = send_one(&api, &convs, run, i, due).await;
@@ -413,6 +429,7 @@ async fn send_run(
     let own_cpu = (cpu_secs(None)? - cpu0) / elapsed;
     let s = std::mem::take(&mut *stats.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(SendRun {
+        not_sent,
         accepted: s.ok as f64 / elapsed,
         ok: s.ok,
         errors: s.errors,
@@ -471,8 +488,8 @@ async fn sends(
         }
         let r = send_run(api, &convs, run, rate, load.secs, load.inflight).await?;
         eprintln!(
-            "{scenario} run {run}: {:.0} sends/s accepted, p50 {:.2} ms, p99 {:.2} ms, {} errors, load {:.2}",
-            r.accepted, r.p50, r.p99, r.errors, r.load1
+            "{scenario} run {run}: {:.0} sends/s accepted, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} not sent in time, load {:.2}",
+            r.accepted, r.p50, r.p99, r.errors, r.not_sent, r.load1
         );
         runs.push(r);
     }
@@ -502,6 +519,7 @@ async fn sends(
             .figure(&format!("#{n} latency max"), r.max, "ms")
             .figure(&format!("#{n} call p99"), r.call_p99, "ms")
             .figure(&format!("#{n} errors"), r.errors as f64, "")
+            .figure(&format!("#{n} not sent in time"), r.not_sent as f64, "")
             .figure(&format!("#{n} load average"), r.load1, "")
             .figure(&format!("#{n} generator CPU"), r.own_cpu, "cores");
     }
