@@ -10,6 +10,7 @@ mod bare_server;
 mod centrifugo_ws;
 mod delivery;
 mod fleet;
+mod im;
 mod latency;
 mod nats_ws;
 mod payload;
@@ -38,7 +39,7 @@ use crate::subscriber::{Endpoint, Kind};
 #[command(
     version,
     about = "imcloud's load generator: idle, fanout, cost, push and scale against imcloud, Centrifugo, NATS \
-             websocket or a bare server"
+             websocket or a bare server; im against imcloud's IM tier"
 )]
 struct Cli {
     /// Print the result as one JSON line instead of a table.
@@ -147,6 +148,10 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         heartbeat_secs: u64,
     },
+    /// imcloud's IM tier through its `/v1` JSON API and websocket (one report per scenario): sends at a
+    /// fixed rate spread over many conversations (spread) or into one (hot), and one group message fanned
+    /// out to every connected member (fanout). See bench/src/im.rs.
+    Im(ImArgs),
     /// Run the bare tokio-tungstenite broadcast server (subscribe on /sub, publish on /pub).
     BareServer {
         #[arg(long, default_value = "127.0.0.1:3300")]
@@ -154,6 +159,72 @@ enum Cmd {
     },
     /// Lay JSON results (files of --json lines) side by side as markdown tables.
     Table { files: Vec<PathBuf> },
+}
+
+#[derive(Args)]
+struct ImArgs {
+    /// The api, http://HOST:PORT.
+    #[arg(long)]
+    api: String,
+    /// The comet's websocket, ws://IP:PORT/sub (fanout).
+    #[arg(long = "url", default_value = "ws://127.0.0.1:3102/sub")]
+    ws_url: String,
+    /// Which scenarios, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "spread,hot,fanout"
+    )]
+    scenarios: Vec<im::Scenario>,
+    /// Conversations of the spread scenario.
+    #[arg(long, default_value_t = 1000)]
+    conversations: usize,
+    /// Members of each spread and hot conversation: 2 = a private chat of two friends, more = a group.
+    #[arg(long, default_value_t = 2)]
+    members: usize,
+    /// Sends per second over all conversations in spread (0 = flat out with --inflight calls at a time).
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+    /// Sends per second into the hot conversation (0 = flat out).
+    #[arg(long, default_value_t = 2000)]
+    hot_rate: u64,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// Seconds of unrecorded sends before the runs (opens the HTTP connections).
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+    /// Send calls in flight at most.
+    #[arg(long, default_value_t = 256)]
+    inflight: usize,
+    /// Runs of each scenario (the report gives each and the medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Members of the fanout group, the sending owner included, each connected over the websocket.
+    #[arg(long, default_value_t = 1000)]
+    group_size: usize,
+    /// Messages per fanout run, sent one at a time.
+    #[arg(long, default_value_t = 5)]
+    fanout_messages: usize,
+    /// Registrations, logins, friendships and joins at a time while setting up.
+    #[arg(long, default_value_t = 16)]
+    setup_concurrency: usize,
+    /// Local addresses for the websocket connections.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    sources: Vec<IpAddr>,
+    /// Seconds the fanout waits for its last member.
+    #[arg(long, default_value_t = 10)]
+    patience_secs: u64,
+    /// Makes this run's users' emails unique (default: the process id and the time).
+    #[arg(long)]
+    tag: Option<String>,
+    /// The target's name in the report.
+    #[arg(long, default_value = "imcloud")]
+    label: String,
+    /// Version and configuration of the target, copied into the report.
+    #[arg(long, default_value = "")]
+    about: String,
 }
 
 #[derive(Args)]
@@ -348,6 +419,44 @@ fn main() -> Result<()> {
                 let (endpoint, dialing, labels) = target.endpoint()?;
                 let (api, args) = delivery.split();
                 scenarios::delivery(&endpoint, &dialing, &api, &labels, args, "push", None).await?
+            }
+            Cmd::Im(a) => {
+                let tag = a.tag.unwrap_or_else(|| {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    format!("{}-{secs}", std::process::id())
+                });
+                let reports = im::run(im::ImLoad {
+                    api: a.api,
+                    ws_url: a.ws_url,
+                    scenarios: a.scenarios,
+                    conversations: a.conversations,
+                    members: a.members,
+                    rate: a.rate,
+                    hot_rate: a.hot_rate,
+                    secs: a.secs,
+                    warmup_secs: a.warmup_secs,
+                    inflight: a.inflight,
+                    runs: a.runs,
+                    group_size: a.group_size,
+                    fanout_messages: a.fanout_messages,
+                    setup_concurrency: a.setup_concurrency,
+                    sources: a.sources,
+                    patience: Duration::from_secs(a.patience_secs.max(1)),
+                    tag,
+                    label: a.label,
+                    about: a.about,
+                })
+                .await?;
+                for r in reports {
+                    if cli.json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        print!("{}", r.text());
+                    }
+                }
+                return Ok(());
             }
             Cmd::Scale {
                 target,

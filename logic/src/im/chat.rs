@@ -17,7 +17,7 @@ use imcloud_common::im::params::ReactionPath;
 use imcloud_common::im::values::{ConversationId, MessageKind, SendKind};
 use sqlx::FromRow;
 
-use super::db::now_ms;
+use super::db::{Engine, now_ms};
 use super::error::{ImError, is_unique_violation};
 use super::group_rules;
 use super::groups::group_conversation;
@@ -107,34 +107,34 @@ impl Im {
                     return Err(ImError::not_found("no such conversation"));
                 };
                 // A friend exists (the friendship references them): one query on the usual path.
-                if !self.are_friends(me, peer).await? {
+                let (friends, blocked) = self.friends_and_blocked(me, peer).await?;
+                if !friends {
                     self.live_user_or_404(peer).await?;
                     if self.settings.private_chat_friends_only {
                         return Err(ImError::forbidden("you can only message your friends"));
                     }
                 }
-                if self.blocked_either(me, peer).await? {
+                if blocked {
                     return Err(ImError::forbidden("you cannot message this user (blocked)"));
                 }
                 Ok(vec![a, b])
             }
             ConversationId::Group(g) => {
-                let group = self.group_row(g).await?;
-                let (role, muted_until) = self
-                    .membership(g, me)
-                    .await?
+                let post = self.group_post(g, me).await?;
+                let (role, muted_until) = post
+                    .me
                     .ok_or_else(|| ImError::forbidden("you are not a member of this group"))?;
                 if !group_rules::may_speak(role, muted_until, false, now_ms()) {
                     return Err(ImError::forbidden(format!(
                         "you are muted in this group until {muted_until}"
                     )));
                 }
-                if !group_rules::may_speak(role, 0, group.all_muted != 0, now_ms()) {
+                if !group_rules::may_speak(role, 0, post.all_muted, now_ms()) {
                     return Err(ImError::forbidden(
                         "the group is muted: only the owner and admins may speak",
                     ));
                 }
-                self.member_ids(g).await
+                Ok(post.members)
             }
         }
     }
@@ -223,6 +223,11 @@ impl Im {
         ref_seq: Option<i64>,
         apply: Apply<'_>,
     ) -> Result<(Message, bool), ImError> {
+        if self.db.engine == Engine::Postgres && matches!(apply, Apply::Nothing) {
+            return self
+                .store_message_at_once(me, cid, client_msg_id, kind, content, ref_seq)
+                .await;
+        }
         let now = now_ms();
         let cid_str = cid.to_string();
         let mut tx = self.db.pool.begin().await?;
@@ -257,17 +262,7 @@ impl Im {
             // A resend: this client_msg_id is stored. Rolling back returns the seq, so no gap.
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await?;
-                let m = sqlx::query_as::<_, MessageRow>(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
-                ))
-                .bind(&cid_str)
-                .bind(me)
-                .bind(client_msg_id)
-                .fetch_one(&self.db.pool)
-                .await?;
-                return Ok((m.into(), false));
+                return Ok((self.stored(&cid_str, me, client_msg_id).await?, false));
             }
             Err(e) => return Err(e.into()),
         };
@@ -321,6 +316,91 @@ impl Im {
         }
         tx.commit().await?;
         Ok((message, true))
+    }
+
+    /// The message `me` stored in `cid` under `client_msg_id` (what a resend returns).
+    async fn stored(&self, cid: &str, me: i64, client_msg_id: &str) -> Result<Message, ImError> {
+        let m = sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+        ))
+        .bind(cid)
+        .bind(me)
+        .bind(client_msg_id)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(m.into())
+    }
+
+    /// [`Im::store_message`] on PostgreSQL for a message that changes no other: the next seq, the
+    /// message and the sender's read state (both views of a private chat) in **one statement**, so one
+    /// round trip, committed on its own. Senders to one conversation queue on its counter row from the
+    /// statement's first step to its commit; in a transaction of four statements they also queued
+    /// behind the three round trips in between. A resend violates the unique index, which fails the
+    /// whole statement: the seq is not taken, as with the transaction's rollback.
+    async fn store_message_at_once(
+        &self,
+        me: i64,
+        cid: ConversationId,
+        client_msg_id: &str,
+        kind: MessageKind,
+        content: &str,
+        ref_seq: Option<i64>,
+    ) -> Result<(Message, bool), ImError> {
+        let now = now_ms();
+        let cid_str = cid.to_string();
+        let peer = cid.peer_of(me);
+        // The next seq (c), the message (m), then the sender's read state: both views of a private
+        // chat ($8 is the peer), or the sender's view of a group.
+        macro_rules! at_once {
+            ($views:literal) => {
+                concat!(
+                    "WITH c AS (INSERT INTO conversations (id, last_seq, updated_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $2 \
+                     RETURNING last_seq), \
+                     m AS (INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, kind, content, created_at, ref_seq) \
+                     SELECT $1, last_seq, $3, $4, $5, $6, $2, $7 FROM c RETURNING ",
+                    message_columns!(),
+                    "), ",
+                    $views,
+                    " SELECT ",
+                    message_columns!(),
+                    " FROM m"
+                )
+            };
+        }
+        let sql = match peer {
+            Some(_) => at_once!(
+                "v AS (INSERT INTO user_conversations (user_id, conversation_id, read_seq) \
+                 SELECT $3::BIGINT, $1::TEXT, seq FROM m UNION ALL SELECT $8::BIGINT, $1::TEXT, 0 FROM m \
+                 ON CONFLICT (user_id, conversation_id) DO UPDATE \
+                 SET read_seq = GREATEST(user_conversations.read_seq, excluded.read_seq))"
+            ),
+            None => at_once!(
+                "v AS (UPDATE user_conversations SET read_seq = m.seq FROM m \
+                 WHERE user_conversations.user_id = $3 AND user_conversations.conversation_id = $1 \
+                 AND user_conversations.read_seq < m.seq)"
+            ),
+        };
+        let mut q = sqlx::query_as::<_, MessageRow>(sql)
+            .bind(&cid_str)
+            .bind(now)
+            .bind(me)
+            .bind(client_msg_id)
+            .bind(kind.as_str())
+            .bind(content)
+            .bind(ref_seq);
+        if let Some(peer) = peer {
+            q = q.bind(peer);
+        }
+        match q.fetch_one(&self.db.pool).await {
+            Ok(m) => Ok((m.into(), true)),
+            Err(e) if is_unique_violation(&e) => {
+                Ok((self.stored(&cid_str, me, client_msg_id).await?, false))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The message at `seq` of `cid`, as visible to a reader whose history starts after `min_seq`.

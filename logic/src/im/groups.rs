@@ -44,6 +44,14 @@ pub struct GroupRow {
     pub created_at: i64,
 }
 
+/// What a send to a group needs to know ([`Im::group_post`]).
+pub struct GroupPost {
+    pub members: Vec<i64>,
+    /// The sender's role and `muted_until`, when a member.
+    pub me: Option<(GroupRole, i64)>,
+    pub all_muted: bool,
+}
+
 pub fn group_conversation(id: i64) -> String {
     format!("g-{id}")
 }
@@ -94,6 +102,34 @@ impl Im {
             return Err(ImError::forbidden("only the owner or an admin may do this"));
         }
         Ok(role)
+    }
+
+    /// What a send to a group needs, in one query on the usual path: every member (the event's
+    /// recipients), the sender's role and mute, and whether the whole group is muted. A missing or
+    /// dismissed group is a 404 (from [`Im::group_row`], asked only when no member row came back).
+    pub(crate) async fn group_post(&self, group: i64, me: i64) -> Result<GroupPost, ImError> {
+        let rows = sqlx::query_as::<_, (i64, String, i64, i64)>(
+            "SELECT m.user_id, m.role, m.muted_until, g.all_muted FROM group_members m \
+             JOIN chat_groups g ON g.id = m.group_id WHERE m.group_id = $1 AND g.dismissed = 0",
+        )
+        .bind(group)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            self.group_row(group).await?;
+            return Ok(GroupPost {
+                members: Vec::new(),
+                me: None,
+                all_muted: false,
+            });
+        };
+        let all_muted = first.3 != 0;
+        let me = rows.iter().find(|r| r.0 == me).map(|r| (role(&r.1), r.2));
+        Ok(GroupPost {
+            members: rows.into_iter().map(|r| r.0).collect(),
+            me,
+            all_muted,
+        })
     }
 
     pub(crate) async fn member_ids(&self, group: i64) -> Result<Vec<i64>, ImError> {

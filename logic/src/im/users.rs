@@ -47,6 +47,24 @@ impl Im {
         Ok(out)
     }
 
+    /// Whether `a` and `b` are friends, and whether either blocked the other: one round trip for a
+    /// private send's two checks.
+    pub(crate) async fn friends_and_blocked(
+        &self,
+        a: i64,
+        b: i64,
+    ) -> Result<(bool, bool), ImError> {
+        let (friends, blocks) = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2), \
+             (SELECT COUNT(*) FROM blocks WHERE (user_id = $1 AND blocked_id = $2) OR (user_id = $2 AND blocked_id = $1))",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((friends > 0, blocks > 0))
+    }
+
     pub(crate) async fn are_friends(&self, a: i64, b: i64) -> Result<bool, ImError> {
         Ok(sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2",
