@@ -515,7 +515,10 @@ mod tests {
         let mut wire = client_frame(false, OPCODE_TEXT, &e[..1]);
         wire.extend(client_frame(false, OPCODE_CONTINUATION, &e[1..]));
         wire.extend(client_frame(true, OPCODE_CONTINUATION, b"!"));
-        assert_eq!(events(&wire).unwrap(), vec![WsEvent::Text(Bytes::from("é!"))]);
+        assert_eq!(
+            events(&wire).unwrap(),
+            vec![WsEvent::Text(Bytes::from("é!"))]
+        );
         // Invalid in the first fragment: refused before the message ends.
         let first = client_frame(false, OPCODE_TEXT, &[b'a', 0xFF]);
         assert_eq!(events(&first), Err(WsError::InvalidUtf8));

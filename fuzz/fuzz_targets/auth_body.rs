@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(a.room_id.len() <= MAX_FIELD_LEN);
         assert!(a.platform.len() <= MAX_FIELD_LEN);
         if let Ok(claims) = TOKENS.verify(&a.token, a.mid) {
-            assert_eq!(claims.sub, a.mid.to_string(), "a token verifies for its own mid only");
+            assert_eq!(
+                claims.sub,
+                a.mid.to_string(),
+                "a token verifies for its own mid only"
+            );
         }
     }
     if let Ok(token) = std::str::from_utf8(data)
@@ -49,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
     {
         // A token that decodes verifies for the mid its `sub` names, and for no other.
         assert!(TOKENS.verify(token, mid).is_ok());
-        assert_eq!(TOKENS.verify(token, mid.wrapping_add(1)).unwrap_err(), TokenError::WrongMid);
+        assert_eq!(
+            TOKENS.verify(token, mid.wrapping_add(1)).unwrap_err(),
+            TokenError::WrongMid
+        );
     }
 });

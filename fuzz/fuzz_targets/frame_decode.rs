@@ -35,7 +35,10 @@ fn stream(wire: &[u8], chunks: &[usize]) -> Outcome {
     let mut at = 0;
     let mut i = 0;
     while at < wire.len() {
-        let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(wire.len());
+        let n = chunks
+            .get(i % chunks.len().max(1))
+            .copied()
+            .unwrap_or(wire.len());
         let end = (at + n).min(wire.len());
         buf.extend_from_slice(&wire[at..end]);
         at = end;
@@ -59,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
     let message = Bytes::copy_from_slice(wire);
     if let Ok(f) = Frame::decode(&message, MAX_CLIENT_BODY) {
         assert!(f.body.len() <= MAX_CLIENT_BODY);
-        assert_eq!(f.encode(), message, "a decoded message re-encodes to its bytes");
+        assert_eq!(
+            f.encode(),
+            message,
+            "a decoded message re-encodes to its bytes"
+        );
     }
 
     // The TCP stream, whole and in chunks.
@@ -72,7 +79,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(f.body.len() <= MAX_CLIENT_BODY);
         f.encode_into(&mut again);
     }
-    assert_eq!(&again[..], &wire[..again.len()], "frames re-encode to their bytes");
+    assert_eq!(
+        &again[..],
+        &wire[..again.len()],
+        "frames re-encode to their bytes"
+    );
     assert_eq!(again.len() + leftover.len(), wire.len());
     if err.is_none() {
         // Ok(None) leaves at most one incomplete frame behind.
@@ -80,7 +91,10 @@ fuzz_target!(|data: &[u8]| {
             0..16 => {}
             _ => {
                 let len = i32::from_be_bytes([leftover[0], leftover[1], leftover[2], leftover[3]]);
-                assert!(len as usize > leftover.len(), "a complete frame was left behind");
+                assert!(
+                    len as usize > leftover.len(),
+                    "a complete frame was left behind"
+                );
             }
         }
     }

@@ -23,9 +23,14 @@ use serde_json::{Map, Value};
 /// Logic's side: whatever it accepts re-encodes to itself.
 fn stable(req: &ImRequest) {
     let json = serde_json::to_value(req).expect("a request encodes");
-    let back: ImRequest = serde_json::from_value(json.clone()).expect("logic decodes what was encoded");
+    let back: ImRequest =
+        serde_json::from_value(json.clone()).expect("logic decodes what was encoded");
     assert_eq!(back.route().op, req.route().op);
-    assert_eq!(serde_json::to_value(&back).expect("encodes again"), json, "decoding is stable");
+    assert_eq!(
+        serde_json::to_value(&back).expect("encodes again"),
+        json,
+        "decoding is stable"
+    );
 }
 
 struct Parts<'a> {
@@ -56,7 +61,9 @@ fn check<O: Operation>(parts: &Parts<'_>) {
         .map(|(p, v)| (p.name.to_string(), Value::String(v.to_string())))
         .collect();
     // The HTTP server refuses a request line that is not a valid URI before the api sees it.
-    let uri: Uri = format!("/q?{}", parts.query).parse().unwrap_or_else(|_| Uri::from_static("/q"));
+    let uri: Uri = format!("/q?{}", parts.query)
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/q"));
     let query = Query::<O::Query>::try_from_uri(&uri);
     if let Ok(op) = imcloud_api::im_api::request::<O>(params, query, parts.body) {
         let req: ImRequest = op.into();
@@ -76,12 +83,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut it = rest.splitn(3, |&b| b == 0xFF);
-    let (path, query, body) = (it.next().unwrap_or(&[]), it.next().unwrap_or(&[]), it.next().unwrap_or(&[]));
+    let (path, query, body) = (
+        it.next().unwrap_or(&[]),
+        it.next().unwrap_or(&[]),
+        it.next().unwrap_or(&[]),
+    );
     // Path parameters and the query reach the api as strings.
     let Ok(query) = std::str::from_utf8(query) else {
         return;
     };
-    let path: Option<Vec<&str>> = path.split(|&b| b == 0xFE).map(|v| std::str::from_utf8(v).ok()).collect();
+    let path: Option<Vec<&str>> = path
+        .split(|&b| b == 0xFE)
+        .map(|v| std::str::from_utf8(v).ok())
+        .collect();
     let Some(path) = path else {
         return;
     };

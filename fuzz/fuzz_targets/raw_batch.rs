@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     let outer = Frame::decode(&goim, BIG).expect("the comet's batch decodes");
     assert_eq!(outer.op, op::RAW);
     assert_eq!(outer.body.len(), goim.len() - HEADER_LEN);
-    assert_eq!(split_raw_batch(&outer.body, max_body).expect("and splits"), frames);
+    assert_eq!(
+        split_raw_batch(&outer.body, max_body).expect("and splits"),
+        frames
+    );
     let mut tcp = BytesMut::from(&out.goim_stream()[..]);
     let mut got = Vec::new();
     while let Some(f) = Frame::decode_stream(&mut tcp, max_body).expect("the TCP form decodes") {

@@ -37,7 +37,10 @@ fn run(wire: &[u8], chunks: &[usize]) -> (Vec<WsEvent>, Option<WsError>) {
         if at == wire.len() {
             return (events, None);
         }
-        let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(wire.len());
+        let n = chunks
+            .get(i % chunks.len().max(1))
+            .copied()
+            .unwrap_or(wire.len());
         let mut read = &wire[at..(at + n).min(wire.len())];
         match reader.poll_fill(&mut read, &mut cx) {
             Poll::Ready(Ok(got)) => at += got,

@@ -152,22 +152,99 @@ fn cases() -> Vec<Case> {
     use Got::{Goim, Pong};
     let mut c = vec![
         // 1: framing.
-        case("1.1 binary message, 7-bit length", whole(BINARY, &heartbeat()), vec![Goim(op::HEARTBEAT_REPLY)], Open),
-        case("1.2 binary message, 16-bit length", whole(BINARY, &send_msg(300)), vec![Goim(op::SEND_MSG_REPLY)], Open),
-        case("1.3 binary message at the limit", whole(BINARY, &send_msg(MAX_MESSAGE)), vec![Goim(op::SEND_MSG_REPLY)], Open),
-        case("1.4 two messages in one write", cat(&[whole(BINARY, &heartbeat()), whole(BINARY, &heartbeat())]), vec![Goim(op::HEARTBEAT_REPLY), Goim(op::HEARTBEAT_REPLY)], Open),
-        chopped("1.5 binary message sent byte by byte", whole(BINARY, &heartbeat()), 1, vec![Goim(op::HEARTBEAT_REPLY)], Open),
-        case("1.6 a binary message that is not one goim frame", whole(BINARY, b"hello"), vec![], Fail(1002)),
+        case(
+            "1.1 binary message, 7-bit length",
+            whole(BINARY, &heartbeat()),
+            vec![Goim(op::HEARTBEAT_REPLY)],
+            Open,
+        ),
+        case(
+            "1.2 binary message, 16-bit length",
+            whole(BINARY, &send_msg(300)),
+            vec![Goim(op::SEND_MSG_REPLY)],
+            Open,
+        ),
+        case(
+            "1.3 binary message at the limit",
+            whole(BINARY, &send_msg(MAX_MESSAGE)),
+            vec![Goim(op::SEND_MSG_REPLY)],
+            Open,
+        ),
+        case(
+            "1.4 two messages in one write",
+            cat(&[whole(BINARY, &heartbeat()), whole(BINARY, &heartbeat())]),
+            vec![Goim(op::HEARTBEAT_REPLY), Goim(op::HEARTBEAT_REPLY)],
+            Open,
+        ),
+        chopped(
+            "1.5 binary message sent byte by byte",
+            whole(BINARY, &heartbeat()),
+            1,
+            vec![Goim(op::HEARTBEAT_REPLY)],
+            Open,
+        ),
+        case(
+            "1.6 a binary message that is not one goim frame",
+            whole(BINARY, b"hello"),
+            vec![],
+            Fail(1002),
+        ),
         // 2: pings and pongs.
-        case("2.1 ping, no payload", whole(PING, b""), vec![Pong(vec![])], Open),
-        case("2.2 ping, text payload", whole(PING, b"Hello, world!"), vec![Pong(b"Hello, world!".to_vec())], Open),
-        case("2.3 ping, binary payload", whole(PING, &[0, 0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0, 0xFF]), vec![Pong(vec![0, 0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0, 0xFF])], Open),
-        case("2.4 ping, 125-byte payload", whole(PING, &[0xFE; 125]), vec![Pong(vec![0xFE; 125])], Open),
-        case("2.5 ping, 126-byte payload", whole(PING, &[0xFE; 126]), vec![], Fail(1002)),
-        chopped("2.6 ping, 125 bytes sent in pieces", whole(PING, &[0xFE; 125]), 25, vec![Pong(vec![0xFE; 125])], Open),
-        case("2.7 unsolicited pong, no payload", whole(PONG, b""), vec![], Open),
-        case("2.8 unsolicited pong, with payload", whole(PONG, b"unsolicited"), vec![], Open),
-        case("2.9 unsolicited pong, then ping", cat(&[whole(PONG, b"x"), whole(PING, b"y")]), vec![Pong(b"y".to_vec())], Open),
+        case(
+            "2.1 ping, no payload",
+            whole(PING, b""),
+            vec![Pong(vec![])],
+            Open,
+        ),
+        case(
+            "2.2 ping, text payload",
+            whole(PING, b"Hello, world!"),
+            vec![Pong(b"Hello, world!".to_vec())],
+            Open,
+        ),
+        case(
+            "2.3 ping, binary payload",
+            whole(PING, &[0, 0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0, 0xFF]),
+            vec![Pong(vec![0, 0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0, 0xFF])],
+            Open,
+        ),
+        case(
+            "2.4 ping, 125-byte payload",
+            whole(PING, &[0xFE; 125]),
+            vec![Pong(vec![0xFE; 125])],
+            Open,
+        ),
+        case(
+            "2.5 ping, 126-byte payload",
+            whole(PING, &[0xFE; 126]),
+            vec![],
+            Fail(1002),
+        ),
+        chopped(
+            "2.6 ping, 125 bytes sent in pieces",
+            whole(PING, &[0xFE; 125]),
+            25,
+            vec![Pong(vec![0xFE; 125])],
+            Open,
+        ),
+        case(
+            "2.7 unsolicited pong, no payload",
+            whole(PONG, b""),
+            vec![],
+            Open,
+        ),
+        case(
+            "2.8 unsolicited pong, with payload",
+            whole(PONG, b"unsolicited"),
+            vec![],
+            Open,
+        ),
+        case(
+            "2.9 unsolicited pong, then ping",
+            cat(&[whole(PONG, b"x"), whole(PING, b"y")]),
+            vec![Pong(b"y".to_vec())],
+            Open,
+        ),
         case(
             "2.10 ten pings, ten pongs in order",
             (0..10u8).flat_map(|i| whole(PING, &[i])).collect(),
@@ -175,17 +252,64 @@ fn cases() -> Vec<Case> {
             Open,
         ),
         // 3: reserved bits (no extension is negotiated).
-        case("3.1 RSV1 set", frame_with(true, 0x40, BINARY, &heartbeat(), Some(KEY)), vec![], Fail(1002)),
-        case("3.2 RSV2 set", frame_with(true, 0x20, BINARY, &heartbeat(), Some(KEY)), vec![], Fail(1002)),
-        case("3.3 RSV3 set", frame_with(true, 0x10, BINARY, &heartbeat(), Some(KEY)), vec![], Fail(1002)),
-        case("3.4 RSV1-3 set on a ping", frame_with(true, 0x70, PING, b"x", Some(KEY)), vec![], Fail(1002)),
-        case("3.5 RSV set after a good message", cat(&[whole(PING, b"a"), frame_with(true, 0x40, PING, b"b", Some(KEY))]), vec![Pong(b"a".to_vec())], Fail(1002)),
+        case(
+            "3.1 RSV1 set",
+            frame_with(true, 0x40, BINARY, &heartbeat(), Some(KEY)),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "3.2 RSV2 set",
+            frame_with(true, 0x20, BINARY, &heartbeat(), Some(KEY)),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "3.3 RSV3 set",
+            frame_with(true, 0x10, BINARY, &heartbeat(), Some(KEY)),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "3.4 RSV1-3 set on a ping",
+            frame_with(true, 0x70, PING, b"x", Some(KEY)),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "3.5 RSV set after a good message",
+            cat(&[
+                whole(PING, b"a"),
+                frame_with(true, 0x40, PING, b"b", Some(KEY)),
+            ]),
+            vec![Pong(b"a".to_vec())],
+            Fail(1002),
+        ),
         // 5: fragmentation.
-        case("5.1 fragmented ping", cat(&[frame(false, PING, b"frag"), frame(true, CONTINUATION, b"ment")]), vec![], Fail(1002)),
-        case("5.2 fragmented pong", cat(&[frame(false, PONG, b"frag"), frame(true, CONTINUATION, b"ment")]), vec![], Fail(1002)),
+        case(
+            "5.1 fragmented ping",
+            cat(&[
+                frame(false, PING, b"frag"),
+                frame(true, CONTINUATION, b"ment"),
+            ]),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "5.2 fragmented pong",
+            cat(&[
+                frame(false, PONG, b"frag"),
+                frame(true, CONTINUATION, b"ment"),
+            ]),
+            vec![],
+            Fail(1002),
+        ),
         case(
             "5.3 binary message in two fragments",
-            cat(&[frame(false, BINARY, &heartbeat()[..7]), frame(true, CONTINUATION, &heartbeat()[7..])]),
+            cat(&[
+                frame(false, BINARY, &heartbeat()[..7]),
+                frame(true, CONTINUATION, &heartbeat()[7..]),
+            ]),
             vec![Goim(op::HEARTBEAT_REPLY)],
             Open,
         ),
@@ -194,26 +318,40 @@ fn cases() -> Vec<Case> {
             heartbeat()
                 .iter()
                 .enumerate()
-                .flat_map(|(i, b)| frame(i == 15, if i == 0 { BINARY } else { CONTINUATION }, &[*b]))
+                .flat_map(|(i, b)| {
+                    frame(i == 15, if i == 0 { BINARY } else { CONTINUATION }, &[*b])
+                })
                 .collect(),
             vec![Goim(op::HEARTBEAT_REPLY)],
             Open,
         ),
         case(
             "5.5 empty fragments around the message",
-            cat(&[frame(false, BINARY, b""), frame(false, CONTINUATION, &heartbeat()), frame(true, CONTINUATION, b"")]),
+            cat(&[
+                frame(false, BINARY, b""),
+                frame(false, CONTINUATION, &heartbeat()),
+                frame(true, CONTINUATION, b""),
+            ]),
             vec![Goim(op::HEARTBEAT_REPLY)],
             Open,
         ),
         case(
             "5.6 ping between fragments",
-            cat(&[frame(false, BINARY, &heartbeat()[..5]), whole(PING, b"between"), frame(true, CONTINUATION, &heartbeat()[5..])]),
+            cat(&[
+                frame(false, BINARY, &heartbeat()[..5]),
+                whole(PING, b"between"),
+                frame(true, CONTINUATION, &heartbeat()[5..]),
+            ]),
             vec![Pong(b"between".to_vec()), Goim(op::HEARTBEAT_REPLY)],
             Open,
         ),
         case(
             "5.7 pong between fragments",
-            cat(&[frame(false, BINARY, &heartbeat()[..5]), whole(PONG, b"x"), frame(true, CONTINUATION, &heartbeat()[5..])]),
+            cat(&[
+                frame(false, BINARY, &heartbeat()[..5]),
+                whole(PONG, b"x"),
+                frame(true, CONTINUATION, &heartbeat()[5..]),
+            ]),
             vec![Goim(op::HEARTBEAT_REPLY)],
             Open,
         ),
@@ -227,73 +365,264 @@ fn cases() -> Vec<Case> {
                 frame(true, CONTINUATION, &heartbeat()[10..]),
             ]),
             3,
-            vec![Pong(b"one".to_vec()), Pong(b"two".to_vec()), Goim(op::HEARTBEAT_REPLY)],
+            vec![
+                Pong(b"one".to_vec()),
+                Pong(b"two".to_vec()),
+                Goim(op::HEARTBEAT_REPLY),
+            ],
             Open,
         ),
-        case("5.9 continuation (fin) without a message", whole(CONTINUATION, b"x"), vec![], Fail(1002)),
-        case("5.10 continuation (not fin) without a message", frame(false, CONTINUATION, b"x"), vec![], Fail(1002)),
-        case("5.11 continuation after a finished message", cat(&[whole(BINARY, &heartbeat()), whole(CONTINUATION, b"x")]), vec![Goim(op::HEARTBEAT_REPLY)], Fail(1002)),
-        case("5.12 new message inside a fragmented one", cat(&[frame(false, BINARY, b"a"), whole(BINARY, b"b")]), vec![], Fail(1002)),
-        case("5.13 text message inside a fragmented binary one", cat(&[frame(false, BINARY, b"a"), frame(false, TEXT, b"b")]), vec![], Fail(1002)),
-        // 6: UTF-8 in text messages. Valid text is refused as unsupported data (1003), invalid as 1007.
-        case("6.1 empty text message", whole(TEXT, b""), vec![], Fail(1003)),
-        case("6.2 valid UTF-8 text", whole(TEXT, "Hello-µ@ßöäüàá-UTF-8!!".as_bytes()), vec![], Fail(1003)),
         case(
-            "6.3 valid UTF-8 split inside a character across fragments",
-            cat(&[frame(false, TEXT, &"κόσμε".as_bytes()[..3]), frame(false, CONTINUATION, &"κόσμε".as_bytes()[3..7]), frame(true, CONTINUATION, &"κόσμε".as_bytes()[7..])]),
+            "5.9 continuation (fin) without a message",
+            whole(CONTINUATION, b"x"),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "5.10 continuation (not fin) without a message",
+            frame(false, CONTINUATION, b"x"),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "5.11 continuation after a finished message",
+            cat(&[whole(BINARY, &heartbeat()), whole(CONTINUATION, b"x")]),
+            vec![Goim(op::HEARTBEAT_REPLY)],
+            Fail(1002),
+        ),
+        case(
+            "5.12 new message inside a fragmented one",
+            cat(&[frame(false, BINARY, b"a"), whole(BINARY, b"b")]),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "5.13 text message inside a fragmented binary one",
+            cat(&[frame(false, BINARY, b"a"), frame(false, TEXT, b"b")]),
+            vec![],
+            Fail(1002),
+        ),
+        // 6: UTF-8 in text messages. Valid text is refused as unsupported data (1003), invalid as 1007.
+        case(
+            "6.1 empty text message",
+            whole(TEXT, b""),
             vec![],
             Fail(1003),
         ),
-        case("6.4 invalid UTF-8: a lone continuation byte", whole(TEXT, &[0x80]), vec![], Fail(1007)),
-        case("6.5 invalid UTF-8: an overlong '/'", whole(TEXT, &[0xC0, 0xAF]), vec![], Fail(1007)),
-        case("6.6 invalid UTF-8: a surrogate", whole(TEXT, &[0xCE, 0xBA, 0xED, 0xA0, 0x80]), vec![], Fail(1007)),
-        case("6.7 invalid UTF-8: above U+10FFFF", whole(TEXT, &[0xF4, 0x90, 0x80, 0x80]), vec![], Fail(1007)),
-        case("6.8 invalid UTF-8: truncated at the end of the message", whole(TEXT, &[b'a', 0xE2, 0x82]), vec![], Fail(1007)),
+        case(
+            "6.2 valid UTF-8 text",
+            whole(TEXT, "Hello-µ@ßöäüàá-UTF-8!!".as_bytes()),
+            vec![],
+            Fail(1003),
+        ),
+        case(
+            "6.3 valid UTF-8 split inside a character across fragments",
+            cat(&[
+                frame(false, TEXT, &"κόσμε".as_bytes()[..3]),
+                frame(false, CONTINUATION, &"κόσμε".as_bytes()[3..7]),
+                frame(true, CONTINUATION, &"κόσμε".as_bytes()[7..]),
+            ]),
+            vec![],
+            Fail(1003),
+        ),
+        case(
+            "6.4 invalid UTF-8: a lone continuation byte",
+            whole(TEXT, &[0x80]),
+            vec![],
+            Fail(1007),
+        ),
+        case(
+            "6.5 invalid UTF-8: an overlong '/'",
+            whole(TEXT, &[0xC0, 0xAF]),
+            vec![],
+            Fail(1007),
+        ),
+        case(
+            "6.6 invalid UTF-8: a surrogate",
+            whole(TEXT, &[0xCE, 0xBA, 0xED, 0xA0, 0x80]),
+            vec![],
+            Fail(1007),
+        ),
+        case(
+            "6.7 invalid UTF-8: above U+10FFFF",
+            whole(TEXT, &[0xF4, 0x90, 0x80, 0x80]),
+            vec![],
+            Fail(1007),
+        ),
+        case(
+            "6.8 invalid UTF-8: truncated at the end of the message",
+            whole(TEXT, &[b'a', 0xE2, 0x82]),
+            vec![],
+            Fail(1007),
+        ),
         // Fail fast: the first fragment is invalid and the message never ends; 1007 comes anyway.
-        case("6.9 invalid UTF-8 in the first fragment (fail fast)", frame(false, TEXT, &[b'o', b'k', 0xFF]), vec![], Fail(1007)),
+        case(
+            "6.9 invalid UTF-8 in the first fragment (fail fast)",
+            frame(false, TEXT, &[b'o', b'k', 0xFF]),
+            vec![],
+            Fail(1007),
+        ),
         case(
             "6.10 invalid UTF-8 in a middle fragment (fail fast)",
-            cat(&[frame(false, TEXT, "κό".as_bytes()), frame(false, CONTINUATION, &[0xED, 0xA0, 0x80])]),
+            cat(&[
+                frame(false, TEXT, "κό".as_bytes()),
+                frame(false, CONTINUATION, &[0xED, 0xA0, 0x80]),
+            ]),
             vec![],
             Fail(1007),
         ),
         // 7: the closing handshake.
         case("7.1.1 close, echoed", close(1000, b""), vec![], Echo(1000)),
-        case("7.1.2 close twice: one answer", cat(&[close(1000, b""), close(1000, b"")]), vec![], Echo(1000)),
-        case("7.1.3 ping after close: no pong", cat(&[close(1000, b""), whole(PING, b"late")]), vec![], Echo(1000)),
-        case("7.1.4 message after close: no reply", cat(&[close(1000, b""), whole(BINARY, &heartbeat())]), vec![], Echo(1000)),
-        case("7.1.5 close inside a fragmented message", cat(&[frame(false, BINARY, &heartbeat()[..4]), close(1000, b"")]), vec![], Echo(1000)),
-        case("7.1.6 reply, then close", cat(&[whole(BINARY, &heartbeat()), close(1000, b"")]), vec![Goim(op::HEARTBEAT_REPLY)], Echo(1000)),
-        case("7.3.1 close, empty payload", whole(CLOSE, b""), vec![], Echo(1000)),
-        case("7.3.2 close, 1-byte payload", whole(CLOSE, b"\x03"), vec![], Fail(1002)),
-        case("7.3.3 close with a reason", close(1000, b"Hello World!"), vec![], Echo(1000)),
-        case("7.3.4 close with a 123-byte reason", close(1000, &[b'*'; 123]), vec![], Echo(1000)),
-        case("7.3.5 close with a 124-byte reason (payload over 125)", close(1000, &[b'*'; 124]), vec![], Fail(1002)),
-        case("7.5.1 close reason not UTF-8", close(1000, &[0xCE, 0xBA, 0xED, 0xA0, 0x80]), vec![], Fail(1007)),
-        chopped("7.6 close sent in pieces", close(1001, b"bye"), 1, vec![], Echo(1001)),
+        case(
+            "7.1.2 close twice: one answer",
+            cat(&[close(1000, b""), close(1000, b"")]),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.1.3 ping after close: no pong",
+            cat(&[close(1000, b""), whole(PING, b"late")]),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.1.4 message after close: no reply",
+            cat(&[close(1000, b""), whole(BINARY, &heartbeat())]),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.1.5 close inside a fragmented message",
+            cat(&[frame(false, BINARY, &heartbeat()[..4]), close(1000, b"")]),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.1.6 reply, then close",
+            cat(&[whole(BINARY, &heartbeat()), close(1000, b"")]),
+            vec![Goim(op::HEARTBEAT_REPLY)],
+            Echo(1000),
+        ),
+        case(
+            "7.3.1 close, empty payload",
+            whole(CLOSE, b""),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.3.2 close, 1-byte payload",
+            whole(CLOSE, b"\x03"),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "7.3.3 close with a reason",
+            close(1000, b"Hello World!"),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.3.4 close with a 123-byte reason",
+            close(1000, &[b'*'; 123]),
+            vec![],
+            Echo(1000),
+        ),
+        case(
+            "7.3.5 close with a 124-byte reason (payload over 125)",
+            close(1000, &[b'*'; 124]),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "7.5.1 close reason not UTF-8",
+            close(1000, &[0xCE, 0xBA, 0xED, 0xA0, 0x80]),
+            vec![],
+            Fail(1007),
+        ),
+        chopped(
+            "7.6 close sent in pieces",
+            close(1001, b"bye"),
+            1,
+            vec![],
+            Echo(1001),
+        ),
         // Limits: a message is bounded by max_client_body + 16 across its fragments (1009).
-        case("9.1 binary message one byte over the limit", whole(BINARY, &vec![0; MAX_MESSAGE + 1]), vec![], Fail(1009)),
-        case("9.2 header announcing 2^40 bytes, no payload", binary_header(1 << 40), vec![], Fail(1009)),
-        case("9.3 header announcing 2^63 bytes (top bit set)", binary_header(1 << 63), vec![], Fail(1002)),
+        case(
+            "9.1 binary message one byte over the limit",
+            whole(BINARY, &vec![0; MAX_MESSAGE + 1]),
+            vec![],
+            Fail(1009),
+        ),
+        case(
+            "9.2 header announcing 2^40 bytes, no payload",
+            binary_header(1 << 40),
+            vec![],
+            Fail(1009),
+        ),
+        case(
+            "9.3 header announcing 2^63 bytes (top bit set)",
+            binary_header(1 << 63),
+            vec![],
+            Fail(1002),
+        ),
         case(
             "9.4 fragments adding up to over the limit",
-            cat(&[frame(false, BINARY, &vec![0; MAX_MESSAGE - 10]), frame(true, CONTINUATION, &[0; 11])]),
+            cat(&[
+                frame(false, BINARY, &vec![0; MAX_MESSAGE - 10]),
+                frame(true, CONTINUATION, &[0; 11]),
+            ]),
             vec![],
             Fail(1009),
         ),
         case(
             "9.5 fragments adding up to the limit",
-            cat(&[frame(false, BINARY, &send_msg(MAX_MESSAGE)[..2000]), frame(true, CONTINUATION, &send_msg(MAX_MESSAGE)[2000..])]),
+            cat(&[
+                frame(false, BINARY, &send_msg(MAX_MESSAGE)[..2000]),
+                frame(true, CONTINUATION, &send_msg(MAX_MESSAGE)[2000..]),
+            ]),
             vec![Goim(op::SEND_MSG_REPLY)],
             Open,
         ),
-        case("9.6 text message over the limit", whole(TEXT, &vec![b'a'; MAX_MESSAGE + 1]), vec![], Fail(1009)),
+        case(
+            "9.6 text message over the limit",
+            whole(TEXT, &vec![b'a'; MAX_MESSAGE + 1]),
+            vec![],
+            Fail(1009),
+        ),
         // Masking: every client frame must be masked; a zero key is a key.
-        case("10.1 unmasked binary message", frame_with(true, 0, BINARY, &heartbeat(), None), vec![], Fail(1002)),
-        case("10.2 unmasked ping", frame_with(true, 0, PING, b"x", None), vec![], Fail(1002)),
-        case("10.3 unmasked close", frame_with(true, 0, CLOSE, &1000u16.to_be_bytes(), None), vec![], Fail(1002)),
-        case("10.4 unmasked continuation", cat(&[frame(false, BINARY, &heartbeat()[..4]), frame_with(true, 0, CONTINUATION, &heartbeat()[4..], None)]), vec![], Fail(1002)),
-        case("10.5 all-zero masking key", frame_with(true, 0, BINARY, &heartbeat(), Some([0; 4])), vec![Goim(op::HEARTBEAT_REPLY)], Open),
+        case(
+            "10.1 unmasked binary message",
+            frame_with(true, 0, BINARY, &heartbeat(), None),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "10.2 unmasked ping",
+            frame_with(true, 0, PING, b"x", None),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "10.3 unmasked close",
+            frame_with(true, 0, CLOSE, &1000u16.to_be_bytes(), None),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "10.4 unmasked continuation",
+            cat(&[
+                frame(false, BINARY, &heartbeat()[..4]),
+                frame_with(true, 0, CONTINUATION, &heartbeat()[4..], None),
+            ]),
+            vec![],
+            Fail(1002),
+        ),
+        case(
+            "10.5 all-zero masking key",
+            frame_with(true, 0, BINARY, &heartbeat(), Some([0; 4])),
+            vec![Goim(op::HEARTBEAT_REPLY)],
+            Open,
+        ),
     ];
     // 4: reserved opcodes.
     for (name, opcode) in [
@@ -312,11 +641,15 @@ fn cases() -> Vec<Case> {
         Fail(1002),
     ));
     // 7.7: valid close codes are echoed; 7.9: invalid ones are a protocol error.
-    for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
         let name: &'static str = format!("7.7 valid close code {code} echoed").leak();
         c.push(case(name, close(code, b""), vec![], Echo(code)));
     }
-    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         let name: &'static str = format!("7.9 invalid close code {code}").leak();
         c.push(case(name, close(code, b""), vec![], Fail(1002)));
     }
@@ -353,11 +686,18 @@ impl Raw {
         .await
         .expect("handshake answer");
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
         let token = sign_token(SECRET, mid, 600).expect("sign");
         let auth = Frame::new(op::AUTH, 1, auth_body(mid, "", "", &[], &token)).encode();
         raw.s.write_all(&whole(BINARY, &auth)).await.expect("auth");
-        assert_eq!(raw.next().await, Some(Got::Goim(op::AUTH_REPLY)), "auth reply");
+        assert_eq!(
+            raw.next().await,
+            Some(Got::Goim(op::AUTH_REPLY)),
+            "auth reply"
+        );
         raw
     }
 
@@ -379,11 +719,20 @@ impl Raw {
         loop {
             if self.buf.len() >= 2 {
                 let (b0, b1) = (self.buf[0], self.buf[1]);
-                assert_eq!(b0 & 0xF0, 0x80, "server frames are final, without reserved bits");
+                assert_eq!(
+                    b0 & 0xF0,
+                    0x80,
+                    "server frames are final, without reserved bits"
+                );
                 assert_eq!(b1 & 0x80, 0, "server frames are unmasked");
                 let (len, at) = match b1 & 0x7F {
-                    126 if self.buf.len() >= 4 => (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4),
-                    127 if self.buf.len() >= 10 => (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10),
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
                     126 | 127 => (usize::MAX, 0),
                     n => (n as usize, 2),
                 };
@@ -393,13 +742,21 @@ impl Raw {
                     return Some(match b0 & 0x0F {
                         PONG => Got::Pong(payload),
                         BINARY => {
-                            let f = Frame::decode(&payload.into(), usize::MAX >> 1).expect("one goim frame per message");
+                            let f = Frame::decode(&payload.into(), usize::MAX >> 1)
+                                .expect("one goim frame per message");
                             Got::Goim(f.op)
                         }
                         CLOSE => {
-                            assert!(payload.len() != 1 && payload.len() <= 125, "close payload {payload:?}");
-                            let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                            assert!(std::str::from_utf8(&payload[payload.len().min(2)..]).is_ok(), "close reason is UTF-8");
+                            assert!(
+                                payload.len() != 1 && payload.len() <= 125,
+                                "close payload {payload:?}"
+                            );
+                            let code = (payload.len() >= 2)
+                                .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                            assert!(
+                                std::str::from_utf8(&payload[payload.len().min(2)..]).is_ok(),
+                                "close reason is UTF-8"
+                            );
                             Got::Close(code)
                         }
                         other => panic!("unexpected server opcode {other:#x}"),
@@ -427,24 +784,44 @@ async fn run(ws_url: &str, mid: i64, c: &Case) -> Result<(), String> {
         }
     }
     let mut got = Vec::new();
-    let probe = b"probe: still open?".to_vec();
-    if c.end == End::Open {
-        raw.s.write_all(&whole(PING, &probe)).await.map_err(|e| format!("probe ping: {e}"))?;
+    // What the case wants first: replies may come after a call to logic, so they are awaited before
+    // the probe below.
+    while got.len() < c.want.len() && !matches!(got.last(), Some(Got::Close(_))) {
+        match timeout(ANSWER, raw.next()).await {
+            Ok(Some(g)) => got.push(g),
+            Ok(None) => return Err(format!("connection ended; got {got:?}")),
+            Err(_) => return Err(format!("no answer within {ANSWER:?}; got {got:?}")),
+        }
     }
-    loop {
-        let next = timeout(ANSWER, raw.next())
+    if c.end == End::Open {
+        let probe = b"probe: still open?".to_vec();
+        raw.s
+            .write_all(&whole(PING, &probe))
             .await
-            .map_err(|_| format!("no answer within {ANSWER:?}; got {got:?}"))?;
-        match (next, c.end) {
-            (Some(Got::Pong(p)), End::Open) if p == probe => break,
-            // The op 6 that tells the reason of a close the comet starts.
-            (Some(Got::Goim(op::DISCONNECT_REPLY)), _) => got.push(Got::Goim(op::DISCONNECT_REPLY)),
-            (Some(Got::Close(code)), _) => {
-                got.push(Got::Close(code));
-                break;
+            .map_err(|e| format!("probe ping: {e}"))?;
+        loop {
+            match timeout(ANSWER, raw.next()).await {
+                Ok(Some(Got::Pong(p))) if p == probe => break,
+                Ok(Some(g)) => got.push(g),
+                Ok(None) => return Err(format!("connection ended; got {got:?}")),
+                Err(_) => {
+                    return Err(format!(
+                        "no answer to the probe within {ANSWER:?}; got {got:?}"
+                    ));
+                }
             }
-            (Some(g), _) => got.push(g),
-            (None, _) => return Err(format!("connection ended without a close frame; got {got:?}")),
+        }
+    } else {
+        while !matches!(got.last(), Some(Got::Close(_))) {
+            match timeout(ANSWER, raw.next()).await {
+                Ok(Some(g)) => got.push(g),
+                Ok(None) => {
+                    return Err(format!(
+                        "connection ended without a close frame; got {got:?}"
+                    ));
+                }
+                Err(_) => return Err(format!("no close frame within {ANSWER:?}; got {got:?}")),
+            }
         }
     }
     let mut want = c.want.clone();
@@ -477,6 +854,12 @@ async fn the_comet_follows_rfc_6455_case_by_case() {
             failed.push(format!("{}: {why}", c.name));
         }
     }
-    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), cases.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failed.len(),
+        cases.len(),
+        failed.join("\n")
+    );
     eprintln!("{} websocket conformance cases passed", cases.len());
 }
