@@ -16,7 +16,7 @@ use imcloud_proto::frame::MAX_CLIENT_BODY;
 use imcloud_proto::{Frame, FrameError};
 use libfuzzer_sys::fuzz_target;
 
-/// The frames a stream yields, then its error if any, then the bytes left over.
+/// The frames a stream yields, then its error if any, then the bytes left over (none after an error).
 type Outcome = (Vec<Frame>, Option<FrameError>, Vec<u8>);
 
 fn drain(buf: &mut BytesMut, frames: &mut Vec<Frame>) -> Option<FrameError> {
@@ -44,7 +44,8 @@ fn stream(wire: &[u8], chunks: &[usize]) -> Outcome {
         at = end;
         i += 1;
         if let Some(e) = drain(&mut buf, &mut frames) {
-            return (frames, Some(e), buf.to_vec());
+            // What follows an error is never read, so the leftover depends on the split: not compared.
+            return (frames, Some(e), Vec::new());
         }
     }
     (frames, None, buf.to_vec())
@@ -84,8 +85,8 @@ fuzz_target!(|data: &[u8]| {
         &wire[..again.len()],
         "frames re-encode to their bytes"
     );
-    assert_eq!(again.len() + leftover.len(), wire.len());
     if err.is_none() {
+        assert_eq!(again.len() + leftover.len(), wire.len());
         // Ok(None) leaves at most one incomplete frame behind.
         match leftover.len() {
             0..16 => {}
