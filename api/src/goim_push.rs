@@ -25,12 +25,8 @@ pub async fn keys(
     RawQuery(q): RawQuery,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let p = Params::parse(q.as_deref());
-    let req = PushKeysReq {
-        op: p.required_i32("operation")?,
-        keys: p.list("keys")?,
-        msg: body(b)?,
-    };
+    let mut req = keys_request(q.as_deref())?;
+    req.msg = body(b)?;
     let r = from_logic(s.logic().push_keys(s.authed(req)).await)?;
     Ok(ok(json!({"queued": r.queued})))
 }
@@ -40,21 +36,8 @@ pub async fn mids(
     RawQuery(q): RawQuery,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let p = Params::parse(q.as_deref());
-    let op = p.required_i32("operation")?;
-    let mids = p
-        .list("mids")?
-        .iter()
-        .map(|m| {
-            m.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("mids must be integers, got {m:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let req = PushMidsReq {
-        op,
-        mids,
-        msg: body(b)?,
-    };
+    let mut req = mids_request(q.as_deref())?;
+    req.msg = body(b)?;
     let r = from_logic(s.logic().push_mids(s.authed(req)).await)?;
     Ok(ok(json!({"queued": r.queued})))
 }
@@ -64,14 +47,8 @@ pub async fn room(
     RawQuery(q): RawQuery,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let p = Params::parse(q.as_deref());
-    let req = PushRoomReq {
-        op: p.required_i32("operation")?,
-        r#type: p.required("type")?.to_string(),
-        room: p.required("room")?.to_string(),
-        msg: body(b)?,
-        persistent: p.optional_bool("persistent")?,
-    };
+    let mut req = room_request(q.as_deref())?;
+    req.msg = body(b)?;
     let r = from_logic(s.logic().push_room(s.authed(req)).await)?;
     Ok(ok(json!({"queued": r.queued})))
 }
@@ -81,12 +58,62 @@ pub async fn all(
     RawQuery(q): RawQuery,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let p = Params::parse(q.as_deref());
-    let req = PushAllReq {
-        op: p.required_i32("operation")?,
-        speed: p.optional_i32("speed", 0)?,
-        msg: body(b)?,
-    };
+    let mut req = all_request(q.as_deref())?;
+    req.msg = body(b)?;
     let r = from_logic(s.logic().push_all(s.authed(req)).await)?;
     Ok(ok(json!({"queued": r.queued})))
+}
+
+// The queries, parsed into the requests (without their message, which is the body). Public: they are
+// the entry points for untrusted query strings (the `goim_push_query` fuzz target drives them).
+
+/// `POST /goim/push/keys?operation=&keys=`.
+pub fn keys_request(query: Option<&str>) -> Result<PushKeysReq, ApiError> {
+    let p = Params::parse(query);
+    Ok(PushKeysReq {
+        op: p.required_i32("operation")?,
+        keys: p.list("keys")?,
+        msg: Vec::new(),
+    })
+}
+
+/// `POST /goim/push/mids?operation=&mids=`.
+pub fn mids_request(query: Option<&str>) -> Result<PushMidsReq, ApiError> {
+    let p = Params::parse(query);
+    let op = p.required_i32("operation")?;
+    let mids = p
+        .list("mids")?
+        .iter()
+        .map(|m| {
+            m.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("mids must be integers, got {m:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PushMidsReq {
+        op,
+        mids,
+        msg: Vec::new(),
+    })
+}
+
+/// `POST /goim/push/room?operation=&type=&room=[&persistent=]`.
+pub fn room_request(query: Option<&str>) -> Result<PushRoomReq, ApiError> {
+    let p = Params::parse(query);
+    Ok(PushRoomReq {
+        op: p.required_i32("operation")?,
+        r#type: p.required("type")?.to_string(),
+        room: p.required("room")?.to_string(),
+        msg: Vec::new(),
+        persistent: p.optional_bool("persistent")?,
+    })
+}
+
+/// `POST /goim/push/all?operation=&speed=`.
+pub fn all_request(query: Option<&str>) -> Result<PushAllReq, ApiError> {
+    let p = Params::parse(query);
+    Ok(PushAllReq {
+        op: p.required_i32("operation")?,
+        speed: p.optional_i32("speed", 0)?,
+        msg: Vec::new(),
+    })
 }

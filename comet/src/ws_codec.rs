@@ -121,6 +121,24 @@ fn valid_close_code(code: u16) -> bool {
 struct Partial {
     opcode: u8,
     data: BytesMut,
+    /// Text: how many bytes of `data` are known to be UTF-8 (an incomplete character may follow).
+    utf8_checked: usize,
+}
+
+impl Partial {
+    /// Fails a text message as soon as a fragment holds invalid UTF-8, rather than at its last
+    /// fragment (RFC 6455 §8.1: "fail fast"); a character split across fragments is fine.
+    fn check_utf8(&mut self) -> Result<(), WsError> {
+        if self.opcode != OPCODE_TEXT {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.data[self.utf8_checked..]) {
+            Ok(_) => self.utf8_checked = self.data.len(),
+            Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -272,6 +290,7 @@ impl WsReader {
                     return Err(WsError::Protocol("continuation frame without a message"));
                 };
                 p.data.extend_from_slice(&payload);
+                p.check_utf8()?;
                 if fin {
                     message(p.opcode, p.data.freeze()).map(Some)
                 } else {
@@ -288,10 +307,13 @@ impl WsReader {
                 if fin {
                     message(opcode, payload.freeze()).map(Some)
                 } else {
-                    self.partial = Some(Partial {
+                    let mut p = Partial {
                         opcode,
                         data: payload,
-                    });
+                        utf8_checked: 0,
+                    };
+                    p.check_utf8()?;
+                    self.partial = Some(p);
                     Ok(None)
                 }
             }
@@ -484,6 +506,29 @@ mod tests {
             let err = events(&wire).unwrap_err();
             assert_eq!(err.close_code(), code, "{err} for {wire:02x?}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_at_its_fragment_not_at_the_end_of_the_message() {
+        // Valid: a character split across fragments is only complete in the last one.
+        let e = "é".as_bytes();
+        let mut wire = client_frame(false, OPCODE_TEXT, &e[..1]);
+        wire.extend(client_frame(false, OPCODE_CONTINUATION, &e[1..]));
+        wire.extend(client_frame(true, OPCODE_CONTINUATION, b"!"));
+        assert_eq!(
+            events(&wire).unwrap(),
+            vec![WsEvent::Text(Bytes::from("é!"))]
+        );
+        // Invalid in the first fragment: refused before the message ends.
+        let first = client_frame(false, OPCODE_TEXT, &[b'a', 0xFF]);
+        assert_eq!(events(&first), Err(WsError::InvalidUtf8));
+        // Invalid in a middle fragment.
+        let mut wire = client_frame(false, OPCODE_TEXT, b"ok");
+        wire.extend(client_frame(false, OPCODE_CONTINUATION, &[0xC0, 0xAF]));
+        assert_eq!(events(&wire), Err(WsError::InvalidUtf8));
+        // Binary messages are never checked.
+        let bin = client_frame(false, OPCODE_BINARY, &[0xFF]);
+        assert_eq!(events(&bin), Ok(vec![]));
     }
 
     #[test]
