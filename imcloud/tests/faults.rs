@@ -14,11 +14,16 @@ use common::own_engines::{OwnEtcd, OwnKafka, OwnPostgres, OwnRedis};
 use common::*;
 use serde_json::json;
 
-/// Polls `/readyz` of a standalone until its status is `want`; returns the report.
-async fn readyz_until(s: &Standalone, want: u16, within: Duration) -> serde_json::Value {
+/// Polls `/readyz` through `get` (a standalone's or a cluster api's) until its status is `want`; returns
+/// the report.
+async fn readyz_until<F, Fut>(get: F, want: u16, within: Duration) -> serde_json::Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (u16, serde_json::Value)>,
+{
     let deadline = Instant::now() + within;
     loop {
-        let (status, report) = s.get("/readyz").await;
+        let (status, report) = get().await;
         if status == want {
             return report;
         }
@@ -40,7 +45,7 @@ async fn a_redis_outage_turns_readyz_503_fails_pushes_at_once_and_sessions_retur
         ("IMCLOUD_HEARTBEAT_SECS", "2"),
     ])
     .await;
-    readyz_until(&s, 200, Duration::from_secs(15)).await;
+    readyz_until(|| s.get("/readyz"), 200, Duration::from_secs(15)).await;
     let mut c = s.ws(41, "", "live://outage", &[]).await;
     let (status, _) = s.push("mids", "operation=1000&mids=41", "before").await;
     assert_eq!(status, 200);
@@ -49,7 +54,7 @@ async fn a_redis_outage_turns_readyz_503_fails_pushes_at_once_and_sessions_retur
     redis.kill();
     let down = Instant::now();
     // Readiness names the engine that is down, and only it.
-    let report = readyz_until(&s, 503, Duration::from_secs(10)).await;
+    let report = readyz_until(|| s.get("/readyz"), 503, Duration::from_secs(10)).await;
     eprintln!("readyz 503 {:?} after the kill: {report}", down.elapsed());
     assert_eq!(report["ready"], false, "{report}");
     assert_ne!(report["checks"]["sessions"], "ok", "{report}");
@@ -81,7 +86,7 @@ async fn a_redis_outage_turns_readyz_503_fails_pushes_at_once_and_sessions_retur
     // heartbeat, so pushes by mid reach it without a reconnect.
     redis.restart();
     let healed = Instant::now();
-    readyz_until(&s, 200, Duration::from_secs(10)).await;
+    readyz_until(|| s.get("/readyz"), 200, Duration::from_secs(10)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         c.send(imcloud_proto::op::HEARTBEAT, bytes::Bytes::new())
@@ -155,19 +160,8 @@ async fn an_etcd_outage_keeps_deliveries_going_and_afterwards_etcd_lists_exactly
 
     etcd.kill();
     // The api cannot see the registry: not ready, and says so.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, report) = c.get("/readyz").await;
-        if status == 503 {
-            assert_ne!(report["checks"]["registry"], "ok", "{report}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "api still ready with etcd down: {report}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let report = readyz_until(|| c.get("/readyz"), 503, Duration::from_secs(10)).await;
+    assert_ne!(report["checks"]["registry"], "ok", "{report}");
     // Every role works on the membership it last saw: pushes are still delivered.
     let took = push_until_delivered(&c, &mut a, "during", Duration::from_secs(10)).await;
     eprintln!("push delivered with etcd down in {took:?}");
@@ -204,14 +198,7 @@ async fn an_etcd_outage_keeps_deliveries_going_and_afterwards_etcd_lists_exactly
         "etcd listed exactly the live nodes {:?} after its restart",
         healed.elapsed()
     );
-    let (status, report) = c.get("/readyz").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = (status, report);
-    while last.0 != 200 {
-        assert!(Instant::now() < deadline, "api not ready again: {:?}", last);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        last = c.get("/readyz").await;
-    }
+    readyz_until(|| c.get("/readyz"), 200, Duration::from_secs(10)).await;
     push_until_delivered(&c, &mut a, "after", Duration::from_secs(10)).await;
 }
 
@@ -246,7 +233,7 @@ async fn a_postgres_crash_refuses_sends_at_once_and_every_acknowledged_message_s
 
     pg.stop();
     let down = Instant::now();
-    let report = readyz_until(&s, 503, Duration::from_secs(10)).await;
+    let report = readyz_until(|| s.get("/readyz"), 503, Duration::from_secs(10)).await;
     eprintln!("readyz 503 {:?} after the crash: {report}", down.elapsed());
     assert_ne!(report["checks"]["database"], "ok", "{report}");
     // Sends are refused at once with a readable JSON error; none is acknowledged and then lost.
@@ -267,7 +254,7 @@ async fn a_postgres_crash_refuses_sends_at_once_and_every_acknowledged_message_s
 
     pg.resume();
     let healed = Instant::now();
-    readyz_until(&s, 200, Duration::from_secs(15)).await;
+    readyz_until(|| s.get("/readyz"), 200, Duration::from_secs(15)).await;
     // The first sends after the restart may still meet connections the crash broke; each gets a 503 at
     // most, and a client retrying with the same client_msg_id gets its message stored exactly once.
     for n in 5..10 {
