@@ -8,7 +8,7 @@ mod cli_client;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use imcloud::{roles, standalone, telemetry};
+use imcloud::{process_gauges, roles, standalone, telemetry};
 use imcloud_common::{Config, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,9 @@ fn main() -> Result<()> {
         let limit = imcloud_common::fd_budget::raise_limit();
         tracing::debug!(limit, "open files limit");
         let metrics = telemetry::init_metrics();
+        if metrics.is_some() {
+            process_gauges::spawn();
+        }
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
         let result = match role {
