@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn reads_this_process_memory_and_descriptors() {
         let rss = resident_bytes().expect("statm on Linux");
-        assert!(rss > 1024 * 1024, "a test binary holds more than 1 MiB: {rss}");
+        assert!(
+            rss > 1024 * 1024,
+            "a test binary holds more than 1 MiB: {rss}"
+        );
         let before = open_fds().expect("/proc/self/fd on Linux");
         let f = std::fs::File::open("/proc/self/status").expect("open");
         assert_eq!(open_fds(), Some(before + 1));
