@@ -22,6 +22,7 @@ pub mod op_filter;
 pub mod out_frame;
 pub mod outbox;
 pub mod recovery;
+pub mod registration_lapse;
 pub mod room;
 pub mod server_tcp;
 pub mod server_websocket;
@@ -109,7 +110,7 @@ pub async fn run(
     let grpc_addr = listeners.grpc.local_addr()?;
     let host = cfg.advertise_host();
     let mut me = NodeInfo::new(Role::Comet, cfg.node_id_or(grpc_addr.port()));
-    me.grpc_addr = advertised(grpc_addr, &host);
+    me.grpc_addr = cfg.grpc_advertised(grpc_addr);
     me.ws_addr = advertised(listeners.ws.local_addr()?, &host);
     me.tcp_addr = advertised(listeners.tcp.local_addr()?, &host);
     if let Some(wss) = &listeners.wss {
@@ -183,6 +184,11 @@ pub async fn run(
         registry.clone(),
         me.clone(),
         Duration::from_secs(cfg.online_renew_secs),
+        grpc_stop.clone(),
+    ));
+    tokio::spawn(registration_lapse::close_on_lapse(
+        comet.clone(),
+        registry.lapses(),
         grpc_stop.clone(),
     ));
     registry.register(me.clone()).await?;

@@ -147,6 +147,8 @@ settings! {
     api_http_addr: SocketAddr = ([0, 0, 0, 0], 3111).into(), "IMCLOUD_API_HTTP_ADDR";
     /// Host or IP advertised in the registry for listeners bound to 0.0.0.0 [default: this host's IP]
     advertise_host: String = String::new(), "IMCLOUD_ADVERTISE_HOST";
+    /// Comet and logic: host:port the other nodes dial for this node's gRPC, when it is not the bound address (a port mapping, NAT, a proxy in front of the node); empty = the bound address
+    grpc_advertise_addr: String = String::new(), "IMCLOUD_GRPC_ADVERTISE_ADDR";
     /// Comet: number of buckets connections are sharded into by key hash
     comet_buckets: usize = 32, "IMCLOUD_COMET_BUCKETS";
     /// Comet: relative weight among comets for new clients
@@ -365,6 +367,16 @@ impl Config {
             format!("{}-{suffix}", crate::node::hostname())
         } else {
             self.node_id.clone()
+        }
+    }
+
+    /// The gRPC address this node registers: `IMCLOUD_GRPC_ADVERTISE_ADDR` when set, else `bound` (with
+    /// the advertise host for 0.0.0.0).
+    pub fn grpc_advertised(&self, bound: SocketAddr) -> String {
+        if self.grpc_advertise_addr.is_empty() {
+            crate::node::advertised(bound, &self.advertise_host())
+        } else {
+            self.grpc_advertise_addr.clone()
         }
     }
 

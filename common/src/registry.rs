@@ -4,7 +4,8 @@
 //!
 //! What every implementation promises (and `registry_conformance` checks): `register` creates or replaces
 //! the entry of (role, id) and refuses an empty id; `deregister` removes it; `list(role)` is sorted by id;
-//! `watch(role)` is a `tokio::sync::watch` of the live list.
+//! `watch(role)` is a `tokio::sync::watch` of the live list; `lapses()` counts registrations that expired
+//! under a live node and were written again.
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -29,4 +30,10 @@ pub trait Registry: Send + Sync + 'static {
     async fn list(&self, role: Role) -> Result<Vec<NodeInfo>, RegistryError>;
     /// The live nodes of a role, sorted by id, kept current.
     fn watch(&self, role: Role) -> watch::Receiver<Vec<NodeInfo>>;
+    /// Counts the lapses of this registry's registrations: an entry that vanished while its node was
+    /// alive but could not renew it (a paused process, a partition from the registry), so that the other
+    /// nodes saw the node leave, and that was written again. Nodes the others may have given up on
+    /// meanwhile act on a change: a comet closes its connections, because job ended the deliveries
+    /// addressed to it. The embedded registry never lapses.
+    fn lapses(&self) -> watch::Receiver<u64>;
 }

@@ -9,7 +9,7 @@
 //!
 //! Tests (on the etcd at `IMCLOUD_TEST_ETCD_ENDPOINTS`; they fail, not skip, without it): the conformance
 //! suite, a dropped registry's node disappearing when its lease expires, `deregister` removing at once,
-//! and re-registration after the lease is revoked.
+//! and re-registration (counted as a lapse) after the lease is revoked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -53,6 +53,8 @@ pub struct EtcdRegistry {
     registrations: Mutex<HashMap<(Role, String), Registration>>,
     /// One watch channel per role, each fed by one background task started on the first `watch`.
     watchers: std::sync::Mutex<HashMap<Role, watch::Sender<Vec<NodeInfo>>>>,
+    /// Counts registrations found expired and written again ([`Registry::lapses`]).
+    lapses: Arc<watch::Sender<u64>>,
     /// Cancelled on drop; ends every background task.
     shutdown: CancellationToken,
 }
@@ -89,6 +91,7 @@ impl EtcdRegistry {
             lease_ttl,
             registrations: Mutex::new(HashMap::new()),
             watchers: std::sync::Mutex::new(HashMap::new()),
+            lapses: Arc::new(watch::channel(0).0),
             shutdown: CancellationToken::new(),
         })
     }
@@ -140,6 +143,7 @@ impl Registry for EtcdRegistry {
             lease: grant(&mut client, self.lease_ttl)
                 .await
                 .map_err(unavailable)?,
+            lapses: self.lapses.clone(),
         };
         // Should the put fail, the new lease carries no key and simply expires.
         entry
@@ -227,6 +231,10 @@ impl Registry for EtcdRegistry {
             })
             .subscribe()
     }
+
+    fn lapses(&self) -> watch::Receiver<u64> {
+        self.lapses.subscribe()
+    }
 }
 
 /// A node this registry keeps alive.
@@ -243,6 +251,8 @@ struct Entry {
     key: String,
     value: String,
     lease: i64,
+    /// Counted up when the lease is found gone and the entry is written again.
+    lapses: Arc<watch::Sender<u64>>,
 }
 
 impl Entry {
@@ -251,9 +261,11 @@ impl Entry {
     async fn save(&mut self, client: &mut Client, ttl: Duration) -> Result<(), etcd_client::Error> {
         match self.put(client).await {
             Err(e) if is_not_found(&e) => {
-                tracing::info!(key = %self.key, "registry lease is gone; granting a new one");
+                tracing::warn!(key = %self.key, "registry lease is gone (the other nodes saw this one leave); granting a new one");
                 self.lease = grant(client, ttl).await?;
-                self.put(client).await
+                self.put(client).await?;
+                self.lapses.send_modify(|n| *n += 1);
+                Ok(())
             }
             result => result,
         }
@@ -623,6 +635,7 @@ mod tests {
     async fn re_registers_after_its_lease_is_lost() {
         let reg = connect(&unique_prefix(), Duration::from_secs(3)).await;
         let mut watch = reg.watch(Role::Job);
+        let mut lapses = reg.lapses();
         let mut node = NodeInfo::new(Role::Job, "survivor");
         reg.register(node.clone()).await.expect("register");
         let seen = |l: &[NodeInfo]| l == [node.clone()];
@@ -654,6 +667,11 @@ mod tests {
             seen,
         )
         .await;
+        // The node is told that the others saw it leave.
+        tokio::time::timeout(Duration::from_secs(5), lapses.wait_for(|n| *n == 1))
+            .await
+            .expect("the lapse is counted")
+            .expect("lapses");
 
         // The new lease carries updates and is kept alive past the TTL.
         node.connections = 7;

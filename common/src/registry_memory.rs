@@ -14,6 +14,8 @@ use crate::registry::{Registry, RegistryError};
 pub struct MemoryRegistry {
     nodes: Mutex<BTreeMap<(Role, String), NodeInfo>>,
     watchers: BTreeMap<Role, watch::Sender<Vec<NodeInfo>>>,
+    /// Never changes: an entry here lives as long as the process.
+    lapses: watch::Sender<u64>,
 }
 
 impl Default for MemoryRegistry {
@@ -24,6 +26,7 @@ impl Default for MemoryRegistry {
                 .into_iter()
                 .map(|r| (r, watch::channel(Vec::new()).0))
                 .collect(),
+            lapses: watch::channel(0).0,
         }
     }
 }
@@ -89,6 +92,10 @@ impl Registry for MemoryRegistry {
             Some(tx) => tx.subscribe(),
             None => watch::channel(Vec::new()).1,
         }
+    }
+
+    fn lapses(&self) -> watch::Receiver<u64> {
+        self.lapses.subscribe()
     }
 }
 

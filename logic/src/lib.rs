@@ -191,7 +191,7 @@ pub async fn run(
     };
 
     let mut me = NodeInfo::new(Role::Logic, cfg.node_id_or(local.port()));
-    me.grpc_addr = imcloud_common::node::advertised(local, &cfg.advertise_host());
+    me.grpc_addr = cfg.grpc_advertised(local);
     deps.registry.register(me.clone()).await?;
 
     let refresh = tokio::spawn(refresh_online(
