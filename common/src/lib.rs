@@ -9,6 +9,7 @@ pub mod grpc_channel;
 pub mod grpc_telemetry;
 pub mod im;
 pub mod internal_auth;
+pub mod kafka_broker_watch;
 pub mod node;
 pub mod queue;
 #[cfg(test)]

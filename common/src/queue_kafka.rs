@@ -2,8 +2,9 @@
 //!
 //! - The producer is idempotent with `acks=all`: [`QueueProducer::send`] returns only after the broker
 //!   acknowledged the message, so an HTTP push answered 200 is in Kafka. Messages with one key go to one
-//!   partition and keep their order. A message not acknowledged within 10 s fails with
-//!   `QueueError::Unavailable` (HTTP 503).
+//!   partition and keep their order. A message not acknowledged within 5 s fails with
+//!   `QueueError::Unavailable` (HTTP 503); while librdkafka says every broker is down, a send is refused
+//!   at once, unqueued, unless a metadata probe finds a broker (`kafka_broker_watch.rs`).
 //! - The consumer is one member of a consumer group (cooperative-sticky assignor; a new group starts at the
 //!   earliest offset). Offsets are never committed on receipt: a delivery is
 //!   stored with [`QueueConsumer::commit`] once job has handed it to every comet it addresses, and the
@@ -31,6 +32,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::util::Timeout;
 
+use crate::kafka_broker_watch::BrokerWatch;
 use crate::queue::{Delivery, QueueConsumer, QueueError, QueueProducer};
 use crate::trace_context::Headers;
 
@@ -42,6 +44,8 @@ pub const COMMIT_INTERVAL_MS: u32 = 500;
 /// rather than the api's own deadline (the fault test `a_kafka_broker_restart_loses_no_acknowledged_push`
 /// saw a 500 "Timeout expired" when both were 10 s).
 const DELIVERY_TIMEOUT_MS: u32 = 5_000;
+/// Longest a readiness check waits for the brokers' metadata.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -105,24 +109,38 @@ pub async fn ensure_topic(s: &KafkaSettings) -> Result<(), KafkaSetupError> {
 }
 
 pub struct KafkaProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<BrokerWatch>,
+    brokers: BrokerWatch,
     topic: String,
     partitions: u32,
 }
 
 impl KafkaProducer {
     pub fn new(s: &KafkaSettings) -> Result<Self, KafkaSetupError> {
+        let brokers = BrokerWatch::default();
         let producer = base(&s.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", DELIVERY_TIMEOUT_MS.to_string())
-            .create()?;
+            .create_with_context(brokers.clone())?;
         Ok(KafkaProducer {
             producer,
+            brokers,
             topic: s.topic.clone(),
             partitions: u32::try_from(s.partitions).unwrap_or(1).max(1),
         })
+    }
+
+    /// One metadata round trip for the push topic within `timeout`.
+    async fn metadata(&self, timeout: Duration) -> Result<(), QueueError> {
+        let p = self.producer.clone();
+        fetch_metadata(
+            move |topic, t| p.client().fetch_metadata(Some(topic), t),
+            &self.topic,
+            timeout,
+        )
+        .await
     }
 }
 
@@ -138,6 +156,11 @@ impl QueueProducer for KafkaProducer {
         payload: Vec<u8>,
         headers: Headers,
     ) -> Result<(), QueueError> {
+        // With every broker down, refuse at once rather than queue for the message timeout
+        // (kafka_broker_watch.rs).
+        if self.brokers.all_down() {
+            self.brokers.probe(|t| self.metadata(t)).await?;
+        }
         let mut record = FutureRecord::to(&self.topic).key(key).payload(&payload);
         if !headers.is_empty() {
             record = record.headers(record_headers(&headers));
@@ -150,7 +173,10 @@ impl QueueProducer for KafkaProducer {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.brokers.delivered();
+                Ok(())
+            }
             Err((e, _)) => Err(unavailable(e)),
         }
     }
@@ -162,12 +188,7 @@ impl QueueProducer for KafkaProducer {
     }
 
     async fn health(&self) -> Result<(), QueueError> {
-        let p = self.producer.clone();
-        fetch_metadata(
-            move |topic, t| p.client().fetch_metadata(Some(topic), t),
-            &self.topic,
-        )
-        .await
+        self.metadata(HEALTH_TIMEOUT).await
     }
 }
 
@@ -202,14 +223,14 @@ fn headers_of(m: &impl Message) -> Headers {
 }
 
 /// One metadata round trip for the push topic (readiness), off the async threads: librdkafka blocks.
-async fn fetch_metadata<F>(fetch: F, topic: &str) -> Result<(), QueueError>
+async fn fetch_metadata<F>(fetch: F, topic: &str, timeout: Duration) -> Result<(), QueueError>
 where
     F: FnOnce(&str, Timeout) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata>
         + Send
         + 'static,
 {
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || fetch(&topic, Timeout::After(Duration::from_secs(2))))
+    tokio::task::spawn_blocking(move || fetch(&topic, Timeout::After(timeout)))
         .await
         .map_err(|e| QueueError::Unavailable(format!("Kafka metadata: {e}")))?
         .map(|_| ())
@@ -378,6 +399,7 @@ impl QueueConsumer for KafkaConsumer {
         fetch_metadata(
             move |topic, t| c.fetch_metadata(Some(topic), t),
             &self.topic,
+            HEALTH_TIMEOUT,
         )
         .await
     }
