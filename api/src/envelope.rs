@@ -58,10 +58,14 @@ impl From<tonic::Status> for ApiError {
         if status.is_server_error() {
             tracing::warn!("logic: {:?} {}", s.code(), s.message());
         }
-        ApiError {
-            status,
-            message: s.message().to_string(),
-        }
+        // tonic's own deadline says only "Timeout expired": say who did not answer.
+        let message = match s.code() {
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+                format!("logic did not answer in time ({})", s.message())
+            }
+            _ => s.message().to_string(),
+        };
+        ApiError { status, message }
     }
 }
 
