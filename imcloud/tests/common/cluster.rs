@@ -51,6 +51,7 @@ pub struct Cluster {
     pub heartbeat_secs: u64,
     pub lease_ttl_secs: u64,
     env: Vec<(String, String)>,
+    node_env: Vec<(String, String, String)>,
     logs: PathBuf,
     pub nodes: BTreeMap<String, Node>,
     pub http: String,
@@ -69,6 +70,9 @@ pub struct ClusterSpec {
     pub lease_ttl_secs: u64,
     /// More environment for every process (e.g. OTEL_* or drain settings).
     pub env: Vec<(String, String)>,
+    /// Environment for one node only, by name (`comet2`, `logic`), over its defaults: e.g. its gRPC
+    /// listener and the address it advertises, to put a fault proxy in front of it.
+    pub node_env: Vec<(String, String, String)>,
 }
 
 impl Default for ClusterSpec {
@@ -80,6 +84,7 @@ impl Default for ClusterSpec {
             heartbeat_secs: 30,
             lease_ttl_secs: 5,
             env: Vec::new(),
+            node_env: Vec::new(),
         }
     }
 }
@@ -169,6 +174,7 @@ impl Cluster {
             heartbeat_secs: spec.heartbeat_secs,
             lease_ttl_secs: spec.lease_ttl_secs,
             env,
+            node_env: spec.node_env.clone(),
             logs,
             nodes: BTreeMap::new(),
             http: String::new(),
@@ -319,6 +325,9 @@ impl Cluster {
         for (k, v) in extra {
             cmd.env(k, v);
         }
+        for (_, k, v) in self.node_env.iter().filter(|(n, _, _)| n == name) {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().expect("start imcloud");
         self.nodes.insert(
             name.to_string(),
@@ -420,6 +429,24 @@ impl Cluster {
         let _ = n.child.wait();
     }
 
+    /// Sends a signal (`STOP`, `CONT`, `TERM`…) to a node, which stays in the cluster's list.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let pid = self.nodes[name].child.id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{signal}").as_str(), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {name}");
+    }
+
+    /// The address of a node's metrics listener.
+    pub fn metrics_addr(&self, name: &str) -> String {
+        self.nodes[name]
+            .metrics
+            .clone()
+            .expect("a metrics listener")
+    }
+
     /// POSTs a push through the api; returns the HTTP status and the JSON envelope.
     pub async fn push(&self, path: &str, query: &str, body: &str) -> (u16, Value) {
         self.request(
@@ -467,6 +494,49 @@ impl Cluster {
             .sum()
     }
 
+    /// A node's process gauges (`imcloud/src/process_gauges.rs`, sampled every 2 s).
+    /// Waits one sampling period first, so that the figures are of now, not of the last sample.
+    pub async fn gauges(&self, name: &str) -> Gauges {
+        tokio::time::sleep(imcloud::process_gauges::PERIOD + Duration::from_millis(500)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let g = Gauges {
+                fds: self.metric(name, "imcloud_process_open_fds").await,
+                tasks: self.metric(name, "imcloud_tokio_alive_tasks").await,
+                rss: self.metric(name, "imcloud_process_resident_bytes").await,
+            };
+            // Zero until the first sample.
+            if g.fds > 0.0 && g.tasks > 0.0 && g.rss > 0.0 {
+                return g;
+            }
+            assert!(Instant::now() < deadline, "{name} shows no process gauges");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Invariant 5 after a fault is healed: `name`'s open descriptors and live tasks come back to at most
+    /// their level in `before` (plus a few, for connections between nodes that were re-dialled), and its
+    /// resident memory to at most a quarter (and 8 MiB) above it, within 20 s. Returns the gauges then.
+    pub async fn assert_no_leak(&self, name: &str, before: Gauges) -> Gauges {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.gauges(name).await;
+            let rss_limit = before.rss + (before.rss / 4.0).max(8.0 * 1024.0 * 1024.0);
+            if now.fds <= before.fds + 4.0
+                && now.tasks <= before.tasks + 8.0
+                && now.rss <= rss_limit
+            {
+                eprintln!("{name}: before the fault {before:?}, after healing {now:?}");
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} leaks: before the fault {before:?}, 20 s after healing {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Deletes every Redis key of this cluster, as a Redis restart would lose them.
     pub async fn flush_redis(&self) -> usize {
         use redis::AsyncCommands;
@@ -483,6 +553,86 @@ impl Cluster {
             let _: () = conn.del(&keys).await.expect("DEL");
         }
         keys.len()
+    }
+
+    /// Pushes `body` to the client's mid until the client has it (pushes wait in Kafka until the consumer
+    /// group formed); returns how long that took.
+    pub async fn push_until_delivered(
+        &self,
+        client: &mut LiveClient,
+        body: &str,
+        within: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        let query = format!("operation=1000&mids={}", client.mid);
+        loop {
+            let (status, v) = self.push("mids", &query, body).await;
+            assert_eq!(status, 200, "{v}");
+            while let Some(ev) = client.next(Duration::from_secs(1)).await {
+                if let Event::Msg(f, _) = ev
+                    && f.body.as_ref() == body.as_bytes()
+                {
+                    return started.elapsed();
+                }
+            }
+            assert!(
+                started.elapsed() < within,
+                "{body:?} not delivered within {within:?}"
+            );
+        }
+    }
+
+    /// Pushes `n` messages `<tag><i>` by mid to `mid`, `every` apart; returns the bodies acknowledged
+    /// (200). A 503 is logged and not counted; any other answer fails the test.
+    pub async fn push_numbered(
+        &self,
+        mid: i64,
+        tag: &str,
+        n: usize,
+        every: Duration,
+    ) -> Vec<String> {
+        let mut acknowledged = Vec::new();
+        for i in 0..n {
+            let body = format!("{tag}{i}");
+            let (status, v) = self
+                .push("mids", &format!("operation=1000&mids={mid}"), &body)
+                .await;
+            match status {
+                200 => acknowledged.push(body),
+                503 => eprintln!("{body}: 503 {v}"),
+                _ => panic!("push {body}: {status} {v}"),
+            }
+            tokio::time::sleep(every).await;
+        }
+        acknowledged
+    }
+
+    /// Waits until etcd lists exactly the registry keys of `live` nodes (invariant 4); returns how long it
+    /// took from `since`, failing after `within`.
+    pub async fn wait_registry_lists_exactly(
+        &self,
+        live: &[&str],
+        since: Instant,
+        within: Duration,
+    ) -> Duration {
+        let want: std::collections::BTreeSet<String> =
+            live.iter().map(|n| self.etcd_key(n)).collect();
+        loop {
+            let listed: std::collections::BTreeSet<String> =
+                match tokio::time::timeout(Duration::from_secs(2), self.etcd_entries()).await {
+                    Ok(e) => e.into_keys().collect(),
+                    Err(_) => Default::default(),
+                };
+            if listed == want {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < within,
+                "{:?} after healing etcd lists {listed:?}, not the live nodes {want:?}",
+                since.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// A client of `mid` on the comet `name`, heartbeating in the background.
@@ -519,6 +669,14 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.logs);
         }
     }
+}
+
+/// A process's descriptors, tokio tasks and resident bytes, from its `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    pub fds: f64,
+    pub tasks: f64,
+    pub rss: f64,
 }
 
 /// What a [`LiveClient`] saw.
@@ -603,6 +761,71 @@ impl LiveClient {
             }
         }
         out
+    }
+}
+
+/// What a client saw: how often each body arrived, in arrival order of first sight, and the close, if it
+/// was closed.
+pub struct Seen {
+    pub counts: BTreeMap<String, usize>,
+    pub order: Vec<String>,
+    pub closed: Option<String>,
+}
+
+impl Seen {
+    pub fn missing<'a>(&self, wanted: &'a [String]) -> Vec<&'a String> {
+        wanted
+            .iter()
+            .filter(|b| !self.counts.contains_key(*b))
+            .collect()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.counts.values().map(|n| n - 1).sum()
+    }
+
+    /// Whether the bodies of `wanted` that arrived came in `wanted`'s order (first sightings).
+    pub fn in_order(&self, wanted: &[String]) -> bool {
+        let pos: HashMap<&String, usize> = wanted.iter().enumerate().map(|(i, b)| (b, i)).collect();
+        let seen: Vec<usize> = self
+            .order
+            .iter()
+            .filter_map(|b| pos.get(b).copied())
+            .collect();
+        seen.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
+impl LiveClient {
+    /// Reads until every body of `wanted` arrived, the connection closed, or `within` passed.
+    pub async fn collect(&mut self, wanted: &[String], within: Duration) -> Seen {
+        let deadline = Instant::now() + within;
+        let mut seen = Seen {
+            counts: BTreeMap::new(),
+            order: Vec::new(),
+            closed: None,
+        };
+        while !seen.missing(wanted).is_empty() {
+            match self
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Some(Event::Msg(f, _)) => {
+                    let body = String::from_utf8_lossy(&f.body).into_owned();
+                    let n = seen.counts.entry(body.clone()).or_default();
+                    if *n == 0 {
+                        seen.order.push(body);
+                    }
+                    *n += 1;
+                }
+                Some(Event::Closed(why)) => {
+                    seen.closed = Some(why);
+                    break;
+                }
+                None => break,
+            }
+        }
+        seen
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod fault_proxy;
 pub mod im;
 pub mod own_engines;
 pub mod recovery;
