@@ -7,10 +7,11 @@ use serde::Deserialize;
 
 use super::accounts::{BlockReq, DeleteMeReq};
 use super::chat::{EditReq, ReadReq, SendReq, TypingReq};
+use super::notifications::ReadNotificationsReq;
 use super::operations::*;
 use super::params::{
     CidPath, CursorQuery, HistoryQuery, IdPath, MessagePath, MessageSearchQuery, NoParams,
-    ReactionPath, UserIdPath,
+    PageQuery, ReactionPath, UserIdPath,
 };
 use super::values::{ConversationId, Emoji, Id};
 
@@ -106,11 +107,22 @@ pub enum Command {
         #[serde(flatten)]
         body: DeleteMeReq,
     },
+    /// The message box, newest first: optionally `page`, `page_size`.
+    Notifications {
+        #[serde(flatten)]
+        query: PageQuery,
+    },
+    /// Mark message-box items read: `ids` (at most 500), or every item when left out.
+    ReadNotifications {
+        #[serde(default)]
+        ids: Option<Vec<i64>>,
+    },
 }
 
 /// The commands, for the error that names them (a unit test keeps it in step with [`Command`]).
 pub const COMMANDS: &str = "ping, send, read, history, conversations, typing, edit, recall, react, \
-     unreact, search, readers, reads, friends, members, blocks, block, unblock, delete_account";
+     unreact, search, readers, reads, friends, members, blocks, block, unblock, delete_account, \
+     notifications, read_notifications";
 
 impl Command {
     /// Decodes an op 4 body.
@@ -221,6 +233,15 @@ impl Command {
             Command::DeleteAccount { body } => {
                 DeleteMe::from_parts(NoParams {}, NoParams {}, body).into()
             }
+            Command::Notifications { query } => {
+                ListNotifications::from_parts(NoParams {}, query, NoBody {}).into()
+            }
+            Command::ReadNotifications { ids } => ReadNotifications::from_parts(
+                NoParams {},
+                NoParams {},
+                ReadNotificationsReq { ids },
+            )
+            .into(),
         })
     }
 }
@@ -435,5 +456,31 @@ mod tests {
         assert!(e.contains("1 to 1024 bytes") && !e.contains("ppp"), "{e}");
         // The HTTP route's name is not a command.
         assert!(refusal(r#"{"cmd":"delete_me","password":"x"}"#).contains("unknown command"));
+    }
+
+    #[test]
+    fn message_box_commands_decode_into_the_message_box_operations() {
+        match request(serde_json::json!({"cmd": "notifications", "page": "2", "page_size": 5})) {
+            ImRequest::ListNotifications(r) => {
+                assert_eq!((r.query.page, r.query.page_size), (Some(2), Some(5)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match request(serde_json::json!({"cmd": "read_notifications", "ids": [3, 4]})) {
+            ImRequest::ReadNotifications(r) => assert_eq!(r.body.ids, Some(vec![3, 4])),
+            other => panic!("{other:?}"),
+        }
+        match request(serde_json::json!({"cmd": "read_notifications"})) {
+            ImRequest::ReadNotifications(r) => assert_eq!(r.body.ids, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            refusal(r#"{"cmd":"read_notifications","ids":3}"#).starts_with("read_notifications: ")
+        );
+        assert!(
+            refusal(r#"{"cmd":"read_notifications","ids":["x"]}"#)
+                .starts_with("read_notifications: ")
+        );
+        assert!(refusal(r#"{"cmd":"notifications","page":"one"}"#).starts_with("notifications: "));
     }
 }
