@@ -341,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn the_op_4_table_in_im_md_lists_every_command() {
+    fn the_docs_list_every_command() {
         let doc = include_str!("../../../docs/im.md");
         let start = doc.find("**Op 4 commands**").expect("the op 4 table");
         let table: Vec<&str> = doc[start..]
@@ -357,6 +357,12 @@ mod tests {
                 "docs/im.md's op 4 table lacks {name}: {table:?}"
             );
         }
+        // protocol.md quotes the unknown-command error, which lists them all.
+        let protocol = include_str!("../../../docs/protocol.md");
+        assert!(
+            protocol.contains(&format!("({COMMANDS})")),
+            "docs/protocol.md's unknown-command error is not ({COMMANDS})"
+        );
     }
 
     #[test]
