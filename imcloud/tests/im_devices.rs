@@ -3,6 +3,8 @@
 //! device of every participant (the actor's other devices included where the event goes to them), and
 //! a device that was offline learning of it when it reconnects and syncs (history by seq, the lists).
 //! Typing is never stored, so a returning device has nothing to learn of it; search has no event.
+//! Blocking, account deletion (which closes the issuing connection too), read receipts and the
+//! friends, members and message-box lists are op 4 commands as well, each refused where HTTP refuses.
 //! Each test runs on SQLite and on PostgreSQL.
 
 mod common;
@@ -10,7 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::im::{
-    ImServer, Store, TestUser, cid, closed, command, next_event, no_event, on_both_stores, seqs,
+    ImServer, Store, TestUser, cid, closed, command, command_then_closed, next_event, no_event,
+    on_both_stores, seqs,
 };
 use imcloud::client::GoimClient;
 use serde_json::{Value, json};
@@ -21,8 +24,10 @@ on_both_stores!(
     reactions_over_op_4_reach_every_device_and_a_returning_device_through_sync,
     a_group_read_over_op_4_reaches_the_senders_and_the_readers_devices_and_history,
     typing_over_op_4_reaches_every_device_of_the_other_participants_and_is_throttled,
-    a_block_reaches_my_other_devices_and_a_returning_device_and_refuses_op_4,
-    an_account_deletion_closes_every_device_and_friends_learn_live_or_on_reconnect,
+    a_block_over_op_4_reaches_my_other_devices_and_a_returning_device_and_refuses_messages,
+    an_account_deletion_over_op_4_closes_every_device_and_friends_learn_live_or_on_reconnect,
+    friends_and_members_lists_page_over_op_4_and_follow_live_changes,
+    read_receipts_over_op_4_count_and_list_the_readers,
     conversations_and_history_page_over_op_4,
     a_read_on_one_device_reaches_the_others_and_a_returning_device_through_sync,
     message_search_over_op_4_finds_only_what_i_can_read,
@@ -55,6 +60,27 @@ async fn expect_live(c: &mut GoimClient, stored: &Value) -> Value {
             return m;
         }
     }
+}
+
+/// The user ids of a friends page, under every friend group.
+fn friend_ids(page: &Value) -> Vec<i64> {
+    page["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["friends"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f["user"]["id"].as_i64())
+        .collect()
+}
+
+/// The user ids of a members page, in its order.
+fn member_ids(page: &Value) -> Vec<i64> {
+    page["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["user"]["id"].as_i64())
+        .collect()
 }
 
 /// What a device that held everything up to `held` learns when it syncs `cid`: the messages after it.
@@ -424,7 +450,9 @@ async fn typing_over_op_4_reaches_every_device_of_the_other_participants_and_is_
     );
 }
 
-async fn a_block_reaches_my_other_devices_and_a_returning_device_and_refuses_op_4(store: Store) {
+async fn a_block_over_op_4_reaches_my_other_devices_and_a_returning_device_and_refuses_messages(
+    store: Store,
+) {
     let im = ImServer::shared(store).await;
     let (ann, bob) = im.friends().await;
     let c = cid(&ann, &bob);
@@ -432,24 +460,18 @@ async fn a_block_reaches_my_other_devices_and_a_returning_device_and_refuses_op_
     let mut ann_phone = im.ws(&ann).await;
     let mut ann_laptop = im.ws(&ann).await;
     let mut bob_phone = im.ws(&bob).await;
-    im.ok(
-        200,
-        "POST",
-        "/v1/blocks",
-        &ann,
-        Some(json!({"user_id": bob.id})),
-    )
-    .await;
-    for device in [&mut ann_phone, &mut ann_laptop] {
-        let b = next_event(device, "block").await;
-        assert_eq!(
-            (b["user_id"].as_i64(), b["blocked"].as_bool()),
-            (Some(bob.id), Some(true))
-        );
-    }
+    let blocked = ok(&mut ann_phone, json!({"cmd": "block", "user_id": bob.id})).await;
+    assert_eq!(blocked, json!({"user_id": bob.id, "blocked": true}));
+    // The phone has the reply (`command` skips the frames before it); my other device hears it.
+    let b = next_event(&mut ann_laptop, "block").await;
+    assert_eq!(
+        (b["user_id"].as_i64(), b["blocked"].as_bool()),
+        (Some(bob.id), Some(true))
+    );
     no_event(&mut bob_phone, "block", Duration::from_millis(300)).await;
-    // A device of Ann's that was offline learns of the block from the list.
-    let list = im.ok(200, "GET", "/v1/blocks", &ann, None).await;
+    // A device of Ann's that was offline learns of the block from the list, over op 4.
+    let mut ann_tablet = im.ws(&ann).await;
+    let list = ok(&mut ann_tablet, json!({"cmd": "blocks"})).await;
     assert_eq!(
         list["blocked"][0]["user"]["id"].as_i64(),
         Some(bob.id),
@@ -490,10 +512,46 @@ async fn a_block_reaches_my_other_devices_and_a_returning_device_and_refuses_op_
         1,
         "nothing stored"
     );
-    // Unblocking reaches both of Ann's devices, and op 4 sends work again.
-    im.ok(200, "DELETE", &format!("/v1/blocks/{}", bob.id), &ann, None)
-        .await;
-    for device in [&mut ann_phone, &mut ann_laptop] {
+    // The HTTP rules: not myself, not a user who does not exist, and only a block that stands is lifted.
+    assert_eq!(
+        refused(
+            &mut ann_phone,
+            400,
+            json!({"cmd": "block", "user_id": ann.id})
+        )
+        .await,
+        "invalid_argument"
+    );
+    assert_eq!(
+        refused(
+            &mut ann_phone,
+            404,
+            json!({"cmd": "block", "user_id": i64::MAX})
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(
+        refused(
+            &mut bob_phone,
+            404,
+            json!({"cmd": "unblock", "user_id": ann.id})
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(
+        refused(&mut ann_phone, 400, json!({"cmd": "block"})).await,
+        "invalid_argument"
+    );
+    // Unblocking from another device reaches all of Ann's, and op 4 sends work again.
+    let unblocked = ok(
+        &mut ann_laptop,
+        json!({"cmd": "unblock", "user_id": bob.id}),
+    )
+    .await;
+    assert_eq!(unblocked, json!({"user_id": bob.id, "blocked": false}));
+    for device in [&mut ann_phone, &mut ann_tablet] {
         let b = next_event(device, "block").await;
         assert_eq!(
             (b["user_id"].as_i64(), b["blocked"].as_bool()),
@@ -506,12 +564,12 @@ async fn a_block_reaches_my_other_devices_and_a_returning_device_and_refuses_op_
     )
     .await;
     assert_eq!(
-        im.ok(200, "GET", "/v1/blocks", &ann, None).await["blocked"],
+        ok(&mut ann_tablet, json!({"cmd": "blocks"})).await["blocked"],
         json!([])
     );
 }
 
-async fn an_account_deletion_closes_every_device_and_friends_learn_live_or_on_reconnect(
+async fn an_account_deletion_over_op_4_closes_every_device_and_friends_learn_live_or_on_reconnect(
     store: Store,
 ) {
     let im = ImServer::shared(store).await;
@@ -525,19 +583,44 @@ async fn an_account_deletion_closes_every_device_and_friends_learn_live_or_on_re
     let mut ann_laptop = im.ws(&ann).await;
     let mut bob_phone = im.ws(&bob).await;
     let mut bob_laptop = im.ws(&bob).await;
-    // Carl is offline.
-    im.ok(
-        200,
-        "DELETE",
-        "/v1/me",
-        &ann,
-        Some(json!({"password": "correct horse"})),
+    // Carl is offline. The password confirms the deletion, as over HTTP; a wrong one changes nothing.
+    assert_eq!(
+        refused(
+            &mut ann_phone,
+            403,
+            json!({"cmd": "delete_account", "password": "wrong horse"})
+        )
+        .await,
+        "forbidden"
+    );
+    assert_eq!(
+        refused(&mut ann_phone, 400, json!({"cmd": "delete_account"})).await,
+        "invalid_argument"
+    );
+    assert_eq!(
+        ok(&mut ann_laptop, json!({"cmd": "ping"})).await["mid"],
+        ann.id
+    );
+    let (reply, reason) = command_then_closed(
+        &mut ann_phone,
+        json!({"cmd": "delete_account", "password": "correct horse"}),
     )
     .await;
-    for device in [&mut ann_phone, &mut ann_laptop] {
-        let reason = closed(device).await;
-        assert!(reason.contains("account deleted"), "{reason}");
+    assert!(reason.contains("account deleted"), "{reason}");
+    if let Some(reply) = reply {
+        assert_eq!(
+            (reply["code"].as_i64(), reply["data"]["deleted"].as_i64()),
+            (Some(0), Some(ann.id)),
+            "{reply}"
+        );
     }
+    let reason = closed(&mut ann_laptop).await;
+    assert!(reason.contains("account deleted"), "{reason}");
+    // Her login ended with the account: no device of hers connects again.
+    assert!(
+        im.try_ws(&ann).await.is_err(),
+        "a deleted account connected"
+    );
     // The group passed to Bob, the senior member, and Ann left it; Bob's devices hear both, then that
     // she is no longer his friend (the events come in that order).
     for device in [&mut bob_phone, &mut bob_laptop] {
@@ -565,15 +648,10 @@ async fn an_account_deletion_closes_every_device_and_friends_learn_live_or_on_re
     }
     // Carl reconnects: Ann is gone from his friends, the group is Bob's, and he cannot message her.
     let mut carl_phone = im.ws(&carl).await;
-    let friends = im.ok(200, "GET", "/v1/friends", &carl, None).await;
-    let ids: Vec<i64> = friends["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .flat_map(|g| g["friends"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f["user"]["id"].as_i64())
-        .collect();
-    assert!(ids.is_empty(), "{friends}");
+    let friends = ok(&mut carl_phone, json!({"cmd": "friends"})).await;
+    assert!(friend_ids(&friends).is_empty(), "{friends}");
+    let members = ok(&mut carl_phone, json!({"cmd": "members", "group_id": g})).await;
+    assert_eq!(member_ids(&members), vec![bob.id, carl.id], "{members}");
     let grp = im
         .ok(200, "GET", &format!("/v1/groups/{g}"), &carl, None)
         .await;
@@ -762,12 +840,37 @@ async fn a_read_on_one_device_reaches_the_others_and_a_returning_device_through_
         next_event(device, "notification").await;
     }
     drop(bob_tablet);
-    im.read_all_notifications(&bob).await;
-    for device in [&mut bob_phone, &mut bob_laptop] {
-        assert_eq!(next_event(device, "notifications_read").await["unread"], 0);
-    }
-    let _bob_tablet = im.ws(&bob).await;
-    let boxed = im.ok(200, "GET", "/v1/notifications", &bob, None).await;
+    let live = ok(&mut bob_laptop, json!({"cmd": "notifications"})).await;
+    assert_eq!(
+        (
+            live["items"][0]["payload"]["from_user_id"].as_i64(),
+            live["items"][0]["read"].as_bool()
+        ),
+        (Some(carl.id), Some(false)),
+        "{live}"
+    );
+    let too_many: Vec<i64> = (1..=501).collect();
+    assert_eq!(
+        refused(
+            &mut bob_phone,
+            400,
+            json!({"cmd": "read_notifications", "ids": too_many})
+        )
+        .await,
+        "invalid_argument"
+    );
+    let marked = ok(&mut bob_phone, json!({"cmd": "read_notifications"})).await;
+    assert_eq!(marked["unread"], 0, "{marked}");
+    assert_eq!(
+        next_event(&mut bob_laptop, "notifications_read").await["unread"],
+        0
+    );
+    let mut bob_tablet = im.ws(&bob).await;
+    let boxed = ok(
+        &mut bob_tablet,
+        json!({"cmd": "notifications", "page_size": 10}),
+    )
+    .await;
     assert_eq!(
         (
             boxed["unread"].as_i64(),
@@ -830,6 +933,270 @@ async fn message_search_over_op_4_finds_only_what_i_can_read(store: Store) {
     );
     assert_eq!(
         refused(&mut ann_ws, 400, json!({"cmd": "search", "q": "\"*"})).await,
+        "invalid_argument"
+    );
+}
+
+async fn friends_and_members_lists_page_over_op_4_and_follow_live_changes(store: Store) {
+    let im = ImServer::shared(store).await;
+    let ann = im.user("Ann").await;
+    let mut others = Vec::new();
+    for i in 0..3 {
+        let u = im.user(&format!("Friend{i}")).await;
+        im.befriend(&ann, &u).await;
+        others.push(u);
+    }
+    let mut ann_phone = im.ws(&ann).await;
+    let mut ann_laptop = im.ws(&ann).await;
+    // My friends a page at a time (by nickname), every friend once.
+    let p1 = ok(&mut ann_phone, json!({"cmd": "friends", "limit": 2})).await;
+    assert_eq!(friend_ids(&p1).len(), 2, "{p1}");
+    let next = p1["next_cursor"].as_str().expect("a next page").to_string();
+    let p2 = ok(
+        &mut ann_phone,
+        json!({"cmd": "friends", "limit": "2", "cursor": next}),
+    )
+    .await;
+    assert!(p2["next_cursor"].is_null(), "{p2}");
+    let mut seen = [friend_ids(&p1), friend_ids(&p2)].concat();
+    seen.sort();
+    let all: Vec<i64> = others.iter().map(|u| u.id).collect();
+    assert_eq!(seen, all, "every friend once");
+    for bad in [
+        json!({"cmd": "friends", "cursor": "zz"}),
+        json!({"cmd": "friends", "limit": 501}),
+    ] {
+        assert_eq!(refused(&mut ann_phone, 400, bad).await, "invalid_argument");
+    }
+    // A new friend reaches both of my devices live, and the list over op 4 has them.
+    let dave = im.user("Dave").await;
+    im.befriend(&dave, &ann).await;
+    for device in [&mut ann_phone, &mut ann_laptop] {
+        let f = next_event(device, "friend").await;
+        assert_eq!(
+            (f["user_id"].as_i64(), f["change"].as_str()),
+            (Some(dave.id), Some("added")),
+            "{f}"
+        );
+    }
+    let list = ok(&mut ann_laptop, json!({"cmd": "friends"})).await;
+    assert!(friend_ids(&list).contains(&dave.id), "{list}");
+    // A group's members a page at a time: the owner first, then by join time.
+    let g = im
+        .group(&ann, "team", &[&others[0], &others[1], &others[2]])
+        .await;
+    let m1 = ok(
+        &mut ann_phone,
+        json!({"cmd": "members", "group_id": g, "limit": 3}),
+    )
+    .await;
+    assert_eq!(
+        member_ids(&m1),
+        vec![ann.id, others[0].id, others[1].id],
+        "{m1}"
+    );
+    assert_eq!(m1["members"][0]["role"], "owner", "{m1}");
+    let next = m1["next_cursor"].as_str().expect("a next page").to_string();
+    let mut member_phone = im.ws(&others[2]).await;
+    let m2 = ok(
+        &mut member_phone,
+        json!({"cmd": "members", "group_id": g.to_string(), "limit": 3, "cursor": next}),
+    )
+    .await;
+    assert_eq!(member_ids(&m2), vec![others[2].id], "{m2}");
+    assert!(m2["next_cursor"].is_null(), "{m2}");
+    // Dave joins: every member's devices hear it, and the list over op 4 has him last.
+    im.ok(200, "POST", &format!("/v1/groups/{g}/join"), &dave, None)
+        .await;
+    for device in [&mut ann_phone, &mut ann_laptop, &mut member_phone] {
+        // Ann's devices heard the others join first.
+        let e = loop {
+            let e = next_event(device, "group").await;
+            if e["user_id"] == dave.id {
+                break e;
+            }
+        };
+        assert_eq!(e["change"], "joined", "{e}");
+    }
+    let m = ok(&mut member_phone, json!({"cmd": "members", "group_id": g})).await;
+    assert_eq!(member_ids(&m).last(), Some(&dave.id), "{m}");
+    assert_eq!(member_ids(&m).len(), 5, "{m}");
+    // The HTTP rules: members only, a group that exists, a valid id.
+    let erin = im.user("Erin").await;
+    let mut erin_phone = im.ws(&erin).await;
+    assert_eq!(
+        refused(
+            &mut erin_phone,
+            403,
+            json!({"cmd": "members", "group_id": g})
+        )
+        .await,
+        "forbidden"
+    );
+    assert_eq!(
+        refused(
+            &mut erin_phone,
+            404,
+            json!({"cmd": "members", "group_id": i64::MAX})
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(
+        refused(
+            &mut erin_phone,
+            400,
+            json!({"cmd": "members", "group_id": "g-1"})
+        )
+        .await,
+        "invalid_argument"
+    );
+}
+
+async fn read_receipts_over_op_4_count_and_list_the_readers(store: Store) {
+    let im = ImServer::shared(store).await;
+    let (ann, bob, carl, dave) = (
+        im.user("Ann").await,
+        im.user("Bob").await,
+        im.user("Carl").await,
+        im.user("Dave").await,
+    );
+    let g = im.group(&ann, "team", &[&bob, &carl, &dave]).await;
+    let gc = format!("g-{g}");
+    im.send(&ann, &gc, "r1", "one").await;
+    im.send(&ann, &gc, "r2", "two").await;
+    let mut ann_phone = im.ws(&ann).await;
+    let mut ann_laptop = im.ws(&ann).await;
+    let mut bob_phone = im.ws(&bob).await;
+    let mut carl_phone = im.ws(&carl).await;
+    let mut dave_phone = im.ws(&dave).await;
+    ok(
+        &mut bob_phone,
+        json!({"cmd": "read", "conversation_id": gc, "seq": 2}),
+    )
+    .await;
+    ok(
+        &mut carl_phone,
+        json!({"cmd": "read", "conversation_id": gc, "seq": 1}),
+    )
+    .await;
+    // "Read by N of M" and who, per message; the sender is not counted.
+    let readers = |seq: i64| json!({"cmd": "readers", "conversation_id": gc, "seq": seq});
+    let r1 = ok(&mut ann_phone, readers(1)).await;
+    assert_eq!(
+        (r1["read_by"].as_i64(), r1["of"].as_i64(), &r1["readers"]),
+        (Some(2), Some(3), &json!([bob.id, carl.id])),
+        "{r1}"
+    );
+    let r2 = ok(&mut dave_phone, readers(2)).await;
+    assert_eq!(
+        (r2["read_by"].as_i64(), r2["of"].as_i64(), &r2["readers"]),
+        (Some(1), Some(3), &json!([bob.id])),
+        "{r2}"
+    );
+    // The readers a page at a time.
+    let page = ok(
+        &mut ann_phone,
+        json!({"cmd": "readers", "conversation_id": gc, "seq": "1", "limit": 1}),
+    )
+    .await;
+    assert_eq!(page["readers"], json!([bob.id]), "{page}");
+    let next = page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let page = ok(
+        &mut ann_phone,
+        json!({"cmd": "readers", "conversation_id": gc, "seq": 1, "limit": 1, "cursor": next}),
+    )
+    .await;
+    assert_eq!(
+        (&page["readers"], page["read_by"].as_i64()),
+        (&json!([carl.id]), Some(2)),
+        "{page}"
+    );
+    assert!(page["next_cursor"].is_null(), "{page}");
+    // Everyone's read seq (the sender's own messages count as read).
+    let reads = ok(
+        &mut carl_phone,
+        json!({"cmd": "reads", "conversation_id": gc}),
+    )
+    .await;
+    assert_eq!(
+        reads["reads"],
+        json!([
+            {"user_id": ann.id, "read_seq": 2},
+            {"user_id": bob.id, "read_seq": 2},
+            {"user_id": carl.id, "read_seq": 1},
+            {"user_id": dave.id, "read_seq": 0},
+        ]),
+        "{reads}"
+    );
+    // Dave reads on his phone: the sender's devices hear it live, and the count is 3 of 3.
+    ok(
+        &mut dave_phone,
+        json!({"cmd": "read", "conversation_id": gc, "seq": 2}),
+    )
+    .await;
+    for device in [&mut ann_phone, &mut ann_laptop] {
+        // Bob's and Carl's receipts came first.
+        let receipt = loop {
+            let r = next_event(device, "read").await;
+            if r["user_id"] == dave.id {
+                break r;
+            }
+        };
+        assert_eq!(receipt["seq"], 2, "{receipt}");
+    }
+    let r1 = ok(&mut ann_laptop, readers(1)).await;
+    assert_eq!(
+        (r1["read_by"].as_i64(), r1["of"].as_i64()),
+        (Some(3), Some(3)),
+        "{r1}"
+    );
+    // In a private chat: the peer, once read.
+    let (eve, fay) = im.friends().await;
+    let pc = cid(&eve, &fay);
+    im.send(&eve, &pc, "p1", "hi").await;
+    let mut eve_phone = im.ws(&eve).await;
+    let mut fay_phone = im.ws(&fay).await;
+    let unread = ok(
+        &mut eve_phone,
+        json!({"cmd": "readers", "conversation_id": pc, "seq": 1}),
+    )
+    .await;
+    assert_eq!(
+        (unread["read_by"].as_i64(), unread["of"].as_i64()),
+        (Some(0), Some(1)),
+        "{unread}"
+    );
+    ok(
+        &mut fay_phone,
+        json!({"cmd": "read", "conversation_id": pc, "seq": 1}),
+    )
+    .await;
+    let read = ok(
+        &mut eve_phone,
+        json!({"cmd": "readers", "conversation_id": pc, "seq": 1}),
+    )
+    .await;
+    assert_eq!(read["readers"], json!([fay.id]), "{read}");
+    // The HTTP rules: a group I am not in, a chat I am not in, a message that does not exist.
+    for cmd in [readers(1), json!({"cmd": "reads", "conversation_id": gc})] {
+        assert_eq!(refused(&mut eve_phone, 403, cmd).await, "forbidden");
+    }
+    assert_eq!(
+        refused(
+            &mut ann_phone,
+            404,
+            json!({"cmd": "reads", "conversation_id": pc})
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(refused(&mut ann_phone, 404, readers(9)).await, "not_found");
+    assert_eq!(
+        refused(&mut ann_phone, 400, readers(0)).await,
         "invalid_argument"
     );
 }

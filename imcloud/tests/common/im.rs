@@ -2,7 +2,7 @@
 //! start, dropped when the test ends), users registered and logged in through the JSON API, and
 //! websocket clients authenticated with their login tokens.
 //!
-//! Gives `next_event`, `no_event` and `command` (op 4 -> op 5); PostgreSQL databases are named under
+//! Gives `next_event`, `no_event`, `command` (op 4 -> op 5) and `command_then_closed`; PostgreSQL databases are named under
 //! `IMCLOUD_TEST_POSTGRES_URL` and dropped with `psql`.
 
 use std::process::Command;
@@ -457,6 +457,29 @@ pub async fn command(c: &mut GoimClient, cmd: Value) -> Value {
         if f.op == imcloud_proto::op::SEND_MSG_REPLY {
             assert_eq!(f.seq, seq, "op 5 carries the command's seq");
             return serde_json::from_slice(&f.body).expect("reply JSON");
+        }
+    }
+}
+
+/// Sends an op 4 command after which the server closes the connection (`delete_account`): the op 5
+/// reply if it came before the close (the close may overtake it), and the close's reason.
+pub async fn command_then_closed(c: &mut GoimClient, cmd: Value) -> (Option<Value>, String) {
+    let seq = c
+        .send(
+            imcloud_proto::op::SEND_MSG,
+            serde_json::to_vec(&cmd).expect("json"),
+        )
+        .await
+        .expect("send op 4");
+    let mut reply = None;
+    loop {
+        match c.recv_timeout(WAIT).await {
+            Ok(f) if f.op == imcloud_proto::op::SEND_MSG_REPLY && f.seq == seq => {
+                reply = Some(serde_json::from_slice(&f.body).expect("reply JSON"));
+            }
+            Ok(_) => continue,
+            Err(ClientError::Closed(reason)) => return (reply, reason),
+            Err(e) => panic!("expected the reply and a close, got {e}"),
         }
     }
 }
