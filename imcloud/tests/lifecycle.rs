@@ -137,7 +137,18 @@ fn bad_configuration_is_refused_with_a_reason() {
 
     // An unreachable broker stops start-up within the admin timeout, naming the broker.
     let started = std::time::Instant::now();
-    let out = run(&["standalone"], &[("IMCLOUD_KAFKA_BROKERS", "127.0.0.1:1")]);
+    // On ports of its own: the defaults may be taken by a local cluster (scripts/cluster).
+    let out = run(
+        &["standalone"],
+        &[
+            ("IMCLOUD_KAFKA_BROKERS", "127.0.0.1:1"),
+            ("IMCLOUD_LOGIC_GRPC_ADDR", "127.0.0.1:0"),
+            ("IMCLOUD_COMET_GRPC_ADDR", "127.0.0.1:0"),
+            ("IMCLOUD_COMET_WS_ADDR", "127.0.0.1:0"),
+            ("IMCLOUD_COMET_TCP_ADDR", "127.0.0.1:0"),
+            ("IMCLOUD_API_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+    );
     assert!(!out.status.success(), "standalone without its Kafka");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Kafka at 127.0.0.1:1"), "{err}");
