@@ -9,15 +9,17 @@
 //!   the send with `QueueError::Unavailable` (the API's 503) without queueing it, so the backend knows the
 //!   push was not taken and may retry it without causing a duplicate. A probe that succeeds lowers the flag
 //!   (a false alarm, e.g. an idle connection the broker closed, costs one round trip).
+//! - A send already waiting for its acknowledgement when the flag goes up is answered at once as well
+//!   ([`BrokerWatch::went_down`]). That push may still reach Kafka once a broker is back (librdkafka keeps
+//!   it until the message timeout): a 503 then means "not acknowledged", as any timeout would.
 //! - A delivery acknowledged by a broker lowers the flag as well.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::queue::QueueError;
@@ -28,17 +30,26 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// The producer's client context: watches librdkafka's global errors for `AllBrokersDown`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct BrokerWatch {
-    all_down: Arc<AtomicBool>,
+    all_down: Arc<watch::Sender<bool>>,
     /// When the last probe failed, and why; one probe runs at a time.
     last_failure: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl Default for BrokerWatch {
+    fn default() -> Self {
+        BrokerWatch {
+            all_down: Arc::new(watch::channel(false).0),
+            last_failure: Arc::default(),
+        }
+    }
 }
 
 impl ClientContext for BrokerWatch {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            if !self.all_down.swap(true, Ordering::AcqRel) {
+            if !self.all_down.send_replace(true) {
                 tracing::warn!(
                     "Kafka: every broker is down ({reason}); pushes are refused until one answers"
                 );
@@ -52,12 +63,19 @@ impl ClientContext for BrokerWatch {
 impl BrokerWatch {
     /// Whether librdkafka last said that every broker is down.
     pub fn all_down(&self) -> bool {
-        self.all_down.load(Ordering::Acquire)
+        *self.all_down.borrow()
+    }
+
+    /// Resolves when librdkafka says every broker is down (at once if it already has).
+    pub async fn went_down(&self) {
+        let mut rx = self.all_down.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
     }
 
     /// A broker acknowledged a message: it is up.
     pub fn delivered(&self) {
-        self.all_down.store(false, Ordering::Release);
+        self.all_down
+            .send_if_modified(|down| std::mem::replace(down, false));
     }
 
     /// While every broker looked down: `Ok` once a metadata round trip (`fetch`, given the timeout)
@@ -147,6 +165,25 @@ mod tests {
         assert!(w.probe(answers(true)).await.is_ok());
         assert!(!w.all_down());
         assert!(w.probe(must_not_run).await.is_ok(), "no probe while up");
+    }
+
+    #[tokio::test]
+    async fn a_send_waiting_for_its_acknowledgement_hears_of_the_outage() {
+        let w = BrokerWatch::default();
+        let waiting = tokio::spawn({
+            let w = w.clone();
+            async move { w.went_down().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        w.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
     }
 
     #[test]

@@ -165,19 +165,24 @@ impl QueueProducer for KafkaProducer {
         if !headers.is_empty() {
             record = record.headers(record_headers(&headers));
         }
-        match self
-            .producer
-            .send(
-                record,
-                Timeout::After(Duration::from_millis(DELIVERY_TIMEOUT_MS.into())),
-            )
-            .await
-        {
-            Ok(_) => {
-                self.brokers.delivered();
-                Ok(())
+        let delivery = self.producer.send(
+            record,
+            Timeout::After(Duration::from_millis(DELIVERY_TIMEOUT_MS.into())),
+        );
+        tokio::select! {
+            r = delivery => match r {
+                Ok(_) => {
+                    self.brokers.delivered();
+                    Ok(())
+                }
+                Err((e, _)) => Err(unavailable(e)),
+            },
+            _ = self.brokers.went_down() => {
+                crate::engine_errors::count("kafka");
+                Err(QueueError::Unavailable(
+                    "Kafka: every broker went down before this push was acknowledged".into(),
+                ))
             }
-            Err((e, _)) => Err(unavailable(e)),
         }
     }
 

@@ -274,9 +274,7 @@ async fn a_kafka_broker_restart_loses_no_acknowledged_push() {
 
     // Pushes every 100 ms from before the broker dies until after it is back. Each one is either
     // acknowledged (200) or refused with a readable 503: never a 200 for a push that is then lost, and
-    // never a hang past the api's 10 s deadline on its logic call. A push already queued when the broker
-    // died waits for the message timeout (librdkafka's idempotent producer fails it 8 to 10 s in, though
-    // message.timeout.ms is 5 s); once librdkafka says every broker is down, pushes are refused at once.
+    // never a hang (librdkafka alone would fail a push queued for a dead broker only 8 to 10 s in).
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let pusher = {
         let http = c.http.clone();
@@ -335,29 +333,12 @@ async fn a_kafka_broker_restart_loses_no_acknowledged_push() {
             )
         })
         .collect();
+    // Refused at once, the push in flight at the kill included: librdkafka reports every broker down
+    // and the producer stops waiting (a metadata probe takes at most 1 s).
     assert!(
-        slowest < Duration::from_secs(11),
+        slowest < Duration::from_secs(3),
         "a push answered after {slowest:?}; the slow ones: {slow:#?}"
     );
-    // Once the producer knows every broker is down, pushes are refused at once (a metadata probe of at
-    // most 1 s), not after the message timeout.
-    let first_refusal = answers.iter().find(|a| a.1 == 503).map(|a| a.3 + a.2);
-    if let Some(known) = first_refusal {
-        let later: Vec<Duration> = answers
-            .iter()
-            .filter(|a| a.1 == 503 && a.3 > known)
-            .map(|a| a.2)
-            .collect();
-        eprintln!(
-            "{} refusals after the first took at most {:?}",
-            later.len(),
-            later.iter().max()
-        );
-        assert!(
-            later.iter().all(|d| *d < Duration::from_secs(3)),
-            "a refusal took over 3 s: {later:?}; the slow ones: {slow:#?}"
-        );
-    }
     assert!(
         acked.iter().any(|a| a.3 > back),
         "no push sent after the broker's return was acknowledged"
