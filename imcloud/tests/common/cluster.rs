@@ -635,6 +635,17 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::wait_registry_lists_exactly`] every node of the cluster.
+    pub async fn wait_registry_lists_every_node(
+        &self,
+        since: Instant,
+        within: Duration,
+    ) -> Duration {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        let live: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.wait_registry_lists_exactly(&live, since, within).await
+    }
+
     /// A client of `mid` on the comet `name`, heartbeating in the background.
     pub async fn client(&self, comet: &str, mid: i64, key: &str, room: &str) -> LiveClient {
         let url = self.nodes[comet].ws_url.clone().expect("a comet");

@@ -441,15 +441,19 @@ pub async fn no_event(c: &mut GoimClient, name: &str, wait: Duration) {
     }
 }
 
+/// Sends an op 4 command; returns its seq.
+async fn send_command(c: &mut GoimClient, cmd: &Value) -> i32 {
+    c.send(
+        imcloud_proto::op::SEND_MSG,
+        serde_json::to_vec(cmd).expect("json"),
+    )
+    .await
+    .expect("send op 4")
+}
+
 /// Sends an op 4 command and returns the op 5 reply's JSON.
 pub async fn command(c: &mut GoimClient, cmd: Value) -> Value {
-    let seq = c
-        .send(
-            imcloud_proto::op::SEND_MSG,
-            serde_json::to_vec(&cmd).expect("json"),
-        )
-        .await
-        .expect("send op 4");
+    let seq = send_command(c, &cmd).await;
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -464,13 +468,7 @@ pub async fn command(c: &mut GoimClient, cmd: Value) -> Value {
 /// Sends an op 4 command after which the server closes the connection (`delete_account`): the op 5
 /// reply if it came before the close (the close may overtake it), and the close's reason.
 pub async fn command_then_closed(c: &mut GoimClient, cmd: Value) -> (Option<Value>, String) {
-    let seq = c
-        .send(
-            imcloud_proto::op::SEND_MSG,
-            serde_json::to_vec(&cmd).expect("json"),
-        )
-        .await
-        .expect("send op 4");
+    let seq = send_command(c, &cmd).await;
     let mut reply = None;
     loop {
         match c.recv_timeout(WAIT).await {
