@@ -1,7 +1,7 @@
 """The soak's plot and verdict, from what scripts/soak left in its results directory DIR:
 
 - samples.csv: `t,role,rss_bytes,open_fds,tokio_tasks`, one line per role per sample (every 10 s);
-- lag.txt: `<unix seconds> <lag> <end offsets>` per sample, the jobs' consumer group lag (KafkaLag.java);
+- lag.txt: `<unix seconds> <lag> <end offsets>` per sample, the jobs' consumer group lag (scripts/kafka/KafkaTool.java lag);
 - soak.json: the load generator's report (imcloud-bench --json soak).
 
 Draws DIR/soak.png (resident memory, open descriptors, live tokio tasks per role and the Kafka lag, against
