@@ -337,11 +337,21 @@ ensure_centrifugo() {
 # grpc 3209 / metrics 9102; logic grpc 3119 / metrics 9103; jobs' metrics 9104, 9105. Sets CLUSTER_PIDS
 # (logic, comet1, comet2, job1, job2, api), CLUSTER_SECRET, CLUSTER_API_KEY and CLUSTER_INTERNAL_TOKEN (the
 # token every internal gRPC call carries; roles refuse secrets under 32 bytes); stop_cluster stops it all.
+# CLUSTER_ETCD_ENDPOINTS and CLUSTER_KAFKA_BROKERS, when set, name an etcd and a Kafka the caller runs
+# (scripts/chaos: three members, three brokers) instead of starting the private ones.
 CLUSTER_PIDS=()
 start_cluster() {
   local bin=$1 logs=$2
-  start_etcd 23791 23801
-  start_kafka 19092
+  if [ -n "${CLUSTER_ETCD_ENDPOINTS:-}" ]; then
+    IMCLOUD_TEST_ETCD_ENDPOINTS=$CLUSTER_ETCD_ENDPOINTS
+  else
+    start_etcd 23791 23801
+  fi
+  if [ -n "${CLUSTER_KAFKA_BROKERS:-}" ]; then
+    IMCLOUD_TEST_KAFKA_BROKERS=$CLUSTER_KAFKA_BROKERS
+  else
+    start_kafka 19092
+  fi
   mkdir -p "$logs"
   CLUSTER_SECRET=${IMCLOUD_AUTH_SECRET:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   CLUSTER_API_KEY=${IMCLOUD_API_KEY:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}

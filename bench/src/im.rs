@@ -82,13 +82,13 @@ pub struct ImLoad {
 
 /// The `/v1` API as its users call it.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(base: &str, pool: usize) -> Result<Api> {
+    pub(crate) fn new(base: &str, pool: usize) -> Result<Api> {
         Ok(Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -100,7 +100,7 @@ impl Api {
     }
 
     /// Status and JSON body (Null when the body is not JSON).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -124,7 +124,7 @@ impl Api {
     }
 
     /// A call that must succeed.
-    async fn ok(
+    pub(crate) async fn ok(
         &self,
         method: Method,
         path: &str,
@@ -139,9 +139,9 @@ impl Api {
     }
 }
 
-struct User {
-    id: i64,
-    token: String,
+pub(crate) struct User {
+    pub(crate) id: i64,
+    pub(crate) token: String,
 }
 
 /// Registers and logs in one user.
@@ -171,7 +171,7 @@ async fn user(api: &Api, email: &str) -> Result<User> {
 }
 
 /// Users `first..first + n` of this run, `concurrency` at a time.
-async fn users(
+pub(crate) async fn users(
     api: &Api,
     tag: &str,
     first: usize,
@@ -195,7 +195,7 @@ async fn users(
 }
 
 /// Makes `a` and `b` friends; their private conversation's id.
-async fn befriend(api: &Api, a: &User, b: &User) -> Result<String> {
+pub(crate) async fn befriend(api: &Api, a: &User, b: &User) -> Result<String> {
     let r = api
         .ok(
             Method::POST,

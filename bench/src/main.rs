@@ -3,8 +3,8 @@
 //! result table (or a JSON line with --json). `scripts/bench` runs the whole comparison; docs/benchmarks.md
 //! has the results.
 //!
-//! Subcommands: `idle`, `fanout`, `cost`, `push`, `scale` (and its hidden `scale-worker`), `bare-server`,
-//! and `table` (JSON result lines side by side as markdown).
+//! Subcommands: `idle`, `fanout`, `cost`, `push`, `scale` (and its hidden `scale-worker`), `im`, `soak`,
+//! `bare-server`, and `table` (JSON result lines side by side as markdown).
 
 mod bare_server;
 mod centrifugo_ws;
@@ -19,6 +19,7 @@ mod publisher;
 mod report;
 mod scale;
 mod scenarios;
+mod soak;
 mod subscriber;
 mod ws;
 
@@ -152,6 +153,10 @@ enum Cmd {
     /// fixed rate spread over many conversations (spread) or into one (hot), and one group message fanned
     /// out to every connected member (fanout). See bench/src/im.rs.
     Im(ImArgs),
+    /// imcloud cluster, for a long run: pushes to keys, mids, rooms and persistent rooms at a fixed rate,
+    /// and IM chat between pairs of friends whose clients reconnect now and then and sync; counts lost
+    /// and duplicate pushes and IM messages missing after a last sync (bench/src/soak.rs, scripts/soak).
+    Soak(SoakArgs),
     /// Run the bare tokio-tungstenite broadcast server (subscribe on /sub, publish on /pub).
     BareServer {
         #[arg(long, default_value = "127.0.0.1:3300")]
@@ -225,6 +230,69 @@ struct ImArgs {
     /// Version and configuration of the target, copied into the report.
     #[arg(long, default_value = "")]
     about: String,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// The api, http://HOST:PORT.
+    #[arg(long)]
+    api: String,
+    #[arg(long, env = "IMCLOUD_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// IMCLOUD_AUTH_SECRET, to mint the push subscribers' tokens.
+    #[arg(long, env = "IMCLOUD_AUTH_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The comets' websockets, ws://IP:PORT/sub (connections spread over them).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 1800.0)]
+    secs: f64,
+    /// Pushes per second, all kinds together.
+    #[arg(long, default_value_t = 200)]
+    push_rate: u64,
+    /// Push subscribers (connections that stay connected).
+    #[arg(long, default_value_t = 200)]
+    subscribers: usize,
+    /// Rooms the push subscribers are spread over.
+    #[arg(long, default_value_t = 8)]
+    rooms: usize,
+    /// Push calls in flight at most.
+    #[arg(long, default_value_t = 32)]
+    inflight: usize,
+    /// The push subscribers' first mid.
+    #[arg(long, default_value_t = 900_000_000)]
+    first_mid: i64,
+    /// Pairs of IM friends chatting.
+    #[arg(long, default_value_t = 50)]
+    im_pairs: usize,
+    /// IM sends per second over all pairs.
+    #[arg(long, default_value_t = 20)]
+    im_rate: u64,
+    /// Mean seconds between an IM client's reconnects.
+    #[arg(long, default_value_t = 60.0)]
+    reconnect_secs: f64,
+    /// Seconds the end waits for the last deliveries.
+    #[arg(long, default_value_t = 30)]
+    patience_secs: u64,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, default_value_t = 60)]
+    progress_secs: u64,
+    /// Makes keys, rooms and emails unique to this run (default: the process id and the time).
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long, default_value = "imcloud cluster")]
+    label: String,
+    #[arg(long, default_value = "")]
+    about: String,
+}
+
+/// A tag unique to this run: the process id and the time.
+fn run_tag() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{}-{secs}", std::process::id())
 }
 
 #[derive(Args)]
@@ -420,13 +488,31 @@ fn main() -> Result<()> {
                 let (api, args) = delivery.split();
                 scenarios::delivery(&endpoint, &dialing, &api, &labels, args, "push", None).await?
             }
+            Cmd::Soak(a) => {
+                soak::run(soak::Soak {
+                    api: a.api,
+                    api_key: a.api_key,
+                    secret: a.secret,
+                    urls: a.urls,
+                    secs: a.secs,
+                    push_rate: a.push_rate,
+                    subscribers: a.subscribers,
+                    rooms: a.rooms,
+                    inflight: a.inflight,
+                    first_mid: a.first_mid,
+                    im_pairs: a.im_pairs,
+                    im_rate: a.im_rate,
+                    reconnect_secs: a.reconnect_secs,
+                    patience: Duration::from_secs(a.patience_secs.max(1)),
+                    progress_secs: a.progress_secs,
+                    tag: a.tag.unwrap_or_else(run_tag),
+                    label: a.label,
+                    about: a.about,
+                })
+                .await?
+            }
             Cmd::Im(a) => {
-                let tag = a.tag.unwrap_or_else(|| {
-                    let secs = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    format!("{}-{secs}", std::process::id())
-                });
+                let tag = a.tag.unwrap_or_else(run_tag);
                 let reports = im::run(im::ImLoad {
                     api: a.api,
                     ws_url: a.ws_url,
