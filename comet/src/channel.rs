@@ -3,14 +3,13 @@
 //!
 //! `Channel::send` pushes into the `Outbox`, which never waits, so it is safe under a bucket lock; the state
 //! (`filter`, `rooms`, `auth_room`) sits under a `Mutex` released before the push. A kick is a
-//! first-reason-wins atomic flag plus a `Notify`: `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the
-//! server's message) or `Drain`. `MAX_ROOM_LEN` bounds a room id (128 bytes).
+//! first-reason-wins atomic flag plus a wake-up of the outbox (the task's one notification):
+//! `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the server's message) or `Drain`. `MAX_ROOM_LEN`
+//! bounds a room id (128 bytes).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
-
-use tokio::sync::Notify;
 
 use crate::batch::Batch;
 use crate::op_filter::OpFilter;
@@ -63,7 +62,6 @@ pub struct Channel {
     kicked: AtomicU8,
     /// Op 4 commands waiting for logic ([`crate::command`]).
     commands: AtomicU32,
-    kick: Notify,
     /// Why the server closed it ([`Kick::ByServer`]), told to the client.
     kick_message: std::sync::OnceLock<String>,
 }
@@ -86,7 +84,6 @@ impl Channel {
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
             commands: AtomicU32::new(0),
-            kick: Notify::new(),
             kick_message: std::sync::OnceLock::new(),
         }
     }
@@ -143,14 +140,15 @@ impl Channel {
         self.commands.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Asks the connection task to close the connection (first reason wins).
+    /// Asks the connection task to close the connection (first reason wins). The task is woken through its
+    /// outbox's notification, the one it waits on for pushes.
     pub fn kick(&self, why: Kick) {
         if self
             .kicked
             .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.kick.notify_one();
+            self.outbox.wake();
         }
     }
 
@@ -178,14 +176,16 @@ impl Channel {
         }
     }
 
-    /// Resolves once the connection has been kicked.
+    /// Resolves once the connection has been kicked. Waits on the outbox's notification, so it is for a
+    /// task that does not also wait for pushes (the connection task checks [`Channel::kick_reason`] on
+    /// every wake-up instead).
     pub async fn kicked(&self) -> Kick {
         loop {
             let reason = self.kick_reason();
             if reason != Kick::None {
                 return reason;
             }
-            self.kick.notified().await;
+            self.outbox.woken().await;
         }
     }
 }

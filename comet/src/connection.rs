@@ -45,16 +45,18 @@ const WRITE_BATCH: usize = 64;
 const LOGIC_TIMEOUT: Duration = command::LOGIC_TIMEOUT;
 
 /// Runs a connection to its end. `deadline` bounds the handshake (upgrade and auth).
+/// The transport is borrowed, not moved: an `async fn` keeps a moved argument and its own copy of it side by
+/// side for its whole life, and the connection's task is what every idle connection costs.
 pub async fn serve<T: Transport>(
     comet: Arc<Comet>,
-    mut t: T,
+    t: &mut T,
     ip: IpAddr,
     deadline: Instant,
     shutdown: CancellationToken,
 ) {
     let auth = tokio::select! {
         // The rare, large futures (logic RPCs, close) are boxed so an idle connection's task stays small.
-        r = timeout_at(deadline, Box::pin(authenticate(&comet, &mut t, ip))) => match r {
+        r = timeout_at(deadline, Box::pin(authenticate(&comet, t, ip))) => match r {
             Ok(r) => r,
             Err(_) => Err(CloseReason::AuthFailed("handshake timeout".into())),
         },
@@ -70,7 +72,7 @@ pub async fn serve<T: Transport>(
     };
     metrics::gauge!("imcloud_comet_connections").increment(1.0);
     metrics::counter!("imcloud_comet_connects_total").increment(1);
-    let reason = run(&comet, &mut t, &ch, &shutdown).await;
+    let reason = run(&comet, t, &ch, &shutdown).await;
     ch.outbox.close();
     comet.bucket(&ch.key).remove(&ch);
     metrics::gauge!("imcloud_comet_connections").decrement(1.0);
@@ -173,8 +175,8 @@ async fn authenticate<T: Transport>(
 /// No branch blocks: writes progress inside `t.next()` while it waits for the client, and the outbox is
 /// drained into the transport only once what was fed before has been written, so a client that stops
 /// reading fills its outbox (and is closed as a slow consumer) while kicks, shutdown and the heartbeat
-/// deadline are still seen. Every branch is cancel-safe: `outbox.pop`, `t.next`, `kicked` and the
-/// timers keep their state outside the futures `select!` drops.
+/// deadline are still seen. Every branch is cancel-safe: `outbox.woken`, `t.next` and the timers keep
+/// their state outside the futures `select!` drops, and the kick and the queue are read at every turn.
 async fn run<T: Transport>(
     comet: &Arc<Comet>,
     t: &mut T,
@@ -188,28 +190,29 @@ async fn run<T: Transport>(
     // Every client frame (op 4, heartbeats, room and sub ops) takes from this bucket.
     let mut frames = Bucket::new(Rate::per_sec(comet.settings.frames_per_sec));
     loop {
-        let can_feed = t.unwritten() == 0;
+        // Kicks and pushes wake this task through one notification (the outbox's): look at both each turn.
+        match ch.kick_reason() {
+            Kick::None => {}
+            Kick::Drain => return Some(drain::leave(comet, t, ch)),
+            Kick::Replaced => return Some(CloseReason::Replaced),
+            Kick::ByServer => {
+                // Deliver what was queued before the kick, then say why.
+                while let Some(f) = ch.outbox.try_pop() {
+                    t.feed(&f);
+                }
+                return Some(CloseReason::ByServer(ch.kick_message().to_string()));
+            }
+            Kick::SlowConsumer => return Some(CloseReason::SlowConsumer),
+        }
+        let can_feed = t.unwritten() == 0 && !ch.outbox.is_empty();
         tokio::select! {
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
             // Queued for this client, then the reconnect hint, go out before the goodbye (`close`).
             _ = shutdown.cancelled() => return Some(drain::leave(comet, t, ch)),
-            why = ch.kicked() => {
-                return Some(match why {
-                    Kick::Drain => return Some(drain::leave(comet, t, ch)),
-                    Kick::Replaced => CloseReason::Replaced,
-                    Kick::ByServer => {
-                        // Deliver what was queued before the kick, then say why.
-                        while let Some(f) = ch.outbox.try_pop() {
-                            t.feed(&f);
-                        }
-                        CloseReason::ByServer(ch.kick_message().to_string())
-                    }
-                    _ => CloseReason::SlowConsumer,
-                });
-            }
-            first = ch.outbox.pop(), if can_feed => {
-                t.feed(&first);
-                for _ in 1..WRITE_BATCH {
+            // A push or a kick since the last turn: both are looked at at the top of the loop.
+            () = ch.outbox.woken() => {}
+            () = std::future::ready(()), if can_feed => {
+                for _ in 0..WRITE_BATCH {
                     match ch.outbox.try_pop() {
                         Some(f) => t.feed(&f),
                         None => break,
@@ -402,9 +405,10 @@ mod tests {
                 .unwrap(),
             ),
         ));
+        let mut t = Idle;
         let fut = serve(
             comet,
-            Idle,
+            &mut t,
             [127, 0, 0, 1].into(),
             Instant::now(),
             CancellationToken::new(),

@@ -57,7 +57,7 @@ pub async fn handle<S>(
             }
         };
     let max_body = comet.settings.max_client_body;
-    let t = WsTransport {
+    let mut t = WsTransport {
         stream,
         reader: WsReader::new(
             upgraded.leftover,
@@ -67,7 +67,7 @@ pub async fn handle<S>(
         max_body,
         peer_closed: false,
     };
-    connection::serve(comet, t, peer.ip(), deadline, shutdown).await;
+    connection::serve(comet, &mut t, peer.ip(), deadline, shutdown).await;
 }
 
 pub struct WsTransport<S> {
