@@ -204,6 +204,11 @@ impl Bucket {
         inner.channels.len()
     }
 
+    /// Calls `f` on every connection, under the bucket's read lock (`f` must not take a bucket lock).
+    pub fn for_each_channel(&self, mut f: impl FnMut(&Arc<Channel>)) {
+        self.read().channels.iter().for_each(|c| f(&c.0));
+    }
+
     /// Every connection (a snapshot, for the drain).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         self.read().channels.iter().map(|c| c.0.clone()).collect()

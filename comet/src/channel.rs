@@ -4,11 +4,12 @@
 //! `Channel::send` pushes into the `Outbox`, which never waits, so it is safe under a bucket lock; the state
 //! (`filter`, `rooms`, `auth_room`) sits under a `Mutex` released before the push. A kick is a
 //! first-reason-wins atomic flag plus a wake-up of the outbox (the task's one notification):
-//! `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the server's message) or `Drain`. `MAX_ROOM_LEN`
+//! `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the server's message), `Drain` or `HeartbeatTimeout`
+//! (the comet's sweep of heartbeat deadlines, [`crate::heartbeat`]). `MAX_ROOM_LEN`
 //! bounds a room id (128 bytes).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::batch::Batch;
@@ -35,6 +36,8 @@ pub enum Kick {
     ByServer = 3,
     /// The comet is draining: reconnect hint (op 22), then close (`drain.rs`).
     Drain = 4,
+    /// No heartbeat before its deadline ([`crate::heartbeat`]).
+    HeartbeatTimeout = 5,
 }
 
 #[derive(Debug)]
@@ -62,6 +65,9 @@ pub struct Channel {
     kicked: AtomicU8,
     /// Op 4 commands waiting for logic ([`crate::command`]).
     commands: AtomicU32,
+    /// When the connection is closed unless a heartbeat comes first, in ms on the comet's clock
+    /// ([`crate::heartbeat`]).
+    deadline_ms: AtomicU64,
     /// Why the server closed it ([`Kick::ByServer`]), told to the client.
     kick_message: std::sync::OnceLock<String>,
 }
@@ -84,6 +90,7 @@ impl Channel {
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
             commands: AtomicU32::new(0),
+            deadline_ms: AtomicU64::new(u64::MAX),
             kick_message: std::sync::OnceLock::new(),
         }
     }
@@ -125,6 +132,15 @@ impl Channel {
             }
         }
         self.push(batch)
+    }
+
+    /// Moves the heartbeat deadline (ms on the comet's clock, [`crate::comet::Comet::clock_ms`]).
+    pub fn set_deadline_ms(&self, at: u64) {
+        self.deadline_ms.store(at, Ordering::Relaxed);
+    }
+
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms.load(Ordering::Relaxed)
     }
 
     /// Counts one more command in flight, unless `max` already are.
@@ -172,6 +188,7 @@ impl Channel {
             2 => Kick::SlowConsumer,
             3 => Kick::ByServer,
             4 => Kick::Drain,
+            5 => Kick::HeartbeatTimeout,
             _ => Kick::None,
         }
     }
