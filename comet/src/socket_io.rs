@@ -48,18 +48,29 @@ where
     S: AsyncWrite + Unpin,
     R: FnMut(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
 {
-    poll_fn(|cx| {
-        if !out.is_empty() {
-            match out.poll_flush(stream, cx) {
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Progress::Written)),
-                Poll::Pending if out.unwritten() > MAX_UNWRITTEN => return Poll::Pending,
-                Poll::Pending => {}
-            }
+    poll_fn(|cx| poll_read_while_writing(stream, out, &mut read, cx)).await
+}
+
+/// [`read_while_writing`] as a poll function, for a caller that keeps no future of its own.
+pub fn poll_read_while_writing<S, R>(
+    stream: &mut S,
+    out: &mut WriteQueue,
+    read: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Progress>>
+where
+    S: AsyncWrite + Unpin,
+    R: FnMut(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
+{
+    if !out.is_empty() {
+        match out.poll_flush(stream, cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(Progress::Written)),
+            Poll::Pending if out.unwritten() > MAX_UNWRITTEN => return Poll::Pending,
+            Poll::Pending => {}
         }
-        read(stream, cx).map_ok(Progress::Read)
-    })
-    .await
+    }
+    read(stream, cx).map_ok(Progress::Read)
 }
 
 /// Reads what the socket has (up to [`READ_CHUNK`] bytes) and appends it to `buf`; `Ok(0)` at the end
