@@ -1,17 +1,20 @@
 //! A shard of a comet's connections (by key hash) and of its rooms. Each bucket has its own lock, so
 //! pushes to different buckets never contend. Lock order: bucket, then channel state.
 //!
-//! Each bucket holds its channels (`key -> Arc<Channel>`) and its share of every room
-//! (`room id -> Room{conn_id -> Arc<Channel>}`). A room push visits every bucket, each under its own read
-//! lock; a key push takes a read lock only to clone the `Arc<Channel>`. No code takes a bucket lock while
-//! holding a channel state; the outbox's own lock is a leaf, and all of them are `std` locks never held
-//! across an `.await`. `put` of a key already present (same key, so same bucket) removes the older channel
-//! from its rooms and kicks it (`Kick::Replaced`); `remove` removes a key's entry only if the conn id still
-//! matches, so a late removal never drops the successor. Room joins over `comet_max_rooms` are refused and
-//! counted in `imcloud_comet_rooms_refused_total`. `change_auth_room` is a sequence of joins and leaves, not
-//! one critical section; only the connection's own task calls it.
+//! Each bucket holds its channels (a set of `Arc<Channel>` looked up by key, the key stored once, in the
+//! channel) and its share of every room (`room id -> Room{conn_id -> Arc<Channel>}`). A room push visits
+//! every bucket, each under its own read lock; a key push takes a read lock only to clone the
+//! `Arc<Channel>`. No code takes a bucket lock while holding a channel state; the outbox's own lock is a
+//! leaf, and all of them are `std` locks never held across an `.await`. `put` of a key already present
+//! (same key, so same bucket) removes the older channel from its rooms and kicks it (`Kick::Replaced`);
+//! `remove` removes a key's entry only if the conn id still matches, so a late removal never drops the
+//! successor. Room joins over `comet_max_rooms` are refused and counted in
+//! `imcloud_comet_rooms_refused_total`. `change_auth_room` is a sequence of joins and leaves, not one
+//! critical section; only the connection's own task calls it.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -21,9 +24,34 @@ use crate::channel::MAX_ROOMS;
 use crate::channel::{Channel, Kick};
 use crate::room::Room;
 
+/// A channel in its bucket's set, found by its key: the set's entry is the `Arc` alone (8 bytes), not a
+/// second copy of the key beside it.
+struct ByKey(Arc<Channel>);
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &ByKey) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl Hash for ByKey {
+    // As `str` hashes, so that lookups by `&str` find it (`Borrow`'s contract).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.as_str().hash(state)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    channels: HashMap<String, Arc<Channel>>,
+    channels: HashSet<ByKey>,
     rooms: HashMap<String, Room>,
 }
 
@@ -55,7 +83,7 @@ impl Bucket {
     /// Adds a connection with its rooms; an older connection with the same key is removed and kicked.
     pub fn put(&self, ch: Arc<Channel>) {
         let mut inner = self.write();
-        if let Some(old) = inner.channels.insert(ch.key.clone(), ch.clone()) {
+        if let Some(ByKey(old)) = inner.channels.replace(ByKey(ch.clone())) {
             let rooms = std::mem::take(&mut old.state().rooms);
             for room in rooms {
                 inner.leave_room(&room, old.conn_id);
@@ -73,10 +101,10 @@ impl Bucket {
         let mut inner = self.write();
         if inner
             .channels
-            .get(&ch.key)
-            .is_some_and(|c| c.conn_id == ch.conn_id)
+            .get(ch.key.as_str())
+            .is_some_and(|c| c.0.conn_id == ch.conn_id)
         {
-            inner.channels.remove(&ch.key);
+            inner.channels.remove(ch.key.as_str());
         }
         let rooms = std::mem::take(&mut ch.state().rooms);
         for room in rooms {
@@ -143,7 +171,7 @@ impl Bucket {
     }
 
     pub fn channel(&self, key: &str) -> Option<Arc<Channel>> {
-        self.read().channels.get(key).cloned()
+        self.read().channels.get(key).map(|c| c.0.clone())
     }
 
     pub fn push_room(&self, room: &str, batch: &Batch) -> u32 {
@@ -157,8 +185,8 @@ impl Bucket {
     pub fn broadcast(&self, batch: &Batch) -> u32 {
         self.read()
             .channels
-            .values()
-            .filter(|ch| ch.push(batch))
+            .iter()
+            .filter(|ch| ch.0.push(batch))
             .count() as u32
     }
 
@@ -172,13 +200,18 @@ impl Bucket {
         for (id, room) in &inner.rooms {
             *rooms.entry(id.clone()).or_default() += room.len() as i32;
         }
-        ips.extend(inner.channels.values().map(|c| c.ip));
+        ips.extend(inner.channels.iter().map(|c| c.0.ip));
         inner.channels.len()
+    }
+
+    /// Calls `f` on every connection, under the bucket's read lock (`f` must not take a bucket lock).
+    pub fn for_each_channel(&self, mut f: impl FnMut(&Arc<Channel>)) {
+        self.read().channels.iter().for_each(|c| f(&c.0));
     }
 
     /// Every connection (a snapshot, for the drain).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
-        self.read().channels.values().cloned().collect()
+        self.read().channels.iter().map(|c| c.0.clone()).collect()
     }
 }
 

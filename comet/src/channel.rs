@@ -3,14 +3,14 @@
 //!
 //! `Channel::send` pushes into the `Outbox`, which never waits, so it is safe under a bucket lock; the state
 //! (`filter`, `rooms`, `auth_room`) sits under a `Mutex` released before the push. A kick is a
-//! first-reason-wins atomic flag plus a `Notify`: `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the
-//! server's message) or `Drain`. `MAX_ROOM_LEN` bounds a room id (128 bytes).
+//! first-reason-wins atomic flag plus a wake-up of the outbox (the task's one notification):
+//! `Kick::Replaced`, `SlowConsumer`, `ByServer` (with the server's message), `Drain` or `HeartbeatTimeout`
+//! (the comet's sweep of heartbeat deadlines, [`crate::heartbeat`]). `MAX_ROOM_LEN`
+//! bounds a room id (128 bytes).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-
-use tokio::sync::Notify;
 
 use crate::batch::Batch;
 use crate::op_filter::OpFilter;
@@ -36,6 +36,8 @@ pub enum Kick {
     ByServer = 3,
     /// The comet is draining: reconnect hint (op 22), then close (`drain.rs`).
     Drain = 4,
+    /// No heartbeat before its deadline ([`crate::heartbeat`]).
+    HeartbeatTimeout = 5,
 }
 
 #[derive(Debug)]
@@ -63,7 +65,9 @@ pub struct Channel {
     kicked: AtomicU8,
     /// Op 4 commands waiting for logic ([`crate::command`]).
     commands: AtomicU32,
-    kick: Notify,
+    /// When the connection is closed unless a heartbeat comes first, in ms on the comet's clock
+    /// ([`crate::heartbeat`]).
+    deadline_ms: AtomicU64,
     /// Why the server closed it ([`Kick::ByServer`]), told to the client.
     kick_message: std::sync::OnceLock<String>,
 }
@@ -86,7 +90,7 @@ impl Channel {
             state: Mutex::new(state),
             kicked: AtomicU8::new(0),
             commands: AtomicU32::new(0),
-            kick: Notify::new(),
+            deadline_ms: AtomicU64::new(u64::MAX),
             kick_message: std::sync::OnceLock::new(),
         }
     }
@@ -130,6 +134,15 @@ impl Channel {
         self.push(batch)
     }
 
+    /// Moves the heartbeat deadline (ms on the comet's clock, [`crate::comet::Comet::clock_ms`]).
+    pub fn set_deadline_ms(&self, at: u64) {
+        self.deadline_ms.store(at, Ordering::Relaxed);
+    }
+
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms.load(Ordering::Relaxed)
+    }
+
     /// Counts one more command in flight, unless `max` already are.
     pub fn begin_command(&self, max: u32) -> bool {
         self.commands
@@ -143,14 +156,15 @@ impl Channel {
         self.commands.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Asks the connection task to close the connection (first reason wins).
+    /// Asks the connection task to close the connection (first reason wins). The task is woken through its
+    /// outbox's notification, the one it waits on for pushes.
     pub fn kick(&self, why: Kick) {
         if self
             .kicked
             .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.kick.notify_one();
+            self.outbox.wake();
         }
     }
 
@@ -174,18 +188,21 @@ impl Channel {
             2 => Kick::SlowConsumer,
             3 => Kick::ByServer,
             4 => Kick::Drain,
+            5 => Kick::HeartbeatTimeout,
             _ => Kick::None,
         }
     }
 
-    /// Resolves once the connection has been kicked.
+    /// Resolves once the connection has been kicked. Waits on the outbox's notification, so it is for a
+    /// task that does not also wait for pushes (the connection task checks [`Channel::kick_reason`] on
+    /// every wake-up instead).
     pub async fn kicked(&self) -> Kick {
         loop {
             let reason = self.kick_reason();
             if reason != Kick::None {
                 return reason;
             }
-            self.kick.notified().await;
+            self.outbox.woken().await;
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Comet {
     next_conn_id: AtomicU64,
     room_online: RwLock<Arc<HashMap<String, i32>>>,
     outbox_budget: Arc<OutboxBudget>,
+    /// The start of [`Comet::clock_ms`].
+    epoch: std::time::Instant,
 }
 
 /// What a comet holds, for online reports.
@@ -91,6 +93,7 @@ impl Comet {
             hasher: RandomState::new(),
             next_conn_id: AtomicU64::new(1),
             room_online: RwLock::new(Arc::new(HashMap::new())),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -100,6 +103,23 @@ impl Comet {
 
     pub fn buckets(&self) -> &[Bucket] {
         &self.buckets
+    }
+
+    /// Milliseconds since the comet started (what heartbeat deadlines are kept in).
+    pub fn clock_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// How long a connection may go without a heartbeat, in ms.
+    pub fn heartbeat_deadline_ms(&self) -> u64 {
+        (self.settings.heartbeat_interval * self.settings.heartbeat_max_misses).as_millis() as u64
+    }
+
+    /// Wakes every connection's task (after the hard stop is cancelled: each then sees it and leaves).
+    pub fn wake_all(&self) {
+        for b in &self.buckets {
+            b.for_each_channel(|ch| ch.outbox.wake());
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -7,17 +7,23 @@
 //!    The `Channel` (an empty outbox, the op filter from `accepts`, the auth room) goes into its bucket, then
 //!    op 8 is written. If the handshake fails after logic accepted it (an invalid room id, or op 8 cannot be
 //!    written), `Logic.Disconnect` is called, so no session lingers.
-//! 2. The loop, an unbiased `select!` (neither a stream of pushes nor a chatty client starves the other
-//!    direction) over: shutdown and drain kicks (`drain::leave`: what is queued, op 22, then the close);
-//!    other kicks (`Replaced`, `SlowConsumer`, or `ByServer` after writing what the outbox holds); the outbox
-//!    (up to `WRITE_BATCH` = 64 frames fed once the previous ones are written); client frames (rate limited;
-//!    op 2 resets the deadline and renews the session in the background at most every `heartbeat_secs / 2`);
-//!    the heartbeat deadline (`heartbeat_secs × heartbeat_max_misses`).
+//! 2. The loop: each turn first looks at the hard stop and the drain kick (`drain::leave`: what is queued,
+//!    op 22, then the close) and the other kicks (`Replaced`, `SlowConsumer`, `HeartbeatTimeout` from the
+//!    comet's deadline sweep in `heartbeat.rs`, or `ByServer` after writing what the outbox holds), then
+//!    waits in an unbiased `select!` (neither a stream of pushes nor a chatty client starves the other
+//!    direction) for: the outbox's wake-up (pushes and kicks share it; `Comet::wake_all` after the hard
+//!    stop); the outbox (up to `WRITE_BATCH` = 64 frames fed once the previous ones are written); client
+//!    frames (rate limited; op 2 moves the deadline, `heartbeat_secs × heartbeat_max_misses` ahead, and
+//!    renews the session in the background at most every `heartbeat_secs / 2`).
 //! 3. The end: the outbox closes and the channel leaves its bucket and rooms. A server-side reason is
 //!    counted in `imcloud_comet_closed_total{reason}` and told (op 6, then the close); a client that left is
 //!    told nothing and not counted. Unless the connection was replaced, `Logic.Disconnect` (5 s timeout).
 //!
-//! The rare, large futures (auth, close, disconnect) are boxed, so an idle connection's task stays small.
+//! An idle connection's task is what each connection costs most (1,024 bytes in a release build, 3,200
+//! before: docs/benchmarks.md, "Where an idle connection's bytes go"). The rare, large futures (auth,
+//! close, disconnect) are boxed, the transport is borrowed rather than moved, and the loop waits on one
+//! notification and the socket only; the heartbeat deadline lives in the channel (8 bytes) instead of a
+//! timer (112).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,7 +33,7 @@ use bytes::Bytes;
 use imcloud_common::rate_limit::{Bucket, Rate};
 use imcloud_proto::logic::{ConnectReq, DisconnectReq, HeartbeatReq};
 use imcloud_proto::{Frame, op};
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Channel, ChannelState, Kick, valid_room};
@@ -45,16 +51,18 @@ const WRITE_BATCH: usize = 64;
 const LOGIC_TIMEOUT: Duration = command::LOGIC_TIMEOUT;
 
 /// Runs a connection to its end. `deadline` bounds the handshake (upgrade and auth).
+/// The transport is borrowed, not moved: an `async fn` keeps a moved argument and its own copy of it side by
+/// side for its whole life, and the connection's task is what every idle connection costs.
 pub async fn serve<T: Transport>(
     comet: Arc<Comet>,
-    mut t: T,
+    t: &mut T,
     ip: IpAddr,
     deadline: Instant,
     shutdown: CancellationToken,
 ) {
     let auth = tokio::select! {
         // The rare, large futures (logic RPCs, close) are boxed so an idle connection's task stays small.
-        r = timeout_at(deadline, Box::pin(authenticate(&comet, &mut t, ip))) => match r {
+        r = timeout_at(deadline, Box::pin(authenticate(&comet, t, ip))) => match r {
             Ok(r) => r,
             Err(_) => Err(CloseReason::AuthFailed("handshake timeout".into())),
         },
@@ -70,7 +78,7 @@ pub async fn serve<T: Transport>(
     };
     metrics::gauge!("imcloud_comet_connections").increment(1.0);
     metrics::counter!("imcloud_comet_connects_total").increment(1);
-    let reason = run(&comet, &mut t, &ch, &shutdown).await;
+    let reason = run(&comet, t, &ch, &shutdown).await;
     ch.outbox.close();
     comet.bucket(&ch.key).remove(&ch);
     metrics::gauge!("imcloud_comet_connections").decrement(1.0);
@@ -152,6 +160,7 @@ async fn authenticate<T: Transport>(
         comet.new_outbox(),
         state,
     ));
+    ch.set_deadline_ms(comet.clock_ms() + comet.heartbeat_deadline_ms());
     comet.bucket(&ch.key).put(ch.clone());
     t.feed(&OutFrame::frame(&Frame::new(
         op::AUTH_REPLY,
@@ -173,43 +182,45 @@ async fn authenticate<T: Transport>(
 /// No branch blocks: writes progress inside `t.next()` while it waits for the client, and the outbox is
 /// drained into the transport only once what was fed before has been written, so a client that stops
 /// reading fills its outbox (and is closed as a slow consumer) while kicks, shutdown and the heartbeat
-/// deadline are still seen. Every branch is cancel-safe: `outbox.pop`, `t.next`, `kicked` and the
-/// timers keep their state outside the futures `select!` drops.
+/// deadline are still seen. Every branch is cancel-safe: `outbox.woken`, `t.next` and the timers keep
+/// their state outside the futures `select!` drops, and the kick and the queue are read at every turn.
 async fn run<T: Transport>(
     comet: &Arc<Comet>,
     t: &mut T,
     ch: &Arc<Channel>,
     shutdown: &CancellationToken,
 ) -> Option<CloseReason> {
-    let hb = comet.settings.heartbeat_interval;
-    let hb_deadline = hb * comet.settings.heartbeat_max_misses;
-    let mut deadline = Instant::now() + hb_deadline;
-    let mut last_renew = Instant::now();
+    // When the session was last renewed in logic, on the comet's clock.
+    let mut last_renew_ms = comet.clock_ms();
     // Every client frame (op 4, heartbeats, room and sub ops) takes from this bucket.
     let mut frames = Bucket::new(Rate::per_sec(comet.settings.frames_per_sec));
     loop {
-        let can_feed = t.unwritten() == 0;
+        // The hard stop wakes every connection (`Comet::wake_all`) after it is cancelled.
+        if shutdown.is_cancelled() {
+            return Some(drain::leave(comet, t, ch));
+        }
+        // Kicks and pushes wake this task through one notification (the outbox's): look at both each turn.
+        match ch.kick_reason() {
+            Kick::None => {}
+            Kick::HeartbeatTimeout => return Some(CloseReason::HeartbeatTimeout),
+            Kick::Drain => return Some(drain::leave(comet, t, ch)),
+            Kick::Replaced => return Some(CloseReason::Replaced),
+            Kick::ByServer => {
+                // Deliver what was queued before the kick, then say why.
+                while let Some(f) = ch.outbox.try_pop() {
+                    t.feed(&f);
+                }
+                return Some(CloseReason::ByServer(ch.kick_message().to_string()));
+            }
+            Kick::SlowConsumer => return Some(CloseReason::SlowConsumer),
+        }
+        let can_feed = t.unwritten() == 0 && !ch.outbox.is_empty();
         tokio::select! {
             // Unbiased: neither a stream of pushes nor a chatty client can starve the other direction.
-            // Queued for this client, then the reconnect hint, go out before the goodbye (`close`).
-            _ = shutdown.cancelled() => return Some(drain::leave(comet, t, ch)),
-            why = ch.kicked() => {
-                return Some(match why {
-                    Kick::Drain => return Some(drain::leave(comet, t, ch)),
-                    Kick::Replaced => CloseReason::Replaced,
-                    Kick::ByServer => {
-                        // Deliver what was queued before the kick, then say why.
-                        while let Some(f) = ch.outbox.try_pop() {
-                            t.feed(&f);
-                        }
-                        CloseReason::ByServer(ch.kick_message().to_string())
-                    }
-                    _ => CloseReason::SlowConsumer,
-                });
-            }
-            first = ch.outbox.pop(), if can_feed => {
-                t.feed(&first);
-                for _ in 1..WRITE_BATCH {
+            // A push, a kick or the hard stop since the last turn: looked at at the top of the loop.
+            () = ch.outbox.woken() => {}
+            () = std::future::ready(()), if can_feed => {
+                for _ in 0..WRITE_BATCH {
                     match ch.outbox.try_pop() {
                         Some(f) => t.feed(&f),
                         None => break,
@@ -227,9 +238,11 @@ async fn run<T: Transport>(
                     return Some(CloseReason::RateLimited(comet.settings.frames_per_sec));
                 }
                 if frame.op == op::HEARTBEAT {
-                    deadline = Instant::now() + hb_deadline;
-                    if last_renew.elapsed() >= hb / 2 {
-                        last_renew = Instant::now();
+                    let now = comet.clock_ms();
+                    ch.set_deadline_ms(now + comet.heartbeat_deadline_ms());
+                    let renew_every = comet.settings.heartbeat_interval.as_millis() as u64 / 2;
+                    if now.saturating_sub(last_renew_ms) >= renew_every {
+                        last_renew_ms = now;
                         renew_session(comet, ch);
                     }
                 }
@@ -241,7 +254,6 @@ async fn run<T: Transport>(
                     t.feed(&OutFrame::frame(&reply));
                 }
             }
-            _ = sleep_until(deadline) => return Some(CloseReason::HeartbeatTimeout),
         }
     }
 }
@@ -402,16 +414,19 @@ mod tests {
                 .unwrap(),
             ),
         ));
+        let mut t = Idle;
         let fut = serve(
             comet,
-            Idle,
+            &mut t,
             [127, 0, 0, 1].into(),
             Instant::now(),
             CancellationToken::new(),
         );
         let size = std::mem::size_of_val(&fut);
         eprintln!("idle connection task future: {size} bytes");
-        // Logic RPC futures are boxed; what stays inline is the select state of one connection.
-        assert!(size < 2048, "connection task future is {size} bytes");
+        // Logic RPC futures are boxed; what stays inline is the select state of one connection: 392 bytes
+        // with this zero-sized transport in a debug build when written. A timer or a second notification
+        // back in the loop's select! (112 and 88 bytes) would fail this bound.
+        assert!(size < 480, "connection task future is {size} bytes");
     }
 }

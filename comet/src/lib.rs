@@ -15,6 +15,7 @@ pub mod command;
 pub mod connection;
 pub mod drain;
 pub mod grpc;
+pub mod heartbeat;
 pub mod limits;
 pub mod listener;
 pub mod online;
@@ -179,6 +180,7 @@ pub async fn run(
             move |stream, peer| server_tcp::handle(c.clone(), stream, peer, stop.clone()),
         )),
     };
+    tokio::spawn(heartbeat::sweep_loop(comet.clone(), grpc_stop.clone()));
     let reporter = tokio::spawn(online::report_loop(
         comet.clone(),
         registry.clone(),
@@ -239,9 +241,11 @@ pub async fn run(
             comet.connection_count()
         );
         hard_stop.cancel();
+        comet.wake_all();
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await;
     }
     hard_stop.cancel();
+    comet.wake_all();
     grpc_stop.cancel();
     let _ = reporter.await;
     if let Err(e) = registry.deregister(Role::Comet, &me.id).await {

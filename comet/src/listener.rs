@@ -1,12 +1,14 @@
 //! The accept loop every comet listener shares (websocket, wss, goim TCP with or without TLS).
 //!
 //! Each connection is admitted by `limits` before any byte is read, gets TCP_NODELAY, and runs as a task on
-//! the comet's `TaskTracker` holding its admission; an accept error backs off (`AcceptBackoff`).
+//! the comet's `TaskTracker` holding its admission (without growing the task: see `hold`); an accept error
+//! backs off (`AcceptBackoff`).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use imcloud_common::accept::AcceptBackoff;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -60,9 +62,11 @@ pub async fn accept_loop<F, Fut>(
     }
 }
 
-async fn hold(admission: Admission, served: impl Future<Output = ()>) {
-    served.await;
-    drop(admission);
+/// The connection's future, holding its admission until it ends. A combinator, not an `async fn`: an
+/// `async fn` keeps its argument and the future it awaits side by side, which doubled every connection's
+/// task (3,008 bytes instead of 1,432, measured in a release build).
+fn hold<F: Future<Output = ()>>(admission: Admission, served: F) -> impl Future<Output = ()> {
+    served.map(move |()| drop(admission))
 }
 
 fn refused_connection(stream: TcpStream, peer: SocketAddr, on: OnRefusal, refused: Refused) {
@@ -73,5 +77,32 @@ fn refused_connection(stream: TcpStream, peer: SocketAddr, on: OnRefusal, refuse
         (OnRefusal::Explain(p), _) => {
             tokio::spawn(async move { refuse(stream, p, &refused).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use imcloud_common::config::Config;
+
+    #[tokio::test]
+    async fn holding_the_admission_does_not_copy_the_connection_future() {
+        let limits = CometLimits::new(&Config::default(), 10);
+        let admission = limits.admit([127, 0, 0, 1].into()).unwrap();
+        let big = [7u8; 4096];
+        let served = async move {
+            tokio::task::yield_now().await;
+            std::hint::black_box(&big);
+        };
+        let served_size = std::mem::size_of_val(&served);
+        let held = hold(admission, served);
+        let held_size = std::mem::size_of_val(&held);
+        assert!(
+            held_size <= served_size + std::mem::size_of::<Admission>() + 16,
+            "{held_size} bytes to hold a {served_size}-byte future"
+        );
+        held.await;
+        assert!(limits.admit([127, 0, 0, 1].into()).is_ok());
     }
 }

@@ -13,7 +13,8 @@
 //! `limit` plus one frame. Frames shared by several connections count in full in each, so the budget is
 //! an upper bound of what outboxes hold, not an exact count.
 //!
-//! It shrinks back to a few slots after a burst and refuses frames once closed.
+//! It shrinks back to a few slots after a burst and refuses frames once closed. Its wake-up also carries the
+//! channel's kicks ([`Outbox::wake`]), so the connection task waits on one notification.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,6 +135,24 @@ impl Outbox {
             }
             self.ready.notified().await;
         }
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lock().frames.is_empty()
+    }
+
+    /// Wakes the connection task as a push does, without queueing anything (a kick, see
+    /// [`crate::channel::Channel::kick`]): one wake-up source per connection, so its task waits on one
+    /// `Notified` instead of two.
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Resolves after the next push or [`Outbox::wake`] (or at once if one happened since the last wait).
+    /// Cancel-safe; meant for one waiter, the connection task.
+    pub async fn woken(&self) {
+        self.ready.notified().await;
     }
 
     /// Refuses further frames and releases those still queued (the connection is ending).

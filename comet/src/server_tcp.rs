@@ -28,13 +28,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = Instant::now() + comet.settings.handshake_timeout;
-    let t = TcpTransport {
+    let mut t = TcpTransport {
         stream,
         rbuf: BytesMut::new(),
         out: WriteQueue::default(),
         max_body: comet.settings.max_client_body,
     };
-    connection::serve(comet, t, peer.ip(), deadline, shutdown).await;
+    connection::serve(comet, &mut t, peer.ip(), deadline, shutdown).await;
 }
 
 pub struct TcpTransport<S> {

@@ -6,8 +6,10 @@
 //!
 //! Generic over the byte stream, so the same code serves plain TCP and TLS.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +22,7 @@ use crate::comet::Comet;
 use crate::connection;
 use crate::out_frame::OutFrame;
 use crate::socket_io::Progress;
-use crate::socket_io::{WriteQueue, read_while_writing};
+use crate::socket_io::{WriteQueue, poll_read_while_writing};
 use crate::transport::{CloseReason, Incoming, ReadError, Transport};
 use crate::ws_codec::{self, WsError, WsEvent, WsReader, close_code};
 use crate::ws_handshake::{self, HandshakeError};
@@ -57,7 +59,7 @@ pub async fn handle<S>(
             }
         };
     let max_body = comet.settings.max_client_body;
-    let t = WsTransport {
+    let mut t = WsTransport {
         stream,
         reader: WsReader::new(
             upgraded.leftover,
@@ -67,7 +69,7 @@ pub async fn handle<S>(
         max_body,
         peer_closed: false,
     };
-    connection::serve(comet, t, peer.ip(), deadline, shutdown).await;
+    connection::serve(comet, &mut t, peer.ip(), deadline, shutdown).await;
 }
 
 pub struct WsTransport<S> {
@@ -94,25 +96,31 @@ fn ws_error(e: WsError) -> ReadError {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WsTransport<S> {
-    async fn next(&mut self) -> Result<Incoming, ReadError> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WsTransport<S> {
+    /// The next frame, or `Written` once what was fed has been written ([`Transport::next`]). Every state
+    /// lives in `self` (the reader's buffer, the write queue), so a dropped poll loses nothing.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, ReadError>> {
         loop {
             if self.peer_closed {
-                // Our answer to its close frame may still be on its way out.
-                let _ = self.out.flush(&mut self.stream).await;
-                return Err(ReadError::Gone);
+                // Our answer to its close frame may still be on its way out (errors: it is gone anyway).
+                if self.out.poll_flush(&mut self.stream, cx).is_pending() {
+                    return Poll::Pending;
+                }
+                return Poll::Ready(Err(ReadError::Gone));
             }
             match self.reader.next_event().map_err(ws_error)? {
                 Some(WsEvent::Binary(b)) => {
-                    return Frame::decode(&b, self.max_body)
-                        .map(Incoming::Frame)
-                        .map_err(frame_error);
+                    return Poll::Ready(
+                        Frame::decode(&b, self.max_body)
+                            .map(Incoming::Frame)
+                            .map_err(frame_error),
+                    );
                 }
                 Some(WsEvent::Text(_)) => {
-                    return Err(ReadError::Close(CloseReason::Unsupported(
+                    return Poll::Ready(Err(ReadError::Close(CloseReason::Unsupported(
                         "text messages are not supported: send goim frames as binary messages"
                             .into(),
-                    )));
+                    ))));
                 }
                 Some(WsEvent::Ping(payload)) => {
                     // Written by the next wait below (or the next flush), in order with the rest.
@@ -128,18 +136,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WsTransport<S> {
                 }
                 None => {
                     let reader = &mut self.reader;
-                    let got = read_while_writing(&mut self.stream, &mut self.out, |s, cx| {
-                        reader.poll_fill(s, cx)
-                    })
-                    .await;
-                    match got {
-                        Ok(Progress::Written) => return Ok(Incoming::Written),
-                        Ok(Progress::Read(n)) if n > 0 => {}
-                        _ => return Err(ReadError::Gone),
+                    let mut read = |s: &mut S, cx: &mut Context<'_>| reader.poll_fill(s, cx);
+                    match poll_read_while_writing(&mut self.stream, &mut self.out, &mut read, cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(Progress::Written)) => {
+                            return Poll::Ready(Ok(Incoming::Written));
+                        }
+                        Poll::Ready(Ok(Progress::Read(n))) if n > 0 => {}
+                        Poll::Ready(_) => return Poll::Ready(Err(ReadError::Gone)),
                     }
                 }
             }
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WsTransport<S> {
+    fn next(&mut self) -> impl Future<Output = Result<Incoming, ReadError>> + Send {
+        // A poll function, not an `async fn`: this future sits in every idle connection's task, and
+        // `poll_fn` over `&mut self` is 8 bytes where the `async fn` was 168.
+        std::future::poll_fn(move |cx| self.poll_next(cx))
     }
 
     fn feed(&mut self, frame: &OutFrame) {

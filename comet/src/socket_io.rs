@@ -4,7 +4,8 @@
 //! - [`poll_read_chunk`] reads through a stack buffer and appends to the caller's buffer only what
 //!   arrived, so nothing is allocated while the connection waits for data.
 //! - [`WriteQueue`] holds what is still to be written, as shared `Bytes` written with vectored writes (many
-//!   frames per system call, no copy into a per-connection buffer). How much of the first string has been
+//!   frames per system call, no copy into a per-connection buffer), and releases its slots once all is
+//!   written. How much of the first string has been
 //!   written is kept in the queue, not in a future, so an interrupted flush resumes where it stopped.
 //!
 //! - `read_while_writing` waits for the client while writing, and stops reading while `MAX_UNWRITTEN`
@@ -47,18 +48,29 @@ where
     S: AsyncWrite + Unpin,
     R: FnMut(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
 {
-    poll_fn(|cx| {
-        if !out.is_empty() {
-            match out.poll_flush(stream, cx) {
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Progress::Written)),
-                Poll::Pending if out.unwritten() > MAX_UNWRITTEN => return Poll::Pending,
-                Poll::Pending => {}
-            }
+    poll_fn(|cx| poll_read_while_writing(stream, out, &mut read, cx)).await
+}
+
+/// [`read_while_writing`] as a poll function, for a caller that keeps no future of its own.
+pub fn poll_read_while_writing<S, R>(
+    stream: &mut S,
+    out: &mut WriteQueue,
+    read: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Progress>>
+where
+    S: AsyncWrite + Unpin,
+    R: FnMut(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
+{
+    if !out.is_empty() {
+        match out.poll_flush(stream, cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(Progress::Written)),
+            Poll::Pending if out.unwritten() > MAX_UNWRITTEN => return Poll::Pending,
+            Poll::Pending => {}
         }
-        read(stream, cx).map_ok(Progress::Read)
-    })
-    .await
+    }
+    read(stream, cx).map_ok(Progress::Read)
 }
 
 /// Reads what the socket has (up to [`READ_CHUNK`] bytes) and appends it to `buf`; `Ok(0)` at the end
@@ -82,8 +94,6 @@ pub fn poll_read_chunk<S: AsyncRead + Unpin>(
 
 /// Most byte strings handed to one write call.
 const MAX_SLICES: usize = 64;
-/// Capacity kept after a burst drains; more is released.
-const KEEP_CAPACITY: usize = 4;
 
 #[derive(Debug, Default)]
 pub struct WriteQueue {
@@ -139,8 +149,10 @@ impl WriteQueue {
             };
             self.advance(wrote);
         }
-        if self.items.capacity() > KEEP_CAPACITY {
-            self.items.shrink_to(KEEP_CAPACITY);
+        // Nothing in flight: give the slots back, so an idle connection holds no write queue (an empty
+        // `VecDeque` allocates nothing; keeping 4 slots cost 128 bytes per connection after the auth reply).
+        if self.items.capacity() > 0 {
+            self.items = VecDeque::new();
         }
         Pin::new(&mut *stream).poll_flush(cx)
     }
@@ -241,6 +253,6 @@ mod tests {
         }
         q.flush(&mut sink).await.unwrap();
         assert_eq!(sink.got, expected);
-        assert!(q.items.capacity() <= KEEP_CAPACITY);
+        assert_eq!(q.items.capacity(), 0, "a written queue holds no memory");
     }
 }
