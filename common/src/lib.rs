@@ -4,6 +4,7 @@ pub mod accept;
 pub mod auth;
 pub mod config;
 pub mod engine_errors;
+pub mod etcd_members;
 pub mod fd_budget;
 pub mod grpc_channel;
 pub mod grpc_telemetry;

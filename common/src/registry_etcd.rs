@@ -4,28 +4,28 @@
 //! key); a killed node disappears when its lease expires. While etcd is unreachable, nodes keep serving
 //! with the last known membership and re-register when it comes back (under a new lease if the old one is
 //! gone). One watch task per role. Unlike the embedded registry, an id containing `/` is refused, and a new
-//! `watch` starts with an empty list until its first read completes. Key scheme, leases and failure
-//! behaviour: docs/deployment.md.
+//! `watch` starts with an empty list until its first read completes. Every call goes through
+//! [`Members`] (`etcd_members.rs`), which fails over to the next member while one cannot be reached. Key
+//! scheme, leases and failure behaviour: docs/deployment.md.
 //!
 //! Tests (on the etcd at `IMCLOUD_TEST_ETCD_ENDPOINTS`; they fail, not skip, without it): the conformance
 //! suite, a dropped registry's node disappearing when its lease expires, `deregister` removing at once,
-//! and re-registration (counted as a lapse) after the lease is revoked.
+//! re-registration (counted as a lapse) after the lease is revoked, and no call failing with a dead
+//! member among the endpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, WatchOptions,
-};
+use etcd_client::{ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, WatchOptions};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::etcd_members::{Members, REQUEST_TIMEOUT, deadline_exceeded};
 use crate::node::{NodeInfo, Role};
 use crate::registry::{Registry, RegistryError};
 
@@ -33,8 +33,6 @@ use crate::registry::{Registry, RegistryError};
 pub const DEFAULT_PREFIX: &str = "/imcloud/nodes/";
 /// How long an entry outlives its node when the node is killed.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
-/// The longest any single etcd request may take before it counts as etcd being unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 ping interval that detects a dead connection under an open watch or keep-alive stream.
 /// etcd refuses pings more frequent than every 5 s.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -45,7 +43,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// The etcd [`Registry`]. Dropping it stops its background tasks (keep-alives and watches) without
 /// revoking any lease, so its nodes vanish when their leases expire, as if the process had been killed.
 pub struct EtcdRegistry {
-    client: Client,
+    /// One client per etcd member, with failover (`etcd_members.rs`).
+    members: Members,
     /// Ends with `/`; a node's key is `<prefix><role>/<id>`.
     prefix: String,
     lease_ttl: Duration,
@@ -74,11 +73,15 @@ impl EtcdRegistry {
             .with_connect_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(PING_INTERVAL, REQUEST_TIMEOUT)
             .with_keep_alive_while_idle(false);
-        let mut client = request(Client::connect(endpoints, Some(options)))
+        let members = Members::connect(endpoints, options)
             .await
             .map_err(unreachable)?;
-        // The client dials lazily: ask once so a wrong or dead endpoint fails here, not on first use.
-        request(client.get(prefix, Some(GetOptions::new().with_count_only())))
+        // The clients dial lazily: ask once so wrong or dead endpoints fail here, not on first use.
+        members
+            .call(|mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_count_only()))
+                    .await
+            })
             .await
             .map_err(unreachable)?;
         let mut prefix = prefix.to_string();
@@ -86,7 +89,7 @@ impl EtcdRegistry {
             prefix.push('/');
         }
         Ok(EtcdRegistry {
-            client,
+            members,
             prefix,
             lease_ttl,
             registrations: Mutex::new(HashMap::new()),
@@ -132,28 +135,27 @@ impl Registry for EtcdRegistry {
             let mut entry = registration.entry.lock().await;
             entry.value = value;
             return entry
-                .save(&mut self.client.clone(), self.lease_ttl)
+                .save(&self.members, self.lease_ttl)
                 .await
                 .map_err(unavailable);
         }
-        let mut client = self.client.clone();
         let mut entry = Entry {
             key: self.key(slot.0, &slot.1),
             value,
-            lease: grant(&mut client, self.lease_ttl)
+            lease: grant(&self.members, self.lease_ttl)
                 .await
                 .map_err(unavailable)?,
             lapses: self.lapses.clone(),
         };
         // Should the put fail, the new lease carries no key and simply expires.
         entry
-            .save(&mut client, self.lease_ttl)
+            .save(&self.members, self.lease_ttl)
             .await
             .map_err(unavailable)?;
         let entry = Arc::new(Mutex::new(entry));
         let stop = self.shutdown.child_token();
         let keeper = tokio::spawn(keep_alive(
-            self.client.clone(),
+            self.members.clone(),
             entry.clone(),
             self.lease_ttl,
             stop.clone(),
@@ -173,7 +175,6 @@ impl Registry for EtcdRegistry {
     /// registry did not register has its key deleted. If etcd is unreachable the keep-alive is still
     /// stopped, so the entry vanishes when its lease expires.
     async fn deregister(&self, role: Role, id: &str) -> Result<(), RegistryError> {
-        let mut client = self.client.clone();
         let key = self.key(role, id);
         let mut registrations = self.registrations.lock().await;
         let lease = match registrations.remove(&(role, id.to_string())) {
@@ -187,14 +188,20 @@ impl Registry for EtcdRegistry {
             None => None,
         };
         if let Some(lease) = lease {
-            match request(client.lease_revoke(lease)).await {
+            match self
+                .members
+                .call(|mut c| async move { c.lease_revoke(lease).await })
+                .await
+            {
                 Ok(_) => return Ok(()),
                 // The lease expired already, taking the key with it: the delete below is a safety net.
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        request(client.delete(key, None))
+        let key = key.as_str();
+        self.members
+            .call(|mut c| async move { c.delete(key, None).await })
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -202,12 +209,13 @@ impl Registry for EtcdRegistry {
 
     /// Reads the nodes of `role` from etcd; entries that do not decode are skipped with a warning.
     async fn list(&self, role: Role) -> Result<Vec<NodeInfo>, RegistryError> {
-        let response = request(self.client.clone().get(
-            self.role_prefix(role),
-            Some(GetOptions::new().with_prefix()),
-        ))
-        .await
-        .map_err(unavailable)?;
+        let prefix = self.role_prefix(role);
+        let prefix = prefix.as_str();
+        let response = self
+            .members
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await
+            .map_err(unavailable)?;
         let mut nodes: Vec<NodeInfo> = response.kvs().iter().filter_map(decode).collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
@@ -222,7 +230,7 @@ impl Registry for EtcdRegistry {
             .or_insert_with(|| {
                 let (tx, _) = watch::channel(Vec::new());
                 tokio::spawn(follow_role(
-                    self.client.clone(),
+                    self.members.clone(),
                     self.role_prefix(role),
                     tx.clone(),
                     self.shutdown.clone(),
@@ -258,12 +266,12 @@ struct Entry {
 impl Entry {
     /// Writes the latest value under the current lease; when etcd no longer knows that lease (it
     /// expired while etcd was out of reach), grants a new one and writes under it.
-    async fn save(&mut self, client: &mut Client, ttl: Duration) -> Result<(), etcd_client::Error> {
-        match self.put(client).await {
+    async fn save(&mut self, members: &Members, ttl: Duration) -> Result<(), etcd_client::Error> {
+        match self.put(members).await {
             Err(e) if is_not_found(&e) => {
                 tracing::warn!(key = %self.key, "registry lease is gone (the other nodes saw this one leave); granting a new one");
-                self.lease = grant(client, ttl).await?;
-                self.put(client).await?;
+                self.lease = grant(members, ttl).await?;
+                self.put(members).await?;
                 self.lapses.send_modify(|n| *n += 1);
                 Ok(())
             }
@@ -271,25 +279,33 @@ impl Entry {
         }
     }
 
-    async fn put(&self, client: &mut Client) -> Result<(), etcd_client::Error> {
-        let options = PutOptions::new().with_lease(self.lease);
-        request(client.put(self.key.as_str(), self.value.as_str(), Some(options))).await?;
+    async fn put(&self, members: &Members) -> Result<(), etcd_client::Error> {
+        let (key, value, lease) = (self.key.as_str(), self.value.as_str(), self.lease);
+        members
+            .call(|mut c| async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            })
+            .await?;
         Ok(())
     }
 }
 
 /// Grants a lease of `ttl` rounded up to whole seconds; returns its id.
-async fn grant(client: &mut Client, ttl: Duration) -> Result<i64, etcd_client::Error> {
+async fn grant(members: &Members, ttl: Duration) -> Result<i64, etcd_client::Error> {
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
     let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
-    Ok(request(client.lease_grant(secs, None)).await?.id())
+    let granted = members
+        .call(|mut c| async move { c.lease_grant(secs, None).await })
+        .await?;
+    Ok(granted.id())
 }
 
 /// Keeps a registered node's lease alive until `stop`. After any interruption (etcd unreachable, lease
 /// expired) it retries with backoff, rewriting the latest value (under a new lease if needed) before
 /// keeping alive again.
 async fn keep_alive(
-    mut client: Client,
+    members: Members,
     entry: Arc<Mutex<Entry>>,
     ttl: Duration,
     stop: CancellationToken,
@@ -300,7 +316,7 @@ async fn keep_alive(
         if interrupted {
             // Not raced against `stop`: a half-done save could leave a key under a lease no one knows.
             let mut entry = entry.lock().await;
-            if let Err(e) = entry.save(&mut client, ttl).await {
+            if let Err(e) = entry.save(&members, ttl).await {
                 tracing::warn!(key = %entry.key, error = %e, "re-registration failed; retrying");
                 drop(entry);
                 if sleep_or_stop(backoff.next_delay(), &stop).await {
@@ -317,7 +333,7 @@ async fn keep_alive(
         let error = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            Err(e) = keep_lease_alive(&mut client, lease, ttl, &mut backoff) => e,
+            Err(e) = keep_lease_alive(&members, lease, ttl, &mut backoff) => e,
         };
         tracing::warn!(%key, error = %error, "registry keep-alive interrupted; retrying");
         interrupted = true;
@@ -329,12 +345,14 @@ async fn keep_alive(
 
 /// Refreshes `lease` every `ttl / 3`; returns only when that fails (resetting `backoff` once it works).
 async fn keep_lease_alive(
-    client: &mut Client,
+    members: &Members,
     lease: i64,
     ttl: Duration,
     backoff: &mut Backoff,
 ) -> Result<Infallible, etcd_client::Error> {
-    let (mut keeper, mut answers) = request(client.lease_keep_alive(lease)).await?;
+    let (mut keeper, mut answers) = members
+        .call(|mut c| async move { c.lease_keep_alive(lease).await })
+        .await?;
     backoff.reset();
     let mut ticker = tokio::time::interval((ttl / 3).max(MIN_RETRY_DELAY));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -360,7 +378,7 @@ async fn keep_lease_alive(
 /// The watch task of one role: publishes the nodes under `prefix` to `tx` until `shutdown`. On any
 /// failure it keeps the last published list and starts over (fresh read, new watch) after a backoff.
 async fn follow_role(
-    mut client: Client,
+    members: Members,
     prefix: String,
     tx: watch::Sender<Vec<NodeInfo>>,
     shutdown: CancellationToken,
@@ -370,7 +388,7 @@ async fn follow_role(
         let error = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            Err(e) = follow_once(&mut client, &prefix, &tx, &mut backoff) => e,
+            Err(e) = follow_once(&members, &prefix, &tx, &mut backoff) => e,
         };
         tracing::warn!(%prefix, error = %error, "registry watch interrupted; keeping the last membership");
         if sleep_or_stop(backoff.next_delay(), &shutdown).await {
@@ -382,12 +400,14 @@ async fn follow_role(
 /// Reads the nodes under `prefix`, publishes them, then applies every later change from an etcd watch
 /// starting right after that read; returns only on failure (resetting `backoff` once the watch is up).
 async fn follow_once(
-    client: &mut Client,
+    members: &Members,
     prefix: &str,
     tx: &watch::Sender<Vec<NodeInfo>>,
     backoff: &mut Backoff,
 ) -> Result<Infallible, etcd_client::Error> {
-    let snapshot = request(client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+    let snapshot = members
+        .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+        .await?;
     let revision = snapshot
         .header()
         .map(|h| h.revision())
@@ -401,7 +421,12 @@ async fn follow_once(
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
-    let mut stream = request(client.watch(prefix, Some(options))).await?;
+    let mut stream = members
+        .call(|mut c| {
+            let options = options.clone();
+            async move { c.watch(prefix, Some(options)).await }
+        })
+        .await?;
     loop {
         let response = stream
             .message()
@@ -455,20 +480,6 @@ fn decode(kv: &KeyValue) -> Option<NodeInfo> {
             None
         }
     }
-}
-
-/// Runs one etcd request, failing with `DeadlineExceeded` after [`REQUEST_TIMEOUT`]: with every
-/// endpoint down the client would otherwise wait for one to come back.
-async fn request<T>(
-    call: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, etcd_client::Error> {
-    tokio::time::timeout(REQUEST_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| Err(deadline_exceeded("etcd did not answer in time")))
-}
-
-fn deadline_exceeded(message: &str) -> etcd_client::Error {
-    etcd_client::Error::GRpcStatus(tonic::Status::deadline_exceeded(message))
 }
 
 /// Whether etcd answered that the lease (or key) does not exist.
@@ -553,12 +564,17 @@ mod tests {
 
     /// Deletes every key under the registry's prefix.
     async fn clean_up(reg: &EtcdRegistry) {
-        request(reg.client.clone().delete(
-            reg.prefix.as_str(),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        ))
-        .await
-        .expect("delete the test prefix");
+        let prefix = reg.prefix.as_str();
+        reg.members
+            .call(|mut c| async move {
+                c.delete(
+                    prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+            })
+            .await
+            .expect("delete the test prefix");
     }
 
     async fn wait_for(
@@ -631,6 +647,48 @@ mod tests {
         clean_up(&reg).await;
     }
 
+    /// A member that is down among live ones, as in a three-member cluster that lost one: every call
+    /// still succeeds (one client over every endpoint failed about half of them here).
+    #[tokio::test]
+    async fn a_dead_member_among_the_endpoints_fails_no_call() {
+        // Nothing listens on port 1: a connect there is refused at once, as to a member that is down.
+        let mut with_dead = endpoints();
+        with_dead.push("127.0.0.1:1".to_string());
+        let prefix = unique_prefix();
+        let mut failures = Vec::new();
+        let mut regs = Vec::new();
+        for i in 0..5 {
+            match EtcdRegistry::connect(&with_dead, &prefix, Duration::from_secs(10)).await {
+                Ok(reg) => regs.push(reg),
+                Err(e) => failures.push(format!("connect {i}: {e}")),
+            }
+        }
+        let reg = match regs.pop() {
+            Some(r) => r,
+            None => panic!("no connect succeeded: {failures:?}"),
+        };
+        for i in 0..30 {
+            let node = NodeInfo::new(Role::Comet, format!("c{i}"));
+            if let Err(e) = reg.register(node).await {
+                failures.push(format!("register {i}: {e}"));
+            }
+            if let Err(e) = reg.list(Role::Comet).await {
+                failures.push(format!("list {i}: {e}"));
+            }
+        }
+        for i in 0..30 {
+            if let Err(e) = reg.deregister(Role::Comet, &format!("c{i}")).await {
+                failures.push(format!("deregister {i}: {e}"));
+            }
+        }
+        clean_up(&reg).await;
+        assert!(
+            failures.is_empty(),
+            "{} calls failed: {failures:?}",
+            failures.len()
+        );
+    }
+
     #[tokio::test]
     async fn re_registers_after_its_lease_is_lost() {
         let reg = connect(&unique_prefix(), Duration::from_secs(3)).await;
@@ -649,7 +707,8 @@ mod tests {
                 .expect("registration");
             registration.entry.lock().await.lease
         };
-        request(reg.client.clone().lease_revoke(lost))
+        reg.members
+            .call(|mut c| async move { c.lease_revoke(lost).await })
             .await
             .expect("revoke");
         let gone = |l: &[NodeInfo]| l.is_empty();
