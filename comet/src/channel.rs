@@ -156,6 +156,11 @@ impl Channel {
         self.commands.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Op 4 commands still waiting for logic's answer.
+    pub fn commands_in_flight(&self) -> u32 {
+        self.commands.load(Ordering::Acquire)
+    }
+
     /// Asks the connection task to close the connection (first reason wins). The task is woken through its
     /// outbox's notification, the one it waits on for pushes.
     pub fn kick(&self, why: Kick) {

@@ -51,9 +51,10 @@ pub fn dispatch(comet: &Arc<Comet>, ch: &Arc<Channel>, frame: Frame) -> Option<F
             }
             Err(_) => br#"{"code":-500,"message":"logic timed out"}"#.to_vec(),
         };
-        ch.end_command();
-        // A connection that closed meanwhile refuses it, which is fine.
+        // Queued before the command counts as done, so that a close waiting for the commands in flight
+        // (`connection.rs`) writes the reply first. A connection that closed meanwhile refuses it.
         ch.send(OutFrame::frame(&Frame::new(op::SEND_MSG_REPLY, seq, body)));
+        ch.end_command();
     });
     None
 }

@@ -9,7 +9,8 @@
 //!    written), `Logic.Disconnect` is called, so no session lingers.
 //! 2. The loop: each turn first looks at the hard stop and the drain kick (`drain::leave`: what is queued,
 //!    op 22, then the close) and the other kicks (`Replaced`, `SlowConsumer`, `HeartbeatTimeout` from the
-//!    comet's deadline sweep in `heartbeat.rs`, or `ByServer` after writing what the outbox holds), then
+//!    comet's deadline sweep in `heartbeat.rs`, or `ByServer` after the connection's op 4 commands are
+//!    answered (at most 2 s) and what the outbox holds is written), then
 //!    waits in an unbiased `select!` (neither a stream of pushes nor a chatty client starves the other
 //!    direction) for: the outbox's wake-up (pushes and kicks share it; `Comet::wake_all` after the hard
 //!    stop); the outbox (up to `WRITE_BATCH` = 64 frames fed once the previous ones are written); client
@@ -206,6 +207,9 @@ async fn run<T: Transport>(
             Kick::Drain => return Some(drain::leave(comet, t, ch)),
             Kick::Replaced => return Some(CloseReason::Replaced),
             Kick::ByServer => {
+                // A command whose own effect closes this connection (delete_account) gets its reply
+                // first. Boxed: the wait would otherwise sit in every idle connection's task.
+                Box::pin(commands_answered(ch)).await;
                 // Deliver what was queued before the kick, then say why.
                 while let Some(f) = ch.outbox.try_pop() {
                     t.feed(&f);
@@ -255,6 +259,18 @@ async fn run<T: Transport>(
                 }
             }
         }
+    }
+}
+
+/// Longest a close by the server waits for the connection's op 4 commands to be answered.
+const COMMAND_REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits until no op 4 command of `ch` is waiting for logic (their replies are then in the outbox), for
+/// at most [`COMMAND_REPLY_GRACE`].
+async fn commands_answered(ch: &Channel) {
+    let until = tokio::time::Instant::now() + COMMAND_REPLY_GRACE;
+    while ch.commands_in_flight() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

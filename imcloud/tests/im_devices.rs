@@ -607,13 +607,13 @@ async fn an_account_deletion_over_op_4_closes_every_device_and_friends_learn_liv
     )
     .await;
     assert!(reason.contains("account deleted"), "{reason}");
-    if let Some(reply) = reply {
-        assert_eq!(
-            (reply["code"].as_i64(), reply["data"]["deleted"].as_i64()),
-            (Some(0), Some(ann.id)),
-            "{reply}"
-        );
-    }
+    // The reply comes before the close: the comet waits for the connection's commands to be answered.
+    let reply = reply.expect("the op 5 reply before the close");
+    assert_eq!(
+        (reply["code"].as_i64(), reply["data"]["deleted"].as_i64()),
+        (Some(0), Some(ann.id)),
+        "{reply}"
+    );
     let reason = closed(&mut ann_laptop).await;
     assert!(reason.contains("account deleted"), "{reason}");
     // Her login ended with the account: no device of hers connects again.

@@ -466,7 +466,7 @@ pub async fn command(c: &mut GoimClient, cmd: Value) -> Value {
 }
 
 /// Sends an op 4 command after which the server closes the connection (`delete_account`): the op 5
-/// reply if it came before the close (the close may overtake it), and the close's reason.
+/// reply if it came before the close, and the close's reason.
 pub async fn command_then_closed(c: &mut GoimClient, cmd: Value) -> (Option<Value>, String) {
     let seq = send_command(c, &cmd).await;
     let mut reply = None;
