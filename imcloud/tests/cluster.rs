@@ -567,3 +567,59 @@ async fn a_client_recovers_100_missed_persistent_pushes_on_the_other_comet() {
     );
     nothing_more(&mut b, Duration::from_millis(300)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_logic_or_api_costs_no_connection_and_no_acknowledged_push() {
+    let ttl = 3;
+    let mut c = Cluster::start(ClusterSpec {
+        comets: 1,
+        jobs: 1,
+        logics: 2,
+        lease_ttl_secs: ttl,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let mut a = c.client("comet1", 141, "kill-logic", "").await;
+    c.push_until_delivered(&mut a, "warm", Duration::from_secs(60))
+        .await;
+
+    // SIGKILL one logic of two: pushes go on through the other (calls sent to the dead one meanwhile are
+    // refused with a readable 503 until its lease expires), and every acknowledged one arrives.
+    c.kill("logic1");
+    c.nodes.remove("logic1");
+    let killed = Instant::now();
+    let sent = c
+        .push_numbered(141, "after-logic-kill-", 20, Duration::from_millis(250))
+        .await;
+    let seen = a.collect(&sent, Duration::from_secs(20)).await;
+    eprintln!(
+        "logic1 killed: {} of 20 pushes acknowledged in {:?}, {} duplicates",
+        sent.len(),
+        killed.elapsed(),
+        seen.duplicates()
+    );
+    assert!(
+        seen.missing(&sent).is_empty() && seen.closed.is_none(),
+        "lost {:?} (closed {:?})",
+        seen.missing(&sent),
+        seen.closed
+    );
+    assert!(
+        sent.iter().any(|b| b == "after-logic-kill-19"),
+        "pushes still refused {:?} after the kill: {sent:?}",
+        killed.elapsed()
+    );
+    let took = c
+        .wait_registry_lists_every_node(killed, Duration::from_secs(ttl + 5))
+        .await;
+    eprintln!("etcd lists exactly the live nodes {took:?} after logic1's kill");
+
+    // SIGKILL the api and start it again: the connections never depended on it.
+    c.kill("api");
+    c.restart_api().await;
+    c.push_until_delivered(&mut a, "after-api-kill", Duration::from_secs(20))
+        .await;
+    if let Some(Event::Closed(why)) = a.next(Duration::from_millis(100)).await {
+        panic!("the connection was closed: {why}");
+    }
+}

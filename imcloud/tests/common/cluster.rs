@@ -231,6 +231,18 @@ impl Cluster {
         self.nodes.get_mut(name).expect("logic").metrics = Some(addr(p[1]));
     }
 
+    /// Starts the api again on the address it had (after a kill, as its Deployment would), and waits
+    /// until it answers.
+    pub async fn restart_api(&mut self) {
+        if let Some(mut old) = self.nodes.remove("api") {
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+        }
+        let address = self.http.trim_start_matches("http://").to_string();
+        self.spawn("api", "api", &[("IMCLOUD_API_HTTP_ADDR", address)]);
+        assert!(self.wait_http().await, "the api exited at start-up");
+    }
+
     /// Starts a job process named `name` (`job<N>`) with its metrics listener.
     pub fn spawn_job(&mut self, name: &str) {
         let p = free_ports(1);
