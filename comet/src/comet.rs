@@ -97,6 +97,18 @@ impl Comet {
         }
     }
 
+    /// A comet for unit tests: its logic client points at a port nobody listens on (the tests never
+    /// call logic).
+    #[cfg(test)]
+    pub(crate) fn for_tests(settings: CometSettings, buckets: usize) -> Comet {
+        use imcloud_common::Role;
+        use imcloud_common::grpc_channel::{Caller, lazy_channel};
+        use imcloud_common::internal_auth::InternalAuth;
+        let caller = Caller::new(Role::Comet, Arc::new(InternalAuth::Token("t".into())));
+        let channel = lazy_channel("127.0.0.1:1", &caller, Role::Logic).expect("a valid address");
+        Comet::new("c".into(), settings, buckets, LogicClient::new(channel))
+    }
+
     pub fn bucket(&self, key: &str) -> &Bucket {
         &self.buckets[(self.hasher.hash_one(key) as usize) % self.buckets.len()]
     }

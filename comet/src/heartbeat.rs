@@ -71,24 +71,7 @@ mod tests {
             frames_per_sec: 1,
             max_rooms: 1,
         };
-        Comet::new(
-            "c".into(),
-            settings,
-            4,
-            imcloud_proto::logic::logic_client::LogicClient::new(
-                imcloud_common::grpc_channel::lazy_channel(
-                    "127.0.0.1:1",
-                    &imcloud_common::grpc_channel::Caller::new(
-                        imcloud_common::Role::Comet,
-                        Arc::new(imcloud_common::internal_auth::InternalAuth::Token(
-                            "t".into(),
-                        )),
-                    ),
-                    imcloud_common::Role::Logic,
-                )
-                .unwrap(),
-            ),
-        )
+        Comet::for_tests(settings, 4)
     }
 
     fn channel(comet: &Comet, key: &str, deadline_ms: u64) -> Arc<Channel> {
