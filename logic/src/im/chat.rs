@@ -5,6 +5,8 @@
 //! reactions are messages of their own kinds in the same seq stream (`ref_seq` names the message they
 //! change), so a device that syncs by seq learns of them; the changed message is updated in the same
 //! transaction (its `edited_at`, `recalled`, and the current content), never silently.
+//! On PostgreSQL a message that changes no other is stored by [`super::send_batches`]: concurrent
+//! sends to one conversation share one statement and one commit.
 //! Each user's `read_seq` gives the unread count (messages from others; changes do not count);
 //! `min_seq` hides a group's history from before the user joined.
 
@@ -24,6 +26,7 @@ use super::groups::group_conversation;
 use super::paging;
 use super::rate_limits::refuse;
 use super::rows::{MessageRow, message_columns};
+use super::send_batches::NewMessage;
 use super::webhooks::Verdict;
 use super::{Caller, Done, Event, Im, ImResult};
 
@@ -224,9 +227,14 @@ impl Im {
         apply: Apply<'_>,
     ) -> Result<(Message, bool), ImError> {
         if self.db.engine == Engine::Postgres && matches!(apply, Apply::Nothing) {
-            return self
-                .store_message_at_once(me, cid, client_msg_id, kind, content, ref_seq)
-                .await;
+            let message = NewMessage {
+                sender_id: me,
+                client_msg_id: client_msg_id.to_string(),
+                kind,
+                content: content.to_string(),
+                ref_seq,
+            };
+            return self.send_batches.store(cid, message).await;
         }
         let now = now_ms();
         let cid_str = cid.to_string();
@@ -331,76 +339,6 @@ impl Im {
         .fetch_one(&self.db.pool)
         .await?;
         Ok(m.into())
-    }
-
-    /// [`Im::store_message`] on PostgreSQL for a message that changes no other: the next seq, the
-    /// message and the sender's read state (both views of a private chat) in **one statement**, so one
-    /// round trip, committed on its own. Senders to one conversation queue on its counter row from the
-    /// statement's first step to its commit; in a transaction of four statements they also queued
-    /// behind the three round trips in between. A resend violates the unique index, which fails the
-    /// whole statement: the seq is not taken, as with the transaction's rollback.
-    async fn store_message_at_once(
-        &self,
-        me: i64,
-        cid: ConversationId,
-        client_msg_id: &str,
-        kind: MessageKind,
-        content: &str,
-        ref_seq: Option<i64>,
-    ) -> Result<(Message, bool), ImError> {
-        let now = now_ms();
-        let cid_str = cid.to_string();
-        let peer = cid.peer_of(me);
-        // The next seq (c), the message (m), then the sender's read state: both views of a private
-        // chat ($8 is the peer), or the sender's view of a group.
-        macro_rules! at_once {
-            ($views:literal) => {
-                concat!(
-                    "WITH c AS (INSERT INTO conversations (id, last_seq, updated_at) VALUES ($1, 1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $2 \
-                     RETURNING last_seq), \
-                     m AS (INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, kind, content, created_at, ref_seq) \
-                     SELECT $1, last_seq, $3, $4, $5, $6, $2, $7 FROM c RETURNING ",
-                    message_columns!(),
-                    "), ",
-                    $views,
-                    " SELECT ",
-                    message_columns!(),
-                    " FROM m"
-                )
-            };
-        }
-        let sql = match peer {
-            Some(_) => at_once!(
-                "v AS (INSERT INTO user_conversations (user_id, conversation_id, read_seq) \
-                 SELECT $3::BIGINT, $1::TEXT, seq FROM m UNION ALL SELECT $8::BIGINT, $1::TEXT, 0 FROM m \
-                 ON CONFLICT (user_id, conversation_id) DO UPDATE \
-                 SET read_seq = GREATEST(user_conversations.read_seq, excluded.read_seq))"
-            ),
-            None => at_once!(
-                "v AS (UPDATE user_conversations SET read_seq = m.seq FROM m \
-                 WHERE user_conversations.user_id = $3 AND user_conversations.conversation_id = $1 \
-                 AND user_conversations.read_seq < m.seq)"
-            ),
-        };
-        let mut q = sqlx::query_as::<_, MessageRow>(sql)
-            .bind(&cid_str)
-            .bind(now)
-            .bind(me)
-            .bind(client_msg_id)
-            .bind(kind.as_str())
-            .bind(content)
-            .bind(ref_seq);
-        if let Some(peer) = peer {
-            q = q.bind(peer);
-        }
-        match q.fetch_one(&self.db.pool).await {
-            Ok(m) => Ok((m.into(), true)),
-            Err(e) if is_unique_violation(&e) => {
-                Ok((self.stored(&cid_str, me, client_msg_id).await?, false))
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The message at `seq` of `cid`, as visible to a reader whose history starts after `min_seq`.

@@ -27,6 +27,7 @@ pub mod receipts;
 pub mod reply;
 pub mod rows;
 pub mod search;
+pub mod send_batches;
 pub mod typing;
 pub mod uploads;
 pub mod users;
@@ -131,6 +132,7 @@ pub struct Im {
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) login_limiter: LoginLimiter,
     pub(crate) send_buckets: Buckets,
+    pub(crate) send_batches: Arc<send_batches::SendBatches>,
     pub(crate) typing_throttle: TypingThrottle,
     pub(crate) webhooks: Option<Webhooks>,
 }
@@ -155,6 +157,7 @@ impl Im {
         sessions: Arc<dyn SessionStore>,
     ) -> Im {
         Im {
+            send_batches: send_batches::SendBatches::new(db.pool.clone()),
             db,
             tokens: Tokens::with_keys(keys, settings.login_ttl_secs),
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute),
