@@ -78,6 +78,7 @@ struct Shard {
     waiting: Vec<Waiting>,
 }
 
+/// The send queues of one logic node (see the module's contract).
 pub struct SendBatches {
     pool: AnyPool,
     shards: [Mutex<Shard>; SHARDS],
@@ -289,8 +290,8 @@ impl SendBatches {
             .map_err(|e| sqlx::Error::Encode(format!("a batch of messages: {e}").into()))?;
         // `fresh`: the batch less what is stored, numbered per conversation; `k`: how many each
         // conversation takes; `c`: takes them (locking the counter rows, in conversation order, to the
-        // commit); `m`: the messages; `p`: both views of each private chat; `g`: each sender's view of
-        // each group.
+        // commit); `m`: the messages; `p`: both views of each private chat (a view whose read state does
+        // not move is left as it is: no new row version); `g`: each sender's view of each group.
         let sql = concat!(
             "WITH fresh AS (SELECT t.*, row_number() OVER (PARTITION BY t.cid ORDER BY t.i) AS n \
              FROM json_to_recordset($2::json) AS t(i BIGINT, cid TEXT, a BIGINT, b BIGINT, sender_id BIGINT, \
@@ -311,8 +312,8 @@ impl SendBatches {
              WHERE m.conversation_id = pc.cid AND m.sender_id = u.id), 0) \
              FROM (SELECT DISTINCT cid, a, b FROM fresh WHERE a IS NOT NULL) AS pc \
              CROSS JOIN LATERAL (VALUES (pc.a), (pc.b)) AS u(id) \
-             ON CONFLICT (user_id, conversation_id) DO UPDATE \
-             SET read_seq = GREATEST(user_conversations.read_seq, excluded.read_seq)), \
+             ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq \
+             WHERE excluded.read_seq > user_conversations.read_seq), \
              g AS (UPDATE user_conversations SET read_seq = s.seq \
              FROM (SELECT m.conversation_id, m.sender_id, max(m.seq) AS seq FROM m \
              JOIN (SELECT DISTINCT cid FROM fresh WHERE a IS NULL) AS gc ON gc.cid = m.conversation_id \
