@@ -39,6 +39,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    imcloud::malloc_policy::return_large_blocks();
     imcloud_common::tls::install_default_provider();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
