@@ -18,7 +18,8 @@
 //!    renews the session in the background at most every `heartbeat_secs / 2`).
 //! 3. The end: the outbox closes and the channel leaves its bucket and rooms. A server-side reason is
 //!    counted in `imcloud_comet_closed_total{reason}` and told (op 6, then the close); a client that left is
-//!    told nothing and not counted. Unless the connection was replaced, `Logic.Disconnect` (5 s timeout).
+//!    told nothing and not counted. Unless the connection was replaced, `Logic.Disconnect` (5 s timeout,
+//!    at most `DISCONNECTS_IN_FLIGHT` = 64 calls at once per comet).
 //!
 //! An idle connection's task is what each connection costs most (1,024 bytes in a release build, 3,200
 //! before: docs/benchmarks.md, "Where an idle connection's bytes go"). The rare, large futures (auth,
@@ -94,14 +95,23 @@ pub async fn serve<T: Transport>(
     }
 }
 
-/// Tells logic a session has ended.
+/// Tells logic a session has ended, as one of at most [`crate::comet::DISCONNECTS_IN_FLIGHT`] calls
+/// at once; the wait for a turn counts in the call's timeout.
 async fn disconnect(comet: &Comet, mid: i64, key: &str) {
     let req = DisconnectReq {
         mid,
         key: key.to_string(),
         server: comet.id.clone(),
     };
-    if let Err(e) = timeout(LOGIC_TIMEOUT, comet.logic.clone().disconnect(req))
+    let call = async {
+        let _turn = comet
+            .disconnect_slots
+            .acquire()
+            .await
+            .map_err(|_| tonic::Status::unavailable("the comet is stopping"))?;
+        comet.logic.clone().disconnect(req).await
+    };
+    if let Err(e) = timeout(LOGIC_TIMEOUT, call)
         .await
         .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("logic did not answer")))
     {
