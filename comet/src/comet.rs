@@ -73,7 +73,7 @@ pub struct Comet {
 /// `Logic.Disconnect` calls one comet makes at once. When thousands of connections end together (a
 /// load balancer or a client fleet dropping them), each would otherwise hold a gRPC call and its
 /// buffers at the same moment: 15,000 closed at once left a standalone at 188 to 233 MiB resident
-/// afterwards, against 68 to 75 MiB with this bound (the allocator keeps a burst's peak). The others
+/// afterwards, against 60 to 72 MiB with this bound (the allocator keeps a burst's peak). The others
 /// wait their turn, within the call's own timeout.
 pub const DISCONNECTS_IN_FLIGHT: usize = 64;
 

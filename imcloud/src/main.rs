@@ -39,7 +39,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
-    imcloud::malloc_policy::return_large_blocks();
+    let returns_large_blocks = imcloud::malloc_policy::return_large_blocks();
     imcloud_common::tls::install_default_provider();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -62,6 +62,11 @@ fn main() -> Result<()> {
             standalone::bind_internal_to_loopback(&mut cfg, &args);
         }
         let telemetry = telemetry::init(role, cfg.log_format == "json");
+        if !returns_large_blocks {
+            tracing::warn!(
+                "mallopt(M_MMAP_THRESHOLD) was refused: freed large blocks may stay resident"
+            );
+        }
         let limit = imcloud_common::fd_budget::raise_limit();
         tracing::debug!(limit, "open files limit");
         let metrics = telemetry::init_metrics();

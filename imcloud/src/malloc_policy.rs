@@ -15,17 +15,15 @@
 pub const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD`] (see the module). Call once, first thing in
-/// `main`; a no-op on other C libraries.
-pub fn return_large_blocks() {
+/// `main`, before any other thread exists. `false` if glibc refused it (log that once logging is up);
+/// `true` as well on other C libraries, where there is nothing to do.
+pub fn return_large_blocks() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only sets a tunable of the allocator; it is called before any other thread
-        // exists, and M_MMAP_THRESHOLD accepts any value up to 32 MiB.
-        let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) };
-        if ok != 1 {
-            tracing::warn!(
-                "mallopt(M_MMAP_THRESHOLD) was refused; large blocks may stay in arenas"
-            );
-        }
+        // SAFETY: mallopt only sets a tunable of the allocator, before any other thread exists, and
+        // M_MMAP_THRESHOLD accepts any value up to 32 MiB.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1 }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    true
 }
