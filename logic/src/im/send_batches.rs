@@ -21,9 +21,9 @@
 //!   duplicate that another node commits while the statement runs fails it on the unique index; the
 //!   statement is run again, and then sees it.
 //! - **Durability:** a caller is answered `created` only after the commit that holds its message.
-//! - **Failure:** a statement that fails is run again one conversation at a time, so only the sends of
-//!   the conversation at fault fail (a user deleted meanwhile, say), each with the error and nothing
-//!   stored; if the database is down, every send of the batch fails.
+//! - **Failure:** a statement the database refuses is run again one conversation at a time, so only the
+//!   sends of the conversation at fault fail (a user deleted meanwhile, say), each with the error and
+//!   nothing stored; if the database is out of reach, every send of the batch fails at once.
 //! - **Bounds:** a statement carries at most [`MAX_BATCH`] messages; at most [`MAX_WAITING`] sends wait
 //!   per queue, and a send past that is refused with 503 (retry), storing nothing.
 //! - **Cancellation:** the statements run on a task of their own, so a caller that goes away (its call
@@ -188,8 +188,11 @@ impl SendBatches {
                 let mut cids: Vec<ConversationId> = unique.iter().map(|(cid, _)| *cid).collect();
                 cids.sort_by_key(|cid| cid.to_string());
                 cids.dedup();
-                if cids.len() == 1 {
-                    failed.insert(cids[0], ImError::from(e));
+                // Only a statement the database refused can be one conversation's fault; a database
+                // out of reach fails the whole batch at once (one wait for the pool, not one each).
+                if cids.len() == 1 || e.as_database_error().is_none() {
+                    let e = ImError::from(e);
+                    failed.extend(cids.into_iter().map(|cid| (cid, e.clone())));
                 } else {
                     // One conversation's fault must not fail the others: one statement each.
                     for cid in cids {
@@ -603,6 +606,34 @@ mod tests {
             .expect("counting messages");
         assert_eq!(stored, 1);
         drop_database(db, &name).await;
+    }
+
+    /// With the database out of reach, a batch over many conversations fails at once, each send with a
+    /// 503, instead of one failed attempt per conversation (30 here).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_database_out_of_reach_fails_the_whole_batch_at_once() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(500))
+            .connect_lazy("postgres://postgres@127.0.0.1:1/nothing_listens_here")
+            .expect("a lazy pool");
+        let batches = SendBatches::new(pool);
+        let sends: Vec<(ConversationId, NewMessage)> = (2..=31)
+            .map(|b| (ConversationId::Private(1, b), text(1, "m")))
+            .collect();
+        let started = std::time::Instant::now();
+        let answers = join_all(sends.iter().map(|(cid, m)| batches.store(*cid, m.clone()))).await;
+        let took = started.elapsed();
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_err_and(|e| e.status == 503)),
+            "{answers:?}"
+        );
+        assert!(
+            took < Duration::from_millis(2500),
+            "the batch failed after {took:?}"
+        );
     }
 
     /// A failed statement fails every send of its batch and stores none of them; the conversation is
