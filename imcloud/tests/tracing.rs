@@ -276,12 +276,23 @@ async fn a_push_and_an_im_send_are_each_one_trace_across_the_cluster() {
             ) else {
                 return false;
             };
-            // sqlx's statements are events of the span that ran them.
-            served.span.events.iter().any(|e| {
+            // sqlx's statements are events of the span that ran them: the send's statement runs in an
+            // `im.send_batch` span under the call that sent it first (group commit, send_batches.rs).
+            let Some(stored) = child(
+                &got,
+                t,
+                &served.span.span_id,
+                "imcloud-logic",
+                "im.send_batch",
+            ) else {
+                return false;
+            };
+            // The statement's text (`db.statement`): its summary is only its first words.
+            stored.span.events.iter().any(|e| {
                 e.attributes.iter().any(|kv| {
-                    kv.key == "summary"
+                    kv.key == "db.statement"
                         && matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
-                            Some(AnyValue::StringValue(s)) if s.to_lowercase().contains("insert"))
+                            Some(AnyValue::StringValue(s)) if s.to_lowercase().contains("insert into messages"))
                 })
             })
         });

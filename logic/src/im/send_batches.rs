@@ -26,6 +26,8 @@
 //!   nothing stored; if the database is out of reach, every send of the batch fails at once.
 //! - **Bounds:** a statement carries at most [`MAX_BATCH`] messages; at most [`MAX_WAITING`] sends wait
 //!   per queue, and a send past that is refused with 503 (retry), storing nothing.
+//! - **Tracing:** a statement runs in an `im.send_batch` span, a child of its first send's span that
+//!   follows from the others' (OpenTelemetry links), so each send's trace shows its SQL.
 //! - **Cancellation:** the statements run on a task of their own, so a caller that goes away (its call
 //!   was cancelled) cancels no one's statement; its message may still be stored, and a resend returns it.
 //!
@@ -39,6 +41,7 @@ use imcloud_common::im::values::{ConversationId, MessageKind};
 use serde::Serialize;
 use sqlx::AnyPool;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::error::{ImError, is_unique_violation};
 use super::rows::{MessageRow, message_columns};
@@ -69,6 +72,9 @@ struct Waiting {
     cid: ConversationId,
     message: NewMessage,
     reply: oneshot::Sender<Stored>,
+    /// The span of the call that sent it: its statement's span is a child of the first send's and
+    /// follows from the others'.
+    span: tracing::Span,
 }
 
 /// One queue: the sends waiting, and whether a task is running its statements.
@@ -129,6 +135,7 @@ impl SendBatches {
                 cid,
                 message,
                 reply,
+                span: tracing::Span::current(),
             });
             !std::mem::replace(&mut shard.running, true)
         };
@@ -161,9 +168,13 @@ impl SendBatches {
                 shard.waiting.drain(..n).collect()
             };
             metrics::histogram!("imcloud_im_send_batch_messages").record(batch.len() as f64);
+            let span = tracing::info_span!(parent: &batch[0].span, "im.send_batch", messages = batch.len());
+            for w in &batch[1..] {
+                span.follows_from(&w.span);
+            }
             let sends: Vec<(ConversationId, &NewMessage)> =
                 batch.iter().map(|w| (w.cid, &w.message)).collect();
-            let answers = self.store_batch(&sends).await;
+            let answers = self.store_batch(&sends).instrument(span).await;
             for (w, answer) in batch.into_iter().zip(answers) {
                 // A caller that went away no longer listens; its message is stored all the same.
                 let _ = w.reply.send(answer);
