@@ -36,8 +36,8 @@ fn sample(runtime: &tokio::runtime::Handle) {
     }
 }
 
-/// Resident set size: `VmRSS` of `/proc/self/status`, in kB.
-fn resident_bytes() -> Option<u64> {
+/// Resident set size in bytes (`VmRSS` of `/proc/self/status`); `None` without `/proc`.
+pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -114,40 +114,40 @@ fn child<'a>(
     })
 }
 
+/// `root` and, below it, one span per step (service, name), each the child of the one before, if all
+/// of them arrived.
+fn chain_from(spans: &[Got], root: &Got, steps: &[(&str, &str)]) -> Option<Vec<Got>> {
+    let mut chain = vec![root.clone()];
+    for (service, name) in steps {
+        let parent = chain
+            .last()
+            .map(|g| g.span.span_id.clone())
+            .unwrap_or_default();
+        chain.push(child(spans, &root.span.trace_id, &parent, service, name)?.clone());
+    }
+    Some(chain)
+}
+
 /// The chain api -> logic -> queue -> job -> comet of one push, if all of its spans arrived.
 fn push_chain(spans: &[Got]) -> Option<Vec<Got>> {
-    for root in spans.iter().filter(|g| {
-        g.service == "imcloud-api"
-            && g.span.name == "POST /goim/push/mids"
-            && g.span.parent_span_id.is_empty()
-    }) {
-        let t = &root.span.trace_id;
-        let steps = [
-            ("imcloud-api", "imcloud.logic.Logic/PushMids"),
-            ("imcloud-logic", "imcloud.logic.Logic/PushMids"),
-            ("imcloud-logic", "queue publish"),
-            ("imcloud-job", "job.consume"),
-            ("imcloud-job", "job.deliver"),
-            ("imcloud-job", "imcloud.comet.Comet/PushMsg"),
-            ("imcloud-comet", "imcloud.comet.Comet/PushMsg"),
-            ("imcloud-comet", "comet.deliver"),
-        ];
-        let mut chain = vec![root.clone()];
-        for (service, name) in steps {
-            let parent = chain
-                .last()
-                .map(|g| g.span.span_id.clone())
-                .unwrap_or_default();
-            match child(spans, t, &parent, service, name) {
-                Some(g) => chain.push(g.clone()),
-                None => break,
-            }
-        }
-        if chain.len() == steps.len() + 1 {
-            return Some(chain);
-        }
-    }
-    None
+    let steps = [
+        ("imcloud-api", "imcloud.logic.Logic/PushMids"),
+        ("imcloud-logic", "imcloud.logic.Logic/PushMids"),
+        ("imcloud-logic", "queue publish"),
+        ("imcloud-job", "job.consume"),
+        ("imcloud-job", "job.deliver"),
+        ("imcloud-job", "imcloud.comet.Comet/PushMsg"),
+        ("imcloud-comet", "imcloud.comet.Comet/PushMsg"),
+        ("imcloud-comet", "comet.deliver"),
+    ];
+    spans
+        .iter()
+        .filter(|g| {
+            g.service == "imcloud-api"
+                && g.span.name == "POST /goim/push/mids"
+                && g.span.parent_span_id.is_empty()
+        })
+        .find_map(|root| chain_from(spans, root, &steps))
 }
 
 fn summary(spans: &[Got]) -> String {
@@ -257,36 +257,17 @@ async fn a_push_and_an_im_send_are_each_one_trace_across_the_cluster() {
             })
             .collect();
         let traced = sends.iter().any(|root| {
-            let t = &root.span.trace_id;
-            let Some(call) = child(
-                &got,
-                t,
-                &root.span.span_id,
-                "imcloud-api",
-                "imcloud.logic.Logic/ImCall",
-            ) else {
-                return false;
-            };
-            let Some(served) = child(
-                &got,
-                t,
-                &call.span.span_id,
-                "imcloud-logic",
-                "imcloud.logic.Logic/ImCall",
-            ) else {
-                return false;
-            };
             // sqlx's statements are events of the span that ran them: the send's statement runs in an
             // `im.send_batch` span under the call that sent it first (group commit, send_batches.rs).
-            let Some(stored) = child(
-                &got,
-                t,
-                &served.span.span_id,
-                "imcloud-logic",
-                "im.send_batch",
-            ) else {
+            let steps = [
+                ("imcloud-api", "imcloud.logic.Logic/ImCall"),
+                ("imcloud-logic", "imcloud.logic.Logic/ImCall"),
+                ("imcloud-logic", "im.send_batch"),
+            ];
+            let Some(chain) = chain_from(&got, root, &steps) else {
                 return false;
             };
+            let stored = &chain[steps.len()];
             // The statement's text (`db.statement`): its summary is only its first words.
             stored.span.events.iter().any(|e| {
                 e.attributes.iter().any(|kv| {
