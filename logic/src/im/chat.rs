@@ -26,7 +26,7 @@ use super::groups::group_conversation;
 use super::paging;
 use super::rate_limits::refuse;
 use super::rows::{MessageRow, message_columns};
-use super::send_batches::NewMessage;
+use super::send_batches::{NewMessage, stored_message};
 use super::webhooks::Verdict;
 use super::{Caller, Done, Event, Im, ImResult};
 
@@ -270,7 +270,10 @@ impl Im {
             // A resend: this client_msg_id is stored. Rolling back returns the seq, so no gap.
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await?;
-                return Ok((self.stored(&cid_str, me, client_msg_id).await?, false));
+                return Ok((
+                    stored_message(&self.db.pool, &cid_str, me, client_msg_id).await?,
+                    false,
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -324,21 +327,6 @@ impl Im {
         }
         tx.commit().await?;
         Ok((message, true))
-    }
-
-    /// The message `me` stored in `cid` under `client_msg_id` (what a resend returns).
-    async fn stored(&self, cid: &str, me: i64, client_msg_id: &str) -> Result<Message, ImError> {
-        let m = sqlx::query_as::<_, MessageRow>(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
-        ))
-        .bind(cid)
-        .bind(me)
-        .bind(client_msg_id)
-        .fetch_one(&self.db.pool)
-        .await?;
-        Ok(m.into())
     }
 
     /// The message at `seq` of `cid`, as visible to a reader whose history starts after `min_seq`.

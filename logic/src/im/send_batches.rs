@@ -229,8 +229,7 @@ impl SendBatches {
                 // The first copy of a new message stored it; a later copy in the batch is a resend.
                 Some(message) => Ok((message.clone(), answered.insert(key_of(cid, m)))),
                 // Stored before this batch: what a resend returns.
-                None => self
-                    .stored(cid, m)
+                None => stored_message(&self.pool, &cid.to_string(), m.sender_id, &m.client_msg_id)
                     .await
                     .map(|message| (message, false))
                     .map_err(ImError::from),
@@ -344,21 +343,27 @@ impl SendBatches {
             .fetch_all(&self.pool)
             .await
     }
+}
 
-    /// The message `m`'s sender stored in `cid` under its client_msg_id (what a resend returns).
-    async fn stored(&self, cid: ConversationId, m: &NewMessage) -> Result<Message, sqlx::Error> {
-        let row = sqlx::query_as::<_, MessageRow>(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
-        ))
-        .bind(cid.to_string())
-        .bind(m.sender_id)
-        .bind(&m.client_msg_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.into())
-    }
+/// The message `sender_id` stored in `cid` under `client_msg_id` (what a resend returns); on both
+/// stores, for the transaction of `chat.rs` as well.
+pub(crate) async fn stored_message(
+    pool: &AnyPool,
+    cid: &str,
+    sender_id: i64,
+    client_msg_id: &str,
+) -> Result<Message, sqlx::Error> {
+    let row = sqlx::query_as::<_, MessageRow>(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+    ))
+    .bind(cid)
+    .bind(sender_id)
+    .bind(client_msg_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
 }
 
 /// PostgreSQL's `deadlock_detected`.
