@@ -8,6 +8,8 @@ and draws two images into OUTDIR:
 - cost-cpu.png: the target's CPU time per 1,000 deliveries (CPU-ms, so 1 = 1 µs per delivery) against
   subscribers.
 
+Both axes are logarithmic: the peers differ from imcloud by tens of times.
+
 It also prints the medians as a markdown table, which docs/benchmarks.md shows beside the images.
 Usage: bench-plot.py RESULTS.jsonl [MORE.jsonl ...] OUTDIR (scripts/bench runs it with matplotlib from a
 venv under .cache/).
@@ -71,8 +73,11 @@ def plot(med, figure, ylabel, title, path):
     ax.set_xscale("log")
     ax.set_xticks(sorted({n for by_n in med.values() for n in by_n}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{int(v):,}"))
+    # The peers differ by tens of times: a log scale keeps imcloud and the bare server apart from each other.
+    ax.set_yscale("log")
+    ax.get_yaxis().set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.get_yaxis().set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.minorticks_off()
-    ax.set_ylim(bottom=0)
     ax.set_xlabel("subscribers per server process (one room)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
